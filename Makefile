@@ -1,0 +1,38 @@
+# The front door. `make study` and `make test` work on a fresh clone with Python 3.11 and pip.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+CONFIG ?= configs/default.yaml
+
+.PHONY: setup study test lab dry-run clean distclean
+
+setup: $(STAMP)
+
+# torch is pinned to 2.13.0 in pyproject.toml (a CPU build on the reference machine).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(STAMP)
+
+study: setup
+	$(BIN)/python -m helpers run --config $(CONFIG)
+
+dry-run: setup
+	$(BIN)/python -m helpers run --config $(CONFIG) --dry-run
+
+# Unit tests, a micro study end to end through papermill, then nbval over every notebook
+# on the micro config (in a scratch root so nothing under data/ is touched).
+test: setup
+	$(BIN)/python -m pytest
+	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	find data reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name base_models -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) data/base_models

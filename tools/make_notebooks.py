@@ -1,0 +1,154 @@
+"""Writes notebooks/*.ipynb from the cell sources below (kept so notebook edits stay reviewable).
+
+Run ``python tools/make_notebooks.py`` after editing; the notebooks are stored without outputs.
+"""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+NB = Path(__file__).resolve().parents[1] / "notebooks"
+
+PARAMS = '''import os
+
+config = os.environ.get("STUDY_CONFIG", "configs/default.yaml")  # study config, relative to the checkout
+root = os.environ.get("STUDY_ROOT") or None  # where data/ and reports/ go; None: the checkout'''
+SCALE = '''
+scale = None  # which model: a scale such as "600" (or "base" where the stage has it); None: the largest scale'''
+SETUP = '''import time
+
+import pandas as pd
+from IPython.display import Image, display
+
+from helpers.config import load_config, study_dir
+
+t0 = time.perf_counter()
+cfg = load_config(config)
+sd = study_dir(cfg, root)
+print(f"study {cfg.study}: files under {sd}")'''
+SETUP_SCALE = SETUP + '''
+scale = str(scale or cfg.scales[-1])
+print(f"model: {scale}")'''
+TIMER = '''print(f"stage time: {time.perf_counter() - t0:.0f} s")'''
+
+
+def notebook(title: str, intro: str, cells: list, per_scale: bool):
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = new_code_cell(PARAMS + (SCALE if per_scale else ""))
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [new_markdown_cell(f"# {title}\n\n{intro}"), params,
+                new_code_cell(SETUP_SCALE if per_scale else SETUP)]
+    for c in cells:
+        nb.cells.append(new_markdown_cell(c[3:]) if c.startswith("md:") else new_code_cell(c))
+    nb.cells.append(new_code_cell(TIMER))
+    return nb
+
+
+NOTEBOOKS = {
+    "01_data": notebook(
+        "01 · Instruction data",
+        "Builds the instruction pool, the eval set and the nested training subsets "
+        "(`pool.jsonl`, `eval.jsonl`, `subsets/<scale>.jsonl`, `data_stats.json`). "
+        "Every smaller subset is contained in every larger one.",
+        [
+            "from helpers import data\n\nstats = data.prepare(cfg, sd)\n"
+            "print(f\"pool: {stats['pool']['n']} items, eval: {stats['eval']['n']} items\")",
+            "md:## Composition of each training subset (items per use case)",
+            "composition = pd.DataFrame({s: v[\"categories\"] for s, v in stats[\"subsets\"].items()}).fillna(0).astype(int)\n"
+            "composition.loc[\"total\"] = composition.sum()\ncomposition",
+            "from helpers import figures\n\ndisplay(Image(str(figures.composition(stats, sd / \"figures\" / \"composition.png\"))))",
+            "md:## Eval items per use case, and a few examples",
+            "from helpers.files import read_jsonl\n\neval_items = pd.DataFrame(read_jsonl(sd / \"eval.jsonl\"))\n"
+            "eval_items.groupby(\"category\").size().rename(\"items\").to_frame().T",
+            "eval_items.groupby(\"category\").head(1)[[\"category\", \"question\", \"reference\"]]",
+            "pd.DataFrame(read_jsonl(sd / \"subsets\" / f\"{cfg.scales[0]}.jsonl\")).head(12)",
+        ], per_scale=False),
+    "02_finetune": notebook(
+        "02 · Fine-tuning one scale",
+        "Trains the base model on `subsets/<scale>.jsonl` (LoRA by default, loss on the response only) "
+        "and saves it to `models/<scale>/` with its `train_log.jsonl`.",
+        [
+            "import subprocess, sys\n\nfrom helpers.finetune import train_scale\nfrom helpers.config import resolve\n\n"
+            "if scale in cfg.model.checkpoints:\n"
+            "    print(f\"scale {scale}: evaluating the existing checkpoint {cfg.model.checkpoints[scale]}; no training\")\n"
+            "elif cfg.train.num_processes > 1:\n"
+            "    cmd = [\"accelerate\", \"launch\", \"--num_processes\", str(cfg.train.num_processes)]\n"
+            "    if cfg.train.accelerate_config:\n"
+            "        cmd += [\"--config_file\", str(resolve(cfg.train.accelerate_config))]\n"
+            "    cmd += [\"-m\", \"helpers\", \"train\", \"--config\", str(resolve(config)), \"--scale\", scale]\n"
+            "    cmd += [\"--root\", str(root)] if root else []\n"
+            "    print(\" \".join(cmd))\n"
+            "    subprocess.run(cmd, check=True)\n"
+            "else:\n"
+            "    train_scale(cfg, scale, sd)",
+            "md:## Training loss of every scale trained so far",
+            "import json\nimport matplotlib.pyplot as plt\n\nfig, ax = plt.subplots(figsize=(7, 4))\n"
+            "for s in cfg.scales:\n"
+            "    log = sd / \"models\" / str(s) / \"train_log.jsonl\"\n"
+            "    if log.exists():\n"
+            "        df = pd.read_json(log, lines=True)\n"
+            "        ax.plot(df[\"tokens_seen\"], df[\"loss\"], label=f\"{s} examples\")\n"
+            "ax.set_xlabel(\"training tokens seen\")\nax.set_ylabel(\"loss (response tokens)\")\nax.legend()\nplt.show()",
+            "summary = sd / \"models\" / scale / \"train_summary.json\"\n"
+            "if summary.exists():\n    print(summary.read_text())",
+        ], per_scale=True),
+    "03_generate": notebook(
+        "03 · Answers of one model",
+        "Answers every eval item with one model (`base` is the untuned model, the zero-data point) "
+        "in length-sorted batches, greedy, stopping at EOS or the next `Human:` turn. Writes `answers/<model>.jsonl`.",
+        [
+            "from helpers.generate import generate_answers\nfrom helpers.files import read_jsonl\n\n"
+            "path = generate_answers(cfg, scale, sd)\nanswers = pd.DataFrame(read_jsonl(path))\n"
+            "print(f\"{len(answers)} answers, {answers['truncated'].mean():.0%} hit the token limit\")",
+            "md:## One answer per use case",
+            "questions = pd.DataFrame(read_jsonl(sd / \"eval.jsonl\")).set_index(\"id\")\n"
+            "sample = answers.groupby(\"category\").head(1).set_index(\"id\")\n"
+            "sample.join(questions[[\"question\", \"reference\"]])[[\"category\", \"question\", \"reference\", \"answer\"]]",
+        ], per_scale=True),
+    "04_judge": notebook(
+        "04 · Judging one model's answers",
+        "Scores every answer 0..1 (`judgments/<model>.jsonl`, one row per item per judge run). "
+        "The default judge is offline: it checks each answer against the item's reference and machine-checkable `check`.",
+        [
+            "from helpers.judge import judge_answers\nfrom helpers.files import read_jsonl\n\n"
+            "path = judge_answers(cfg, scale, sd)\njudged = pd.DataFrame(read_jsonl(path))\n"
+            "judged = judged.merge(pd.DataFrame(read_jsonl(sd / \"eval.jsonl\"))[[\"id\", \"category\"]], on=\"id\")\n"
+            "print(f\"judge: {judged['judge'].iloc[0]}, {len(judged)} judgments, {judged['score'].isna().sum()} null\")",
+            "md:## Mean score per use case",
+            "judged.groupby(\"category\")[\"score\"].agg([\"mean\", \"count\"]).T.round(3)",
+            "judged.sort_values(\"score\").groupby(\"category\").head(1)[[\"category\", \"id\", \"score\", \"raw\"]]",
+        ], per_scale=True),
+    "05_analysis": notebook(
+        "05 · Analysis: what changed with more data, per use case",
+        "Category × model scores with 95% bootstrap confidence intervals over items, the paper's Figure 1, "
+        "score against training examples, trends per use case and a comparison with the paper's findings. "
+        "Writes `results.csv`, `results.json` and the figures.",
+        [
+            "from helpers import analysis, figures\n\n"
+            "models = [m for m in cfg.models if (sd / \"judgments\" / f\"{m}.jsonl\").exists()]\n"
+            "missing = sorted(set(cfg.models) - set(models))\n"
+            "if missing:\n    print(f\"not judged yet, left out: {missing}\")\n"
+            "results = analysis.write_results(sd, models, n_boot=cfg.analysis.n_boot, improve=cfg.analysis.improve_threshold)\n"
+            "table = results[\"table\"]",
+            "md:## Mean score per use case and model (95% CI over items); the headline overall is the mean over use cases",
+            "analysis.pretty_table(table)",
+            "display(Image(str(figures.figure1(table, sd / \"figures\" / \"figure1.png\"))))",
+            "display(Image(str(figures.score_curves(table, sd / \"figures\" / \"score_curves.png\"))))",
+            "md:## Trend per use case and the paper's findings",
+            "pd.DataFrame(results[\"trends\"])",
+            "pd.DataFrame(results[\"paper_comparison\"])",
+            "md:## Training loss and data composition",
+            "display(Image(str(figures.loss_curves(sd, [str(s) for s in cfg.scales], sd / \"figures\" / \"loss_curves.png\"))))",
+            "from helpers.files import read_json\n\n"
+            "display(Image(str(figures.composition(read_json(sd / \"data_stats.json\"), sd / \"figures\" / \"composition.png\"))))",
+            "md:## Lowest-scoring items at the largest scale, beside the base model's answer",
+            "pd.DataFrame(results[\"lowest_items\"])",
+        ], per_scale=False),
+}
+
+if __name__ == "__main__":
+    for name, nb in NOTEBOOKS.items():
+        nbformat.validate(nb)
+        nbformat.write(nb, NB / f"{name}.ipynb")
+        print(f"wrote notebooks/{name}.ipynb")
