@@ -1,0 +1,54 @@
+import pytest
+
+from helpers.files import read_jsonl, write_jsonl
+from helpers.generate import cut_at_stop, generate_answers, plan_batches
+from helpers.model import load_tokenizer
+from conftest import make_config
+
+ITEMS = [{"id": f"e{i}", "category": cat, "question": "问题" * (i + 1), "reference": "答"}
+         for i, cat in enumerate(["math", "code", "math", "rewrite", "code", "math", "translation"])]
+
+
+def test_cut_at_stop():
+    assert cut_at_stop(" 答案：3\nHuman: 再来一个") == "答案：3"
+    assert cut_at_stop("答案：3\n\n") == "答案：3"
+
+
+def test_batches_share_a_token_budget_and_respect_the_size(tiny_model_dir):
+    cfg = make_config(tiny_model_dir, generate={"batch_size": 2, "max_new_tokens": {"default": 5, "code": 9}})
+    batches = plan_batches(ITEMS, load_tokenizer(str(tiny_model_dir)), cfg)
+    assert sorted(it["id"] for b in batches for it in b) == sorted(it["id"] for it in ITEMS)
+    for b in batches:
+        assert len(b) <= 2
+        assert len({cfg.generate.tokens_for(it["category"]) for it in b}) == 1
+
+
+def test_generate_writes_one_answer_per_item_and_resumes(tmp_path, tiny_model_dir):
+    cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}})
+    write_jsonl(tmp_path / "eval.jsonl", ITEMS)
+    path = generate_answers(cfg, "base", tmp_path)
+    full = read_jsonl(path)
+    assert sorted(a["id"] for a in full) == sorted(it["id"] for it in ITEMS)
+    for a in full:
+        assert set(a) >= {"id", "category", "answer", "new_tokens", "model"}
+        assert a["model"] == "base" and 0 < a["new_tokens"] <= 4
+
+    # a run killed after two answers, mid-way through writing the third line
+    kept = full[:2]
+    write_jsonl(path, kept)
+    with open(path, "a") as f:
+        f.write('{"id": "e9", "categ')
+    with pytest.warns(UserWarning, match="torn last line"):
+        generate_answers(cfg, "base", tmp_path)
+    resumed = read_jsonl(path)
+    assert resumed[:2] == kept
+    assert sorted(a["id"] for a in resumed) == sorted(it["id"] for it in ITEMS)
+    by_id = {a["id"]: a["answer"] for a in full}
+    assert all(by_id[a["id"]] == a["answer"] for a in resumed)  # greedy: same answers after resume
+
+
+def test_generate_without_a_trained_model_says_so(tmp_path, tiny_model_dir):
+    cfg = make_config(tiny_model_dir)
+    write_jsonl(tmp_path / "eval.jsonl", ITEMS)
+    with pytest.raises(FileNotFoundError, match="run the finetune stage first"):
+        generate_answers(cfg, "8", tmp_path)

@@ -1,0 +1,84 @@
+import subprocess
+import sys
+
+from helpers.config import REPO
+from helpers.files import write_json, write_jsonl
+from helpers.runner import fingerprint, hash_path, is_current, plan, record_path
+from conftest import make_config
+
+
+def finish(cfg, sd, run):
+    """Pretend a stage ran: write its outputs and its record, as the runner does."""
+    for p in run.outputs:
+        if p.suffix:
+            write_jsonl(p, [{"stage": run.label}])
+        else:
+            write_json(p / "adapter_config.json", {"stage": run.label})
+    write_json(record_path(sd, run), {"fingerprint": fingerprint(cfg, run),
+                                      "outputs": {str(p): hash_path(p) for p in run.outputs}})
+
+
+def by_label(runs):
+    return {r.label: r for r in runs}
+
+
+def test_plan_has_every_stage_for_every_model(tmp_path):
+    cfg = make_config("m")
+    labels = [r.label for r in plan(cfg, tmp_path)]
+    assert labels == ["data", "finetune-4", "finetune-8", "generate-base", "generate-4", "generate-8",
+                      "judge-base", "judge-4", "judge-8", "analysis"]
+
+
+def test_checkpoint_scales_are_not_trained(tmp_path):
+    cfg = make_config("m", model={"base": "m", "checkpoints": {"8": "some/model"}})
+    labels = [r.label for r in plan(cfg, tmp_path)]
+    assert "finetune-8" not in labels and "generate-8" in labels
+
+
+def test_finished_stages_are_current_until_something_changes(tmp_path):
+    cfg = make_config("m")
+    runs = plan(cfg, tmp_path)
+    assert not any(is_current(tmp_path, r, fingerprint(cfg, r)) for r in runs)
+    for r in runs:
+        finish(cfg, tmp_path, r)
+    assert all(is_current(tmp_path, r, fingerprint(cfg, r)) for r in runs)
+
+    # a changed judge section touches the judge and analysis stages, nothing upstream
+    cfg2 = make_config("m", judge={"kind": "offline", "runs": 1})
+    stale = {r.label for r in plan(cfg2, tmp_path) if not is_current(tmp_path, r, fingerprint(cfg2, r))}
+    assert stale == {"judge-base", "judge-4", "judge-8", "analysis"}
+
+    # a changed input file (one subset) makes its training stale, and only that
+    write_jsonl(tmp_path / "subsets" / "4.jsonl", [{"changed": True}])
+    stale = {r.label for r in plan(cfg, tmp_path) if not is_current(tmp_path, r, fingerprint(cfg, r))}
+    assert stale == {"finetune-4", "data"}  # data: its recorded output no longer matches
+
+    # an output deleted by hand makes its producer stale
+    (tmp_path / "answers" / "base.jsonl").unlink()
+    r = by_label(plan(cfg, tmp_path))["generate-base"]
+    assert not is_current(tmp_path, r, fingerprint(cfg, r))
+
+
+def test_training_settings_do_not_touch_the_data_stage(tmp_path):
+    a, b = make_config("m"), make_config("m", train={"batch_size": 8, "per_device_batch_size": 4})
+    fa, fb = (by_label(plan(c, tmp_path)) for c in (a, b))
+    assert fingerprint(a, fa["data"]) == fingerprint(b, fb["data"])
+    assert fingerprint(a, fa["finetune-4"]) != fingerprint(b, fb["finetune-4"])
+
+
+def test_paper_dry_run_prints_the_plan_offline():
+    env = {"HF_HUB_OFFLINE": "1", "PATH": ""}
+    out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/paper.yaml", "--dry-run"],
+                         cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for text in ("finetune-2000000", "generate-base", "judge-1000000", "analysis", "3,800,000 examples",
+                 "FLOPs", "GPU-hours", "gpt-3.5-turbo x 3 runs"):
+        assert text in out.stdout
+
+
+def test_cli_reports_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: x\nscales: [5]\ntrian: {}\n")
+    out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", str(bad), "--dry-run"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "trian: unknown key" in out.stderr
