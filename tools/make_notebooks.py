@@ -138,6 +138,9 @@ NOTEBOOKS = {
             "md:## Trend per use case and the paper's findings",
             "pd.DataFrame(results[\"trends\"])",
             "pd.DataFrame(results[\"paper_comparison\"])",
+            "md:## How much the judge's runs agree (one run: nothing to compare)",
+            "pd.DataFrame(results[\"judge_spread\"])",
+            "display(Image(str(figures.judge_spread(results[\"judge_spread\"], sd / \"figures\" / \"judge_spread.png\"))))",
             "md:## Training loss and data composition",
             "display(Image(str(figures.loss_curves(sd, [str(s) for s in cfg.scales], sd / \"figures\" / \"loss_curves.png\"))))",
             "from helpers.files import read_json\n\n"

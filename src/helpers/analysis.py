@@ -617,13 +617,36 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "changes": _records(changes),
         "null_counts": null_counts,
         "missing_judgments": missing,
-        "error_analysis": {"model": error_model, "k": k, "items": _records(low)},
+        "error_analysis": {"model": error_model, "k": k},
+        "lowest_items": _records(low),
         "settings": {"n_boot": n_boot, "seed": seed, "ci": 0.95, "improve": improve, "decline": decline,
                      "high": high, "flat_tol": flat_tol, "slope_unit": "score per tenfold training examples"},
     }
     atomic_write_text(study_dir / "results.csv", table[cols].to_csv(index=False))
     write_json(study_dir / "results.json", result)
     return result
+
+
+def pretty_table(table) -> pd.DataFrame:
+    """The score table for reading: rows in the paper's words (Overall last), one
+    column per model, cells ``"0.62 [0.55, 0.70]"``. Takes ``score_table`` output
+    or the ``table`` records of ``results.json``."""
+    t = pd.DataFrame(table)
+    cats = [c for c in category_order(t["category"]) if c not in (OVERALL, OVERALL_ITEMS)]
+    cats += [c for c in (OVERALL, OVERALL_ITEMS) if (t["category"] == c).any()]
+    models = model_order(t["model"])
+
+    def cell(r):
+        if r is None or pd.isna(r["mean"]):
+            return "-"
+        return f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+    idx = {(r["category"], r["model"]): r for r in t.to_dict("records")}
+    out = pd.DataFrame([[cell(idx.get((c, m))) for m in models] for c in cats],
+                       index=[display_name(c) for c in cats],
+                       columns=["base (0)" if m == "base" else m for m in models])
+    out.index.name = "use case"
+    return out
 
 
 def read_results(study_dir: str | Path) -> dict:

@@ -171,6 +171,10 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
     if dry_run:
         print_plan(cfg, sd, runs, out)
         return None
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)  # stream each notebook's output live
     t_start = time.perf_counter()
     for run in runs:
         if only and run.stage.name != only:

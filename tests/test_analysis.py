@@ -1,0 +1,285 @@
+"""Analysis and figures on synthetic studies whose right answers are known."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import CATEGORIES
+from helpers import analysis as A
+from helpers import figures as F
+from helpers.files import read_json, write_json, write_jsonl
+
+N_BOOT = 200
+SCALES = ["100", "1000", "10000"]
+MODELS = ["base"] + SCALES
+
+
+def build_study(root: Path, scores: dict, judge: str = "offline", answers: dict | None = None) -> Path:
+    """Write a study dir from ``scores[model][category]`` = items x runs array (NaN = null).
+
+    Item ids are ``<category>-<i>``; every model must give the same number of items
+    per category. Also writes answers, data_stats.json and train logs.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    models = list(scores)
+    cats = list(scores[models[0]])
+    ev = []
+    for c in cats:
+        for i in range(len(np.atleast_2d(scores[models[0]][c]))):
+            ev.append({"id": f"{c}-{i}", "category": c, "question": f"Q {c} {i}",
+                       "reference": f"R {c} {i}", "check": None})
+    write_jsonl(root / "eval.jsonl", ev)
+    for m in models:
+        rows, ans = [], []
+        for c in cats:
+            arr = np.atleast_2d(np.asarray(scores[m][c], float))
+            for i, runs in enumerate(arr):
+                iid = f"{c}-{i}"
+                for r, s in enumerate(runs):
+                    rows.append({"id": iid, "run": r, "score": None if math.isnan(s) else float(s),
+                                 "raw": f"judge says {s} for {iid}", "judge": judge, "usage": {}})
+                ans.append({"id": iid, "category": c,
+                            "answer": (answers or {}).get((m, iid), f"answer of {m} to {iid}")})
+        write_jsonl(root / "judgments" / f"{m}.jsonl", rows)
+        write_jsonl(root / "answers" / f"{m}.jsonl", ans)
+    subsets = {m: {"n": int(m), "categories": {c: int(m) // len(cats) for c in cats}} for m in models if m != "base"}
+    write_json(root / "data_stats.json", {"subsets": subsets})
+    for m in subsets:
+        write_jsonl(root / "models" / m / "train_log.jsonl",
+                    [{"step": s, "loss": 2.0 / (1 + s), "tokens_seen": 100 * s, "tokens_per_s": 80.0,
+                      "wall_s": s, "epoch": s / 10} for s in range(1, 11)])
+    return root
+
+
+def synthetic(levels: dict, n_items: int = 40, runs: int = 1, seed: int = 0, item_sd: float = 0.08,
+              run_sd: float = 0.03) -> dict:
+    """``levels[category][model]`` = true mean -> scores dict for ``build_study``."""
+    rng = np.random.default_rng(seed)
+    out = {m: {} for m in MODELS}
+    for c, by_model in levels.items():
+        item_eff = rng.normal(0, item_sd, n_items)
+        for m in MODELS:
+            base = by_model[m] + item_eff[:, None] + rng.normal(0, run_sd, (n_items, runs))
+            out[m][c] = np.clip(base, 0, 1)
+    return out
+
+
+def rising(lo=0.2, step=0.2, base=0.05):
+    return {"base": base, "100": lo, "1000": lo + step, "10000": lo + 2 * step}
+
+
+def flat(v, base=0.05):
+    return {"base": base, "100": v, "1000": v, "10000": v}
+
+
+@pytest.fixture
+def trend_study(tmp_path):
+    levels = {"extraction": rising(), "math": flat(0.4), "rewrite": rising(0.8, -0.2)}
+    return build_study(tmp_path / "s", synthetic(levels, runs=3), judge="llm")
+
+
+def test_load_scores_columns_and_nulls(tmp_path):
+    scores = {m: {"math": [[0.5], [np.nan]]} for m in MODELS}
+    d = build_study(tmp_path / "s", scores)
+    df = A.load_scores(d, MODELS)
+    assert {"model", "examples", "id", "category", "run", "score"} <= set(df.columns)
+    assert sorted(df["examples"].unique().tolist()) == [0, 100, 1000, 10000]
+    assert df["score"].isna().sum() == len(MODELS)
+
+
+def test_load_scores_unknown_id_names_file(tmp_path):
+    d = build_study(tmp_path / "s", {m: {"math": [[0.5]]} for m in MODELS})
+    write_jsonl(d / "judgments" / "100.jsonl", [{"id": "nope", "run": 0, "score": 1.0, "raw": "", "judge": "x", "usage": {}}])
+    with pytest.raises(ValueError, match=r"judgments/100\.jsonl.*'nope'"):
+        A.load_scores(d, MODELS)
+
+
+def test_null_counted_never_zero(tmp_path):
+    scores = {m: {"math": [[1.0], [np.nan]]} for m in MODELS}
+    df = A.load_scores(build_study(tmp_path / "s", scores), MODELS)
+    t = A.score_table(df, n_boot=N_BOOT)
+    row = t[(t["category"] == "math") & (t["model"] == "100")].iloc[0]
+    assert row["mean"] == 1.0 and row["n"] == 1 and row["n_null"] == 1
+    it = A.item_scores(df[df["model"] == "100"])
+    assert it.set_index("id").loc["math-1", "n_null"] == 1 and math.isnan(it.set_index("id").loc["math-1", "score"])
+
+
+def test_item_scores_mean_over_runs_ignores_null():
+    df = pd.DataFrame({"model": "100", "examples": 100, "id": "a", "category": "math",
+                       "run": [0, 1, 2], "score": [0.2, np.nan, 0.6]})
+    it = A.item_scores(df).iloc[0]
+    assert it["score"] == pytest.approx(0.4) and it["n_runs"] == 2 and it["n_null"] == 1
+    assert it["std"] == pytest.approx(0.2) and it["range"] == pytest.approx(0.4)
+
+
+def _frame(values_by_cat: dict, model="100") -> pd.DataFrame:
+    rows = []
+    for c, vals in values_by_cat.items():
+        for i, v in enumerate(vals):
+            rows.append({"model": model, "examples": A.examples_of(model), "id": f"{c}-{i}",
+                         "category": c, "run": 0, "score": v})
+    return pd.DataFrame(rows)
+
+
+def test_ci_contains_truth_and_narrows_with_items():
+    rng = np.random.default_rng(1)
+    big = _frame({"math": rng.uniform(0.2, 1.0, 2000)})  # true mean 0.6
+    small = _frame({"math": rng.uniform(0.2, 1.0, 50)})
+    tb = A.score_table(big, n_boot=N_BOOT).iloc[0]
+    ts = A.score_table(small, n_boot=N_BOOT).iloc[0]
+    assert tb["ci_low"] < 0.6 < tb["ci_high"]
+    assert tb["ci_low"] <= tb["mean"] <= tb["ci_high"]
+    assert (tb["ci_high"] - tb["ci_low"]) < (ts["ci_high"] - ts["ci_low"]) / 3
+
+
+def test_overall_is_mean_over_categories_not_items():
+    t = A.score_table(_frame({"math": [1.0] * 10, "code": [0.0] * 30}), n_boot=N_BOOT).set_index("category")
+    assert t.loc["overall", "mean"] == pytest.approx(0.5)
+    assert t.loc["overall_items", "mean"] == pytest.approx(0.25)
+    assert t.loc["overall", "n"] == 40
+    assert list(t.index[:2]) == ["math", "code"]  # paper order
+
+
+def test_score_table_is_deterministic():
+    df = _frame({"math": np.linspace(0, 1, 30)})
+    pd.testing.assert_frame_equal(A.score_table(df, n_boot=N_BOOT, seed=3), A.score_table(df, n_boot=N_BOOT, seed=3))
+
+
+def test_paired_bootstrap():
+    rng = np.random.default_rng(2)
+    a = rng.uniform(0.0, 0.8, 60)
+    b = a + 0.1 + rng.normal(0, 0.01, 60)
+    df = pd.concat([_frame({"math": a}, "100"), _frame({"math": b}, "1000")])
+    ch = A.scale_changes(df, n_boot=N_BOOT)
+    r = ch[ch["category"] == "math"].iloc[0]
+    assert (r["from"], r["to"], r["n_pairs"]) == ("100", "1000", 60)
+    assert r["diff"] == pytest.approx(0.1, abs=0.01)
+    assert r["ci_low"] > 0.09 and r["ci_high"] < 0.11 and r["significant"]
+    # unpaired CIs of the two means overlap: pairing is what makes the change visible
+    t = A.score_table(df, n_boot=N_BOOT)
+    m = t[t["category"] == "math"].set_index("model")
+    assert m.loc["100", "ci_high"] > m.loc["1000", "ci_low"]
+
+
+def test_trend_labels(trend_study):
+    df = A.load_scores(trend_study, MODELS)
+    tr = A.trend_labels(df, n_boot=N_BOOT).set_index("category")
+    assert tr.loc["extraction", "label"] == "improving"
+    assert tr.loc["extraction", "slope"] == pytest.approx(0.2, abs=0.03)
+    assert tr.loc["math", "label"] == "plateau"
+    assert tr.loc["rewrite", "label"] == "declining"
+    assert tr.loc["math", "base_mean"] < 0.1  # base reported, not in the slope
+    assert tr.loc["extraction", "n_scales"] == 3 and "overall" in tr.index
+
+
+def test_trend_unknown_with_one_scale(tmp_path):
+    scores = {m: {"math": [[0.5], [0.6]]} for m in ["base", "100"]}
+    df = A.load_scores(build_study(tmp_path / "s", scores), ["base", "100"])
+    tr = A.trend_labels(df, n_boot=N_BOOT).set_index("category")
+    assert tr.loc["math", "label"] == "unknown"
+    assert A.paper_comparison(tr.reset_index()).set_index("category").loc["math", "verdict"] == "cannot tell"
+
+
+def test_judge_spread(trend_study, tmp_path):
+    df = A.load_scores(trend_study, MODELS)
+    sp = A.judge_spread(df).set_index("category")
+    assert sp.loc["math", "runs"] == 3 and sp.loc["math", "n_items"] > 0
+    assert 0 < sp.loc["math", "mean_std"] < 0.1
+    one = A.load_scores(build_study(tmp_path / "one", {m: {"math": [[0.5], [1.0]]} for m in MODELS}), MODELS)
+    sp1 = A.judge_spread(one).set_index("category")
+    assert sp1.loc["math", "n_items"] == 0 and math.isnan(sp1.loc["math", "mean_std"])
+    assert math.isnan(sp1.loc["math", "share_disagree"])
+    df2 = pd.DataFrame({"model": "100", "examples": 100, "id": ["a"] * 3 + ["b"] * 3, "category": "math",
+                        "run": [0, 1, 2] * 2, "score": [0.5, 0.5, 0.5, 0.2, 0.5, 0.5]})
+    assert A.judge_spread(df2).set_index("category").loc["math", "share_disagree"] == 0.5
+
+
+def _paper_levels(agree: bool) -> dict:
+    levels = {}
+    for c in CATEGORIES:
+        claim = A.PAPER_CLAIMS.get(c, "flat")
+        if agree:
+            levels[c] = {"flat": flat(0.3), "improving": rising(), "good_early": flat(0.8)}[claim]
+        else:
+            levels[c] = {"flat": rising(), "improving": flat(0.5), "good_early": flat(0.3)}[claim]
+    return levels
+
+
+@pytest.mark.parametrize("agree", [True, False])
+def test_paper_comparison(tmp_path, agree):
+    d = build_study(tmp_path / "s", synthetic(_paper_levels(agree), n_items=30))
+    tr = A.trend_labels(A.load_scores(d, MODELS), n_boot=N_BOOT)
+    pc = A.paper_comparison(tr)
+    assert len(pc) == 11 and set(pc["category"]) == set(A.PAPER_CLAIMS)
+    want = "agrees" if agree else "disagrees"
+    assert (pc["verdict"] == want).all(), pc[["category", "label", "verdict", "reason"]].to_string()
+    assert pc["reason"].str.len().gt(0).all()
+
+
+def test_paper_comparison_missing_category():
+    pc = A.paper_comparison(pd.DataFrame(columns=["category", "label"]))
+    assert (pc["verdict"] == "cannot tell").all()
+
+
+def test_lowest_items(tmp_path):
+    scores = {m: {"math": [[0.9], [0.1], [0.5], [np.nan]], "code": [[0.3], [0.2]]} for m in MODELS}
+    d = build_study(tmp_path / "s", scores, answers={("10000", "math-1"): "<b>worst</b>"})
+    df = A.load_scores(d, MODELS)
+    from helpers.files import read_jsonl
+    low = A.lowest_items(df, A.load_answers(d, MODELS), read_jsonl(d / "eval.jsonl"), "10000", k=2)
+    math_rows = low[low["category"] == "math"]
+    assert math_rows["id"].tolist() == ["math-1", "math-2"]
+    r = math_rows.iloc[0]
+    assert r["answer"] == "<b>worst</b>" and r["base_answer"] == "answer of base to math-1"
+    assert r["question"] == "Q math 1" and r["reference"] == "R math 1" and "judge says" in r["rationale"]
+    assert len(low[low["category"] == "code"]) == 2
+
+
+def test_write_results(trend_study):
+    res = A.write_results(trend_study, ["10000", "base", "100", "1000"], n_boot=N_BOOT)
+    csv = pd.read_csv(trend_study / "results.csv")
+    assert list(csv.columns) == ["category", "model", "examples", "mean", "ci_low", "ci_high", "n", "n_null"]
+    assert {"overall", "overall_items"} <= set(csv["category"])
+    text = (trend_study / "results.json").read_text()
+    assert "NaN" not in text
+    js = json.loads(text)
+    for key in ["table", "overall", "trends", "paper_comparison", "judge_spread", "changes", "judges",
+                "null_counts", "error_analysis", "lowest_items", "settings", "models", "headline"]:
+        assert key in js, key
+    assert js["models"] == MODELS and js["judges"]["all"] == ["llm"]
+    assert js["error_analysis"]["model"] == "10000" and len(js["lowest_items"]) == 9
+    pt = A.pretty_table(js["table"])
+    assert pt.index[-2:].tolist() == ["Overall", "Overall (per item)"] and pt.columns[0] == "base (0)"
+    assert pt.loc["Extraction", "100"].count("[") == 1
+    assert res["null_counts"]["total"] == 0
+    assert not [p for p in trend_study.iterdir() if p.name.endswith(".tmp")]
+
+
+def _is_png(p: Path) -> bool:
+    return p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_figures(trend_study, tmp_path):
+    res = A.write_results(trend_study, MODELS, n_boot=N_BOOT)
+    out = F.all_figures(trend_study, res, read_json(trend_study / "data_stats.json"), tmp_path / "figs")
+    assert set(out) == {"figure1", "score_curves", "composition", "loss_curves", "judge_spread"}
+    for p in out.values():
+        assert _is_png(Path(p)), p
+    assert not [p for p in (tmp_path / "figs").iterdir() if p.name.endswith(".tmp")]
+    # one run only, and a scale without a training log: still valid figures
+    sp = A.judge_spread(pd.DataFrame({"model": "100", "examples": 100, "id": ["a"], "category": "math",
+                                      "run": [0], "score": [0.5]}))
+    assert _is_png(F.judge_spread(sp, tmp_path / "one.png"))
+    assert _is_png(F.loss_curves(trend_study, SCALES + ["20000"], tmp_path / "loss.png"))
+
+
+def test_model_palette_consistent():
+    a = F.model_palette(MODELS)
+    b = F.model_palette(SCALES)
+    assert all(a[m] == b[m] for m in SCALES) and a["base"] == F.BASE_COLOR
+    assert len(set(a.values())) == len(MODELS)
