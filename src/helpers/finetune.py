@@ -67,7 +67,8 @@ class LabelOnlyHeadTrainer(Trainer):
 class TrainLog(TrainerCallback):
     """Appends one JSON line per logged step: loss, tokens seen, tokens/s, wall time, peak memory.
 
-    After the first steps it prints an ETA measured on this machine.
+    After the first steps, and every tenth of the run, it prints progress and an ETA
+    measured on this machine (plain lines, readable in the runner's console log).
     """
 
     def __init__(self, path: Path, trainer_ref: list, eta_after: int = 3):
@@ -91,9 +92,11 @@ class TrainLog(TrainerCallback):
         }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(dumps(row) + "\n")
-        if state.global_step == self.eta_after:
-            eta = wall / state.global_step * (state.max_steps - state.global_step)
-            print(f"measured {wall / state.global_step:.1f} s/step: about {eta / 60:.1f} min to go", flush=True)
+        step, total = state.global_step, state.max_steps
+        if step == self.eta_after or step == total or step % max(total // 10, 1) == 0:
+            eta = wall / step * (total - step)
+            print(f"step {step}/{total}  loss {logs['loss']:.3f}  {row['tokens_per_s']} tokens/s  "
+                  f"{wall / step:.1f} s/step, about {eta / 60:.1f} min to go", flush=True)
 
 
 def _peak_memory_mb() -> float:

@@ -1,0 +1,76 @@
+"""The micro study end to end through papermill, on the real embedded model."""
+import time
+
+import pytest
+
+from helpers import CATEGORIES
+from helpers.config import REPO, load_config
+from helpers.files import read_json, read_jsonl
+from helpers.runner import run_study
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    lines = []
+    index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append)
+    return root, index, lines
+
+
+def test_every_stage_ran_and_the_report_exists(micro):
+    root, index, lines = micro
+    cfg = load_config("configs/micro.yaml")
+    sd = root / "data" / "micro"
+    assert index == root / "reports" / "micro" / "index.html" and index.exists()
+    ran = [line.split()[1] for line in lines if line.startswith("[done]")]
+    assert ran == ["data", "finetune-4", "finetune-12", "generate-base", "generate-4", "generate-12",
+                   "judge-base", "judge-4", "judge-12", "analysis"]
+    for label in ran:
+        assert (sd / "notebooks" / f"{label}.ipynb").exists()
+        assert (root / "reports" / "micro" / "notebooks" / f"{label}.html").exists()
+    html = index.read_text()
+    assert "notebooks/finetune-12.html" in html and "results.csv" in html
+    times = read_json(sd / "manifest.json")["stages"]
+    assert set(times) == set(ran) and all(v["seconds"] > 0 for v in times.values())
+    assert len(cfg.models) == 3
+
+
+def test_stage_outputs_have_their_schemas(micro):
+    root, _, _ = micro
+    sd = root / "data" / "micro"
+    items = read_jsonl(sd / "eval.jsonl")
+    ids = {it["id"] for it in items}
+    assert {it["category"] for it in items} == set(CATEGORIES)
+    for scale in ("4", "12"):
+        assert (sd / "models" / scale / "adapter_model.safetensors").exists()
+        log = read_jsonl(sd / "models" / scale / "train_log.jsonl")
+        assert log and all({"step", "loss", "tokens_seen", "tokens_per_s", "wall_s"} <= set(r) for r in log)
+    for model in ("base", "4", "12"):
+        answers = read_jsonl(sd / "answers" / f"{model}.jsonl")
+        assert {a["id"] for a in answers} == ids and all(isinstance(a["answer"], str) for a in answers)
+        judged = read_jsonl(sd / "judgments" / f"{model}.jsonl")
+        assert {j["id"] for j in judged} == ids
+        assert all(j["score"] is None or 0 <= j["score"] <= 1 for j in judged)
+    results = read_json(sd / "results.json")
+    table = {(r["category"], r["model"]) for r in results["table"]}
+    assert {(c, m) for c in CATEGORIES for m in ("base", "4", "12")} <= table
+    assert (sd / "results.csv").read_text().startswith("category,model,examples,mean")
+
+
+def test_a_second_run_skips_everything_in_seconds(micro):
+    root, _, _ = micro
+    lines = []
+    t0 = time.perf_counter()
+    run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append)
+    assert time.perf_counter() - t0 < 30
+    assert [line for line in lines if line.startswith("[run ]")] == []
+    assert sum(line.startswith("[skip]") for line in lines) == 10
+
+
+def test_only_reruns_one_stage_when_forced(micro):
+    root, _, _ = micro
+    lines = []
+    run_study(REPO / "configs" / "micro.yaml", root=root, only="judge", force=True, out=lines.append)
+    assert [line.split()[1] for line in lines if line.startswith("[done]")] == ["judge-base", "judge-4", "judge-12"]
