@@ -73,3 +73,125 @@ def test_training_is_deterministic(tmp_path, tiny_model_dir):
     for k in weights[0]:
         torch.testing.assert_close(weights[0][k], weights[1][k])
     assert any(w.abs().sum() > 0 for k, w in weights[0].items() if "lora_B" in k)  # it did learn
+
+
+def nested_records(n):
+    return [{"id": f"p{i}", "instruction": f"复述数字{i}", "input": "", "output": f"{i}{i}", "category": "rewrite"}
+            for i in range(n)]
+
+
+def adapter(path):
+    from safetensors.torch import load_file
+
+    return load_file(path / "adapter_model.safetensors")
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_prefix_schedule_equals_separate_runs(tmp_path, tiny_model_dir):
+    """One pass over the largest subset, saved at each boundary, is the same as each scale alone."""
+    from helpers.finetune import _train, train
+
+    records = nested_records(12)
+    common = dict(scales=[4, 12], train={"batch_size": 2, "per_device_batch_size": 2, "max_length": 32,
+                                         "bf16": False, "save_steps": 50})
+    prefix_cfg = make_config(tiny_model_dir, **{**common, "train": {**common["train"], "schedule": "prefix"}})
+    sep_cfg = make_config(tiny_model_dir, **common)
+    for root in ("prefix", "separate"):
+        for s in (4, 12):
+            write_jsonl(tmp_path / root / "subsets" / f"{s}.jsonl", records[:s])
+    saved = train(prefix_cfg, tmp_path / "prefix")
+    assert saved == [tmp_path / "prefix" / "models" / "4", tmp_path / "prefix" / "models" / "12"]
+    for s in ("4", "12"):
+        _train(sep_cfg, tmp_path / "separate", name=s, data=s, scales=[s], sampling="sequential")
+        assert_same_weights(adapter(tmp_path / "prefix" / "models" / s), adapter(tmp_path / "separate" / "models" / s))
+    small_log = read_jsonl(tmp_path / "prefix" / "models" / "4" / "train_log.jsonl")
+    assert [r["step"] for r in small_log] == [1, 2]
+    # the snapshots really differ: the larger scale trained on more
+    assert any(not torch.equal(v, adapter(tmp_path / "prefix" / "models" / "12")[k])
+               for k, v in adapter(tmp_path / "prefix" / "models" / "4").items())
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"epochs": 2}, "needs epochs: 1"),
+    ({"lr_scheduler": "cosine"}, "needs lr_scheduler: constant"),
+    ({"batch_size": 3, "per_device_batch_size": 3}, "multiple of train.batch_size"),
+])
+def test_prefix_schedule_is_refused_where_it_would_differ(tiny_model_dir, bad, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        make_config(tiny_model_dir, scales=[4, 8], train={"schedule": "prefix", "batch_size": 2,
+                                                          "per_device_batch_size": 2, **bad})
+
+
+def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from helpers.config import REPO
+
+    records = nested_records(24)
+    raw = {"study": "kill", "seed": 0, "scales": [24], "data": {"pool_size": 40, "eval_per_category": 1},
+           "model": {"base": str(tiny_model_dir)},
+           "train": {"batch_size": 2, "per_device_batch_size": 2, "max_length": 32, "bf16": False, "save_steps": 2}}
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    cmd = [sys.executable, "-m", "helpers", "train", "--config", str(config), "--scale", "24"]
+    for root in ("killed", "clean"):
+        write_jsonl(tmp_path / root / "data" / "kill" / "subsets" / "24.jsonl", records)
+
+    work = tmp_path / "killed" / "data" / "kill" / "models" / ".24.tmp" / "trainer"
+    proc = subprocess.Popen(cmd + ["--root", str(tmp_path / "killed")], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (work / "checkpoint-4" / "trainer_state.json").exists() and time.time() < deadline:
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "data" / "kill" / "models" / "24").exists()  # nothing half-published
+
+    for root in ("killed", "clean"):
+        done = subprocess.run(cmd + ["--root", str(tmp_path / root)], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert ("resuming from checkpoint-" in done.stdout) == (root == "killed")
+    killed = tmp_path / "killed" / "data" / "kill" / "models" / "24"
+    assert_same_weights(adapter(killed), adapter(tmp_path / "clean" / "data" / "kill" / "models" / "24"))
+    assert [r["step"] for r in read_jsonl(killed / "train_log.jsonl")] == list(range(1, 13))
+
+
+def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_dir):
+    """accelerate launch with 2 processes (gloo on the CPU): half the steps, one saved model."""
+    import subprocess
+
+    import yaml
+
+    from helpers.config import REPO, load_config
+    from helpers.finetune import launch_command
+
+    raw = {"study": "ddp", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
+           "model": {"base": str(tiny_model_dir)},
+           "train": {"batch_size": 4, "per_device_batch_size": 2, "num_processes": 2, "max_length": 32, "bf16": False}}
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    write_jsonl(tmp_path / "data" / "ddp" / "subsets" / "8.jsonl", nested_records(8))
+    cmd = launch_command(load_config(config), config, tmp_path, "8")
+    assert cmd[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "2"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("training scale 8") == 2  # both processes ran
+    models = tmp_path / "data" / "ddp" / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["8"]
+    log = read_jsonl(models / "8" / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2]  # 8 examples / (2 per process x 2 processes)
+    assert (models / "8" / "adapter_model.safetensors").exists()

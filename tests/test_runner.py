@@ -29,6 +29,15 @@ def test_plan_has_every_stage_for_every_model(tmp_path):
                       "judge-base", "judge-4", "judge-8", "analysis"]
 
 
+def test_prefix_schedule_trains_once_for_every_scale(tmp_path):
+    cfg = make_config("m", train={"schedule": "prefix", "batch_size": 4, "per_device_batch_size": 4})
+    runs = by_label(plan(cfg, tmp_path))
+    assert [label for label in runs if label.startswith("finetune")] == ["finetune"]
+    assert runs["finetune"].inputs == [tmp_path / "subsets" / "8.jsonl"]
+    assert runs["finetune"].outputs == [tmp_path / "models" / "4", tmp_path / "models" / "8"]
+    assert runs["generate-4"].inputs[-1] == tmp_path / "models" / "4"
+
+
 def test_checkpoint_scales_are_not_trained(tmp_path):
     cfg = make_config("m", model={"base": "m", "checkpoints": {"8": "some/model"}})
     labels = [r.label for r in plan(cfg, tmp_path)]

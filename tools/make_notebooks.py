@@ -69,19 +69,17 @@ NOTEBOOKS = {
         "Trains the base model on `subsets/<scale>.jsonl` (LoRA by default, loss on the response only) "
         "and saves it to `models/<scale>/` with its `train_log.jsonl`.",
         [
-            "import subprocess, sys\n\nfrom helpers.finetune import train_scale\nfrom helpers.config import resolve\n\n"
+            "import subprocess\n\nfrom helpers.finetune import launch_command, train\n\n"
+            "if cfg.train.schedule == \"prefix\":\n"
+            "    print(\"prefix schedule: one pass over the largest subset saves every scale at its boundary\")\n"
             "if scale in cfg.model.checkpoints:\n"
             "    print(f\"scale {scale}: evaluating the existing checkpoint {cfg.model.checkpoints[scale]}; no training\")\n"
             "elif cfg.train.num_processes > 1:\n"
-            "    cmd = [\"accelerate\", \"launch\", \"--num_processes\", str(cfg.train.num_processes)]\n"
-            "    if cfg.train.accelerate_config:\n"
-            "        cmd += [\"--config_file\", str(resolve(cfg.train.accelerate_config))]\n"
-            "    cmd += [\"-m\", \"helpers\", \"train\", \"--config\", str(resolve(config)), \"--scale\", scale]\n"
-            "    cmd += [\"--root\", str(root)] if root else []\n"
-            "    print(\" \".join(cmd))\n"
+            "    cmd = launch_command(cfg, config, root, scale)\n"
+            "    print(\" \".join(cmd), flush=True)\n"
             "    subprocess.run(cmd, check=True)\n"
             "else:\n"
-            "    train_scale(cfg, scale, sd)",
+            "    train(cfg, sd, scale)",
             "md:## Training loss of every scale trained so far",
             "import json\nimport matplotlib.pyplot as plt\n\nfig, ax = plt.subplots(figsize=(7, 4))\n"
             "for s in cfg.scales:\n"
@@ -109,7 +107,11 @@ NOTEBOOKS = {
     "04_judge": notebook(
         "04 · Judging one model's answers",
         "Scores every answer 0..1 (`judgments/<model>.jsonl`, one row per item per judge run). "
-        "The default judge is offline: it checks each answer against the item's reference and machine-checkable `check`.",
+        "The default judge is offline: it checks each answer against the item's reference and machine-checkable `check`. "
+        "With `judge.kind: openai` an LLM behind any OpenAI-compatible endpoint scores each answer with the rubric of its "
+        "use case (`judge.prompts_file`), `judge.runs` times; every reply is cached under `judge_cache/`, so a rerun "
+        "sends only the requests that never got a reply. The API key is read from the environment variable named by "
+        "`judge.api_key_env` and never enters this notebook.",
         [
             "from helpers.judge import judge_answers\nfrom helpers.files import read_jsonl\n\n"
             "path = judge_answers(cfg, scale, sd)\njudged = pd.DataFrame(read_jsonl(path))\n"
@@ -118,6 +120,14 @@ NOTEBOOKS = {
             "md:## Mean score per use case",
             "judged.groupby(\"category\")[\"score\"].agg([\"mean\", \"count\"]).T.round(3)",
             "judged.sort_values(\"score\").groupby(\"category\").head(1)[[\"category\", \"id\", \"score\", \"raw\"]]",
+            "md:## Judge tokens and cost; judgments without a score (null, never counted as 0)",
+            "usage = pd.DataFrame([u or {} for u in judged[\"usage\"]])\n"
+            "if \"requests\" in usage:\n"
+            "    print(usage[[\"requests\", \"prompt_tokens\", \"completion_tokens\", \"cost\"]].sum().to_string())\n"
+            "else:\n"
+            "    print(\"offline judge: no API requests, no cost\")\n"
+            "nulls = judged[judged[\"score\"].isna()]\n"
+            "nulls[[c for c in (\"category\", \"id\", \"run\", \"reason\", \"raw\") if c in nulls]]",
         ], per_scale=True),
     "05_analysis": notebook(
         "05 · Analysis: what changed with more data, per use case",

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     train = sub.add_parser("train", help="train one scale (what accelerate launch runs on many devices)")
     train.add_argument("--config", required=True)
     train.add_argument("--root", default=None)
-    train.add_argument("--scale", required=True)
+    train.add_argument("--scale", default=None, help="the scale to train (train.schedule: separate)")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         elif args.command == "train":
             from helpers.config import load_config, study_dir
-            from helpers.finetune import train_scale
+            from helpers.finetune import train
 
             cfg = load_config(args.config)
-            train_scale(cfg, args.scale, study_dir(cfg, args.root))
+            train(cfg, study_dir(cfg, args.root), args.scale)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -66,6 +66,22 @@ class TrainConfig(_Strict):
     """bf16 autocast: true, false, or auto (on where the CPU or GPU supports bf16)."""
     num_processes: int = Field(1, gt=0)
     accelerate_config: str | None = None
+    schedule: Literal["separate", "prefix"] = "separate"
+    """separate: one run per scale. prefix: one run over the largest subset in nested order,
+    saving each smaller scale at its boundary (the same computation with 1 epoch and a constant LR)."""
+    save_steps: int = Field(20, gt=0)
+    """Checkpoint every this many optimizer steps, so a killed run resumes instead of restarting."""
+
+    @model_validator(mode="after")
+    def _prefix_needs_one_constant_pass(self):
+        if self.schedule == "prefix":
+            if self.epochs != 1:
+                raise ValueError(f"train.schedule: prefix needs epochs: 1 (got {self.epochs}); "
+                                 "with more epochs each scale sees its own data again and the runs differ")
+            if self.lr_scheduler != "constant" or self.warmup_ratio:
+                raise ValueError("train.schedule: prefix needs lr_scheduler: constant and no warmup; "
+                                 "a decaying schedule depends on the run's length")
+        return self
 
     @model_validator(mode="after")
     def _batch_divides(self):
@@ -120,6 +136,20 @@ class JudgeConfig(_Strict):
     concurrency: int = Field(8, gt=0)
     price_per_1k_input: float = Field(0.0, ge=0)
     price_per_1k_output: float = Field(0.0, ge=0)
+    prompts_file: str = "configs/judge_prompts.jsonl"
+    """Rubric prompts, one ``{class, prompt}`` JSON object per line (BELLE's format; labels are mapped)."""
+    max_tokens: int = Field(512, gt=0)
+    """Longest judge reply (rationale + ``得分:``), in tokens."""
+    max_retries: int = Field(5, ge=0)
+    """Retries of one request after a 429, a 5xx, a timeout or a dropped connection (401/403: none)."""
+    timeout_s: float = Field(60.0, gt=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    """Wait before retry k: min(backoff_max_s, backoff_base_s * 2**k), jittered; a Retry-After header wins."""
+    backoff_max_s: float = Field(60.0, ge=0)
+    parse_retries: int = Field(2, ge=0)
+    """Extra requests when a reply has no readable score; then the judgment is stored as null."""
+    max_failures: int = Field(0, ge=0)
+    """Requests that may still fail after every retry (stored as null) before the stage stops with an error."""
 
 
 class AnalysisConfig(_Strict):
@@ -158,6 +188,11 @@ class StudyConfig(_Strict):
         unknown = sorted(set(self.model.checkpoints) - {str(s) for s in self.scales})
         if unknown:
             raise ValueError(f"model.checkpoints: {unknown} are not scales of this study ({self.scales})")
+        if self.train.schedule == "prefix":
+            odd = [s for s in self.scales if s % self.train.batch_size]
+            if odd:
+                raise ValueError(f"train.schedule: prefix saves each scale at a step boundary, so every scale must "
+                                 f"be a multiple of train.batch_size {self.train.batch_size}; {odd} are not")
         if self.data.source == "builtin" and self.scales[-1] > self.data.pool_size:
             raise ValueError(
                 f"scales: the largest scale {self.scales[-1]} exceeds data.pool_size {self.data.pool_size}")

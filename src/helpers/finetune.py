@@ -12,10 +12,12 @@ Loss is on the response and the EOS token only; the prompt comes from
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -43,15 +45,20 @@ def tokenize(records: list[dict], tok, max_length: int) -> list[dict]:
 
 
 class LabelOnlyHeadTrainer(Trainer):
-    """Trainer whose loss projects hidden states to the vocabulary only where a label exists."""
+    """Trainer whose loss projects hidden states to the vocabulary only where a label exists.
+
+    In a multi-process run the model is wrapped (DDP, DeepSpeed) and its forward must be
+    the wrapper's, so there the standard full-vocabulary loss is used instead.
+    """
 
     tokens_seen = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        labels = inputs.pop("labels")
         self.tokens_seen += int(inputs["attention_mask"].sum())
+        if world_size() > 1:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        causal_lm = getattr(causal_lm, "module", causal_lm)
         hidden = causal_lm.model(**inputs).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != IGNORE
@@ -64,26 +71,34 @@ class LabelOnlyHeadTrainer(Trainer):
         return (loss, None) if return_outputs else loss
 
 
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 class TrainLog(TrainerCallback):
     """Appends one JSON line per logged step: loss, tokens seen, tokens/s, wall time, peak memory.
 
     After the first steps, and every tenth of the run, it prints progress and an ETA
     measured on this machine (plain lines, readable in the runner's console log).
+    Tokens are counted on the main process and multiplied by the number of processes.
     """
 
     def __init__(self, path: Path, trainer_ref: list, eta_after: int = 3):
         self.path, self.ref, self.eta_after = path, trainer_ref, eta_after
-        self.start = None
+        self.start = self.first_step = None
 
     def on_train_begin(self, args, state, control, **kw):
-        self.start = time.perf_counter()
-        self.path.unlink(missing_ok=True)
+        self.start, self.first_step = time.perf_counter(), state.global_step
 
     def on_log(self, args, state, control, logs=None, **kw):
-        if not logs or "loss" not in logs:
+        if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
         wall = time.perf_counter() - self.start
-        tokens = self.ref[0].tokens_seen
+        tokens = self.ref[0].tokens_seen * world_size()
         row = {
             "step": state.global_step, "epoch": round(state.epoch or 0, 4), "loss": logs["loss"],
             "lr": logs.get("learning_rate"), "tokens_seen": tokens,
@@ -92,11 +107,23 @@ class TrainLog(TrainerCallback):
         }
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(dumps(row) + "\n")
-        step, total = state.global_step, state.max_steps
-        if step == self.eta_after or step == total or step % max(total // 10, 1) == 0:
-            eta = wall / step * (total - step)
+        step, total, done = state.global_step, state.max_steps, state.global_step - self.first_step
+        if done == self.eta_after or step == total or step % max(total // 10, 1) == 0:
+            eta = wall / done * (total - step)
             print(f"step {step}/{total}  loss {logs['loss']:.3f}  {row['tokens_per_s']} tokens/s  "
-                  f"{wall / step:.1f} s/step, about {eta / 60:.1f} min to go", flush=True)
+                  f"{wall / done:.1f} s/step, about {eta / 60:.1f} min to go", flush=True)
+
+
+class PrefixSnapshots(TrainerCallback):
+    """Prefix schedule: when the run reaches a smaller scale's last step, save that scale's model."""
+
+    def __init__(self, boundaries: dict[int, str], publish):
+        self.boundaries, self.publish = boundaries, publish
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        # on_log, not on_step_end: the step's own log row is written by then (TrainLog runs first)
+        if logs and "loss" in logs and state.global_step in self.boundaries:
+            self.publish(self.boundaries.pop(state.global_step), state.global_step)
 
 
 def _peak_memory_mb() -> float:
@@ -121,19 +148,7 @@ def compute_estimate(n_tokens: int, n_params: int, n_trainable: int, epochs: flo
     return {"tokens": n_tokens, "epochs": epochs, "params": n_params, "trainable": n_trainable, "flops": flops}
 
 
-def train_scale(cfg: StudyConfig, scale: str, study_dir: Path) -> Path:
-    """Train one scale on ``subsets/<scale>.jsonl`` and save it to ``models/<scale>/``.
-
-    The model is written to a temporary folder and renamed when complete, so a
-    killed run never leaves a half-saved model that later stages would trust.
-    """
-    t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
-    base = base_model_path(cfg)
-    tok = load_tokenizer(base)
-    records = read_jsonl(study_dir / "subsets" / f"{scale}.jsonl")
-    rows = tokenize(records, tok, cfg.train.max_length)
+def build_model(cfg: StudyConfig, base: str):
     model = load_causal_lm(base)
     if cfg.train.method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -142,48 +157,166 @@ def train_scale(cfg: StudyConfig, scale: str, study_dir: Path) -> Path:
         model = get_peft_model(model, LoraConfig(
             r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
             target_modules=lora.targets, task_type="CAUSAL_LM"))
+    return model
+
+
+def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> TrainingArguments:
+    accumulation = cfg.train.batch_size // (cfg.train.per_device_batch_size * cfg.train.num_processes)
+    return TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=cfg.train.per_device_batch_size,
+        gradient_accumulation_steps=accumulation, num_train_epochs=cfg.train.epochs,
+        learning_rate=cfg.train.lr, lr_scheduler_type=cfg.train.lr_scheduler,
+        warmup_steps=cfg.train.warmup_ratio, weight_decay=cfg.train.weight_decay,
+        bf16=use_bf16(cfg.train.bf16), use_cpu=not torch.cuda.is_available(), logging_steps=1,
+        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=1,
+        report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
+        train_sampling_strategy=sampling, dataloader_num_workers=0, optim="adamw_torch", disable_tqdm=False,
+    )
+
+
+def run_key(cfg: StudyConfig, records: list[dict]) -> str:
+    """What a checkpoint was made from: resuming is only safe when this is unchanged."""
+    raw = {"train": cfg.train.model_dump(mode="json"), "model": cfg.model.base, "seed": cfg.seed,
+           "data": hashlib.sha256(json.dumps(records, ensure_ascii=False).encode()).hexdigest()}
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+def last_checkpoint(work: Path, key: str) -> Path | None:
+    """The newest complete checkpoint an interrupted run of the same training left, if any.
+
+    Trainer writes ``trainer_state.json`` last, so a checkpoint without a readable one
+    was cut off mid-save and is passed over for the one before it.
+    """
+    marker = work / "run.json"
+    if not marker.exists() or json.loads(marker.read_text()).get("key") != key:
+        return None
+    found = sorted((work / "trainer").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return ckpt
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path | None, scale: str | None) -> list[str]:
+    """The ``accelerate launch`` command that trains on ``train.num_processes`` processes.
+
+    With ``train.accelerate_config`` (configs/accelerate/: DDP, DeepSpeed ZeRO-3, multi-node)
+    that file decides the setup; without one, plain multi-process data parallelism, which on
+    a machine without GPUs runs on the CPU with the gloo backend.
+    """
+    from helpers.config import resolve
+
+    # the accelerate of this interpreter, whether or not its bin/ is on PATH
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.train.num_processes)]
+    if cfg.train.accelerate_config:
+        cmd += ["--config_file", str(resolve(cfg.train.accelerate_config))]
+    else:
+        cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += ["-m", "helpers", "train", "--config", str(resolve(config_path))]
+    cmd += ["--scale", str(scale)] if scale and cfg.train.schedule == "separate" else []
+    return cmd + (["--root", str(root)] if root else [])
+
+
+def train(cfg: StudyConfig, study_dir: Path, scale: str | None = None) -> list[Path]:
+    """Train what the config's schedule asks for; returns the saved model folders.
+
+    ``separate``: one run on ``subsets/<scale>.jsonl``. ``prefix``: one run on the
+    largest subset in nested order, saving every scale at its boundary.
+    """
+    if cfg.train.schedule == "prefix":
+        scales = [str(s) for s in cfg.scales if str(s) not in cfg.model.checkpoints]
+        return _train(cfg, study_dir, name="prefix", data=scales[-1], scales=scales, sampling="sequential")
+    if scale is None:
+        raise ValueError("train: a scale is needed when train.schedule is separate")
+    return _train(cfg, study_dir, name=scale, data=scale, scales=[scale], sampling="group_by_length")
+
+
+def train_scale(cfg: StudyConfig, scale: str, study_dir: Path) -> Path:
+    """One scale on its own subset (the ``separate`` schedule)."""
+    return _train(cfg, study_dir, name=scale, data=scale, scales=[scale], sampling="group_by_length")[0]
+
+
+def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list[str], sampling: str) -> list[Path]:
+    """The one training loop behind both schedules.
+
+    Work happens in ``models/.<name>.tmp/``: Trainer checkpoints every ``save_steps``
+    so a killed run resumes (same weights as an uninterrupted run), and each finished
+    model is saved to a temporary folder and renamed into ``models/<scale>/``, so later
+    stages never see a half-written model.
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size()))
+    base = base_model_path(cfg)
+    tok = load_tokenizer(base)
+    records = read_jsonl(study_dir / "subsets" / f"{data}.jsonl")
+    rows = tokenize(records, tok, cfg.train.max_length)
+    model = build_model(cfg, base)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_tokens = sum(len(r["input_ids"]) for r in rows)
     est = compute_estimate(n_tokens, n_params, n_trainable, cfg.train.epochs)
-    print(f"scale {scale}: {len(rows)} examples, {n_tokens} tokens x {cfg.train.epochs} epochs, "
-          f"{n_trainable:,} of {n_params:,} parameters trained, about {est['flops'] / 1e12:.2f} TFLOPs")
+    print(f"training {'scales ' + ', '.join(scales) if len(scales) > 1 else 'scale ' + scales[0]}: "
+          f"{len(rows)} examples, {n_tokens} tokens x {cfg.train.epochs} epochs, "
+          f"{n_trainable:,} of {n_params:,} parameters trained, about {est['flops'] / 1e12:.2f} TFLOPs", flush=True)
 
-    out = study_dir / "models" / scale
-    work = study_dir / "models" / f".{scale}.tmp"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    accumulation = cfg.train.batch_size // (cfg.train.per_device_batch_size * cfg.train.num_processes)
-    bf16 = use_bf16(cfg.train.bf16)
-    args = TrainingArguments(
-        output_dir=str(work / "trainer"), per_device_train_batch_size=cfg.train.per_device_batch_size,
-        gradient_accumulation_steps=accumulation, num_train_epochs=cfg.train.epochs,
-        learning_rate=cfg.train.lr, lr_scheduler_type=cfg.train.lr_scheduler,
-        warmup_steps=cfg.train.warmup_ratio, weight_decay=cfg.train.weight_decay,
-        bf16=bf16, use_cpu=not torch.cuda.is_available(), logging_steps=1, save_strategy="no",
-        report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
-        train_sampling_strategy="group_by_length", dataloader_num_workers=0,
-        optim="adamw_torch", disable_tqdm=False,
-    )
+    models = study_dir / "models"
+    work = models / f".{name}.tmp"
+    key = run_key(cfg, records)
+    resume = last_checkpoint(work, key)
+    if resume:
+        print(f"resuming from {resume.name}", flush=True)
+        _trim_log(work / "train_log.jsonl", int(resume.name.split("-")[-1]))
+    elif is_main_process():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        atomic_write_text(work / "run.json", json.dumps({"key": key}))
     ref: list = []
+    summary = {"examples": len(rows), "bf16": use_bf16(cfg.train.bf16), "method": cfg.train.method,
+               "schedule": cfg.train.schedule, "estimate": est}
+
+    def publish(scale: str, step: int) -> Path:
+        trainer = ref[0]
+        out, tmp = models / scale, models / f".{scale}.publish"
+        if is_main_process():
+            shutil.rmtree(tmp, ignore_errors=True)
+        trainer.save_model(str(tmp))
+        if not is_main_process():
+            return out
+        log = read_jsonl(work / "train_log.jsonl") if (work / "train_log.jsonl").exists() else []
+        log = [r for r in log if r["step"] <= step]
+        write_jsonl(tmp / "train_log.jsonl", log)
+        wall = time.perf_counter() - t0
+        atomic_write_text(tmp / "train_summary.json", json.dumps({
+            **summary, "scale": scale, "examples": int(scale) if scale.isdigit() else len(rows), "steps": step,
+            "wall_seconds": round(wall, 2), "tokens_seen": log[-1]["tokens_seen"] if log else 0,
+            "tokens_per_s": log[-1]["tokens_per_s"] if log else None, "final_loss": log[-1]["loss"] if log else None,
+            "peak_mem_mb": _peak_memory_mb()}, indent=2) + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        print(f"saved scale {scale} at step {step} to {out}", flush=True)
+        return out
+
+    # a resumed run only passes the boundaries after its checkpoint; earlier ones were saved before
+    boundaries = {int(s) // cfg.train.batch_size: s for s in scales[:-1]}
     trainer = LabelOnlyHeadTrainer(
-        model=model, args=args, train_dataset=rows,
+        model=model, args=training_arguments(cfg, work / "trainer", sampling), train_dataset=rows,
         data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest"),
-        callbacks=[TrainLog(work / "train_log.jsonl", ref)],
+        callbacks=[TrainLog(work / "train_log.jsonl", ref), PrefixSnapshots(boundaries, publish)],
     )
     ref.append(trainer)
-    result = trainer.train()
-    shutil.rmtree(work / "trainer", ignore_errors=True)
-    model.save_pretrained(work)
-    wall = time.perf_counter() - t0
-    summary = {
-        "scale": scale, "examples": len(rows), "bf16": bf16, "method": cfg.train.method,
-        "train_seconds": round(result.metrics.get("train_runtime", 0), 2), "wall_seconds": round(wall, 2),
-        "tokens_seen": trainer.tokens_seen,
-        "tokens_per_s": round(trainer.tokens_seen / max(result.metrics.get("train_runtime", 1e-9), 1e-9), 2),
-        "final_loss": result.metrics.get("train_loss"), "estimate": est, "peak_mem_mb": _peak_memory_mb(),
-    }
-    atomic_write_text(work / "train_summary.json", json.dumps(summary, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(work, out)
-    return out
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    final = publish(scales[-1], trainer.state.global_step)
+    if is_main_process():
+        shutil.rmtree(work, ignore_errors=True)
+    return [models / s for s in scales[:-1]] + [final]
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """After a resume, drop log rows of steps the checkpoint does not contain (they will be redone)."""
+    if path.exists():
+        write_jsonl(path, [r for r in read_jsonl(path, tolerate_torn_tail=True) if r["step"] <= step])

@@ -65,8 +65,13 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
     data_in = [resolve(f) for f in cfg.data.train_files if resolve(f).exists()] + \
         ([resolve(cfg.data.eval_file)] if cfg.data.eval_file else [])
     runs = [Execution(STAGES[0], "study", data_in, data_out)]
-    for s in trained:
-        runs.append(Execution(STAGES[1], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
+    if cfg.train.schedule == "prefix" and trained:
+        # one run over the largest subset saves every scale
+        runs.append(Execution(STAGES[1], "study", [sd / "subsets" / f"{trained[-1]}.jsonl"],
+                              [sd / "models" / s for s in trained]))
+    else:
+        for s in trained:
+            runs.append(Execution(STAGES[1], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
     for m in cfg.models:
         model_in = [sd / "models" / m] if m in trained else []
         runs.append(Execution(STAGES[2], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
