@@ -42,6 +42,8 @@ def notebook(title: str, intro: str, cells: list, per_scale: bool):
     for c in cells:
         nb.cells.append(new_markdown_cell(c[3:]) if c.startswith("md:") else new_code_cell(c))
     nb.cells.append(new_code_cell(TIMER))
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:02d}"  # stable ids: regenerating an unchanged notebook changes nothing
     return nb
 
 
