@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study test lab dry-run clean distclean
+.PHONY: setup study test lab dry-run browser clean distclean
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ dry-run: setup
 
 # Unit tests, a micro study end to end through papermill, then nbval over every notebook
 # on the micro config (in a scratch root so nothing under data/ is touched).
-test: setup
+# The report test drives Debian's chromium headless (installed here when missing; needs root).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: setup browser
 	$(BIN)/python -m pytest
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 

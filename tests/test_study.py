@@ -1,5 +1,6 @@
 """The micro study end to end through papermill, on the real embedded model."""
 import time
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,33 @@ def test_only_reruns_one_stage_when_forced(micro):
     lines = []
     run_study(REPO / "configs" / "micro.yaml", root=root, only="judge", force=True, out=lines.append)
     assert [line.split()[1] for line in lines if line.startswith("[done]")] == ["judge-base", "judge-4", "judge-12"]
+
+
+def test_the_report_renders_in_headless_chromium(micro):
+    """No console errors, every link resolves to a file, every image decodes."""
+    from urllib.parse import unquote, urlparse
+
+    from playwright.sync_api import sync_playwright
+
+    _, index, _ = micro
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.on("console", lambda m: m.type in ("error", "warning") and problems.append(f"console {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.goto(index.as_uri())
+        images = page.evaluate("() => [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+        links = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+        text = page.inner_text("body")
+        browser.close()
+    assert problems == []
+    assert len(images) >= 4 and all(ok for _, ok in images), images
+    local = [unquote(urlparse(href).path) for href in links if href.startswith("file:")]
+    assert len(local) >= 12 and all(Path(path).is_file() for path in local), local
+    assert "Overall" in text and "offline" in text
+
+
+CHROMIUM = "/usr/bin/chromium"
