@@ -43,3 +43,211 @@ def test_an_eval_question_found_in_the_pool_stops_the_study():
     with pytest.raises(ValueError, match="contamination: 1 eval questions"):
         check_contamination(pool, [{"id": "e1", "question": "计算：1+1"}])
     check_contamination(pool, [{"id": "e2", "question": "计算：1+2"}])
+
+
+# ---------------------------------------------------------------------------------------------
+# selection strategies
+# ---------------------------------------------------------------------------------------------
+
+from collections import Counter  # noqa: E402
+
+from helpers import selection  # noqa: E402
+from helpers.config import QualityConfig  # noqa: E402
+from helpers.tasks import build_suite  # noqa: E402
+
+
+def _skewed_pool():
+    """A pool whose categories are far from balanced: category k keeps (k + 1) / 12 of its items."""
+    pool, _ = build_suite(0, 1200, 1)
+    keep = {c: (k + 1) * 100 // 12 for k, c in enumerate(CATEGORIES)}
+    seen = Counter()
+    out = []
+    for r in pool:
+        seen[r["category"]] += 1
+        if seen[r["category"]] <= keep[r["category"]]:
+            out.append(r)
+    return out
+
+
+def test_random_strategy_is_todays_seeded_permutation():
+    import random
+
+    pool = [{"id": str(i), "category": "math"} for i in range(50)]
+    order = list(range(50))
+    random.Random(7).shuffle(order)
+    assert nested_subsets(pool, [5, 20], seed=7)[20] == [pool[i] for i in order[:20]]
+
+
+@pytest.mark.parametrize("strategy", selection.STRATEGIES)
+def test_every_strategy_is_nested_and_deterministic(strategy):
+    pool = _skewed_pool()
+    scales = [10, 30, 50, 100]
+    a = nested_subsets(pool, scales, seed=3, strategy=strategy, quality=QualityConfig())
+    assert a == nested_subsets(pool, scales, seed=3, strategy=strategy, quality=QualityConfig())
+    for small, large in zip(scales, scales[1:]):
+        assert a[small] == a[large][:small]
+    assert len({r["id"] for r in a[100]}) == 100
+    assert a[100] != nested_subsets(pool, scales, seed=4, strategy=strategy, quality=QualityConfig())[100]
+
+
+def test_stratified_holds_the_pool_proportions_at_every_scale():
+    pool = _skewed_pool()
+    shares = {c: n / len(pool) for c, n in Counter(r["category"] for r in pool).items()}
+    order = selection.stratified_order([r["category"] for r in pool], seed=0)
+    assert sorted(order) == list(range(len(pool)))
+    worst_random = 0.0
+    rand = selection.random_order(len(pool), 0)
+    for k in range(1, len(pool) + 1):
+        counts = Counter(pool[i]["category"] for i in order[:k])
+        assert all(abs(counts[c] - k * p) <= 1 for c, p in shares.items()), k
+        rc = Counter(pool[i]["category"] for i in rand[:k])
+        worst_random = max(worst_random, max(abs(rc[c] - k * p) for c, p in shares.items()))
+    assert worst_random > 2  # a plain shuffle drifts; stratified does not
+
+
+def test_quality_filters_count_every_reason():
+    good = {"instruction": "介绍一下长城。", "input": "", "output": "长城是中国古代的军事防御工程。", "category": "open_qa"}
+    pool = [{**good, "id": f"ok{i}"} for i in range(5)] + [
+        {**good, "id": "self1", "output": "作为一个AI语言模型，我无法回答这个问题。"},
+        {**good, "id": "self2", "output": "As an AI language model, I cannot browse the internet."},
+        {**good, "id": "self3", "output": "我是一个人工智能助手，没有个人喜好。"},
+        {**good, "id": "img1", "instruction": "描述这张图片中的内容。"},
+        {**good, "id": "img2", "instruction": "总结一下这个链接里的文章：https://example.com/a"},
+        {**good, "id": "img3", "instruction": "Please describe the attached image."},
+        {**good, "id": "long1", "input": "很长" * 40},
+        {**good, "id": "long2", "output": "很长" * 60},
+        {**good, "id": "short", "output": "好"},
+        {**good, "id": "lang1", "output": "The Great Wall is a series of fortifications built across northern China."},
+        # kept: a translation task answered in English, code answered in code, English asked in English
+        {**good, "id": "ok-tr", "instruction": "把这句话翻译成英文：长城很长。", "output": "The Great Wall is very long indeed."},
+        {**good, "id": "ok-code", "instruction": "写一个函数求两数之和。",
+         "output": "def add(a, b):\n    return a + b  # returns the sum of both numbers"},
+        {**good, "id": "ok-en", "instruction": "Describe the Great Wall.",
+         "output": "The Great Wall is a series of fortifications built across northern China."},
+    ]
+    limits = QualityConfig(max_question_chars=60, min_output_chars=2, max_output_chars=100)
+    order, removed, report = selection.selection_order(pool, "quality", 0, limits)
+    assert report["reasons"] == {"self_reference": 3, "multimodal": 3, "question_too_long": 1,
+                                 "output_too_short": 1, "output_too_long": 1, "language_mismatch": 1}
+    assert report["removed"] == len(removed) == 10 and report["candidates"] == len(order) == 8
+    assert {pool[i]["id"] for i in order} == {f"ok{i}" for i in range(5)} | {"ok-tr", "ok-code", "ok-en"}
+    assert {r["id"]: r["reason"] for r in removed}["lang1"] == "language_mismatch"
+
+
+def test_quality_filters_keep_the_whole_builtin_suite():
+    pool, _ = build_suite(0, 3000, 1)
+    _, removed, report = selection.selection_order(pool, "quality", 0, QualityConfig())
+    assert removed == [] and report["candidates"] == 3000
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage on files: dedup, contamination, filters reported
+# ---------------------------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+
+def _write(path, records):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+def _file_study(tmp_path, train, evals, scales=(4, 8), **data):
+    cfg = make_config("m", scales=list(scales), data={
+        "source": "file", "train_files": [_write(tmp_path / "train.jsonl", train)],
+        "eval_file": _write(tmp_path / "eval.jsonl", evals), **data})
+    return cfg
+
+
+FRUITS = "苹果 香蕉 橘子 葡萄 西瓜 草莓 菠萝 芒果 桃子 梨 樱桃 柠檬 荔枝 龙眼 柚子 榴莲".split()
+CITIES = "北京 上海 杭州 成都 西安 南京 武汉 长沙 广州 深圳 重庆 天津 苏州 厦门 青岛 昆明".split()
+
+
+def _train_records():
+    recs = [{"id": f"t{i}", "instruction": f"介绍一下{c}的{f}有什么特点，适合什么季节吃？", "input": "",
+             "output": f"{c}的{f}很受欢迎。", "category": "open qa"} for i, (c, f) in enumerate(zip(CITIES, FRUITS))]
+    recs.append({"id": "dup-exact", "instruction": recs[0]["instruction"] + " ", "input": "",
+                 "output": "重复。", "category": "Open QA"})
+    recs.append({"id": "dup-near", "instruction": recs[1]["instruction"].replace("？", "！"), "input": "",
+                 "output": "几乎重复。", "category": "openqa"})
+    recs.append({"id": "leak", "instruction": "请回答：长江是中国最长的河流，它流经哪些省份和直辖市？谢谢", "input": "",
+                 "output": "青海、西藏、四川等。", "category": "open_qa"})
+    return recs
+
+
+EVALS = [{"question": "长江是中国最长的河流，它流经哪些省份和直辖市？", "class": "open qa", "std_answer": "青海、西藏……"},
+         {"question": "写一首关于秋天的诗。", "class": "generation", "std_answer": ""}]
+
+
+def test_file_source_removes_duplicates_and_contaminated_items_and_reports_them(tmp_path, capsys):
+    cfg = _file_study(tmp_path, _train_records(), EVALS, scales=(4, 8, 12))
+    stats = prepare(cfg, tmp_path / "study")
+    out = capsys.readouterr().out
+    pool_ids = [r["id"] for r in read_jsonl(tmp_path / "study" / "pool.jsonl")]
+    assert "dup-exact" not in pool_ids and "dup-near" not in pool_ids and "leak" not in pool_ids
+    assert len(pool_ids) == 16
+    f = stats["filters"]
+    assert (f["dedup"]["action"], f["dedup"]["exact"], f["dedup"]["near"], f["dedup"]["removed"]) == \
+        ("remove", 1, 1, 2)
+    assert (f["contamination"]["action"], f["contamination"]["removed"]) == ("remove", 1)
+    assert f["contamination"]["examples"][0]["pool_id"] == "leak"
+    removed = {r["id"]: r for r in read_jsonl(tmp_path / "study" / "removed.jsonl")}
+    assert removed["dup-exact"]["duplicate_of"] == "t0" and removed["dup-near"]["step"] == "dedup"
+    assert removed["leak"]["step"] == "contamination" and removed["leak"]["eval_id"] == "eval-00001"
+    assert "dedup (remove): 1 exact and 1 near duplicates" in out and "contamination (remove)" in out
+    assert stats["pool"]["categories"] == {"open_qa": 16} and stats["loaded"] == 19
+    assert stats["sources"][0]["labels_mapped"] == {"open qa": "open_qa", "Open QA": "open_qa", "openqa": "open_qa"}
+    sub = stats["subsets"]["12"]["by_category"]["open_qa"]
+    assert sub["n"] == 12 and set(sub["chars"]) == {"mean", "median", "p90", "max"}
+
+
+def test_report_action_counts_without_removing(tmp_path):
+    cfg = _file_study(tmp_path, _train_records(), EVALS, scales=(4, 8),
+                      dedup={"action": "report"}, contamination={"action": "report"})
+    stats = prepare(cfg, tmp_path / "study")
+    assert len(read_jsonl(tmp_path / "study" / "pool.jsonl")) == 19
+    assert stats["filters"]["dedup"]["near"] == 1 and stats["filters"]["dedup"]["removed"] == 0
+    assert stats["filters"]["contamination"]["overlapping"] == 1 and stats["filters"]["contamination"]["removed"] == 0
+
+
+def test_a_verbatim_eval_question_stops_the_study_or_is_removed(tmp_path):
+    train = _train_records() + [{"id": "verbatim", "instruction": "写一首关于秋天的诗。", "input": "",
+                                  "output": "秋风起，落叶黄。"}]
+    cfg = _file_study(tmp_path, train, EVALS)
+    with pytest.raises(ValueError, match=r"contamination: 1 eval questions appear verbatim in the pool: "
+                                         r"\['eval-00002 = verbatim'\]"):
+        prepare(cfg, tmp_path / "study")
+    cfg = _file_study(tmp_path, train, EVALS, contamination={"verbatim": "remove"})
+    stats = prepare(cfg, tmp_path / "study")
+    assert stats["filters"]["verbatim"]["removed"] == 1
+    assert "verbatim" not in {r["id"] for r in read_jsonl(tmp_path / "study" / "pool.jsonl")}
+
+
+def test_builtin_default_only_reports_and_keeps_todays_subsets(tmp_path):
+    cfg = make_config("m", scales=[6, 18, 30], data={"pool_size": 60, "eval_per_category": 2})
+    stats = prepare(cfg, tmp_path)
+    pool, _ = build_suite(0, 60, 2)
+    assert read_jsonl(tmp_path / "pool.jsonl") == pool
+    assert read_jsonl(tmp_path / "subsets" / "30.jsonl") == nested_subsets(pool, [30], 0)[30]
+    assert stats["filters"]["dedup"]["action"] == "report" and stats["filters"]["contamination"]["action"] == "report"
+    assert read_jsonl(tmp_path / "removed.jsonl") == []
+
+
+def test_a_filter_that_leaves_too_few_items_says_so(tmp_path):
+    train = [{"id": f"x{i}", "instruction": f"第{i}题：描述这张图片。", "input": "", "output": "看不到。"} for i in range(10)]
+    cfg = make_config("m", scales=[4, 8], strategy="quality", data={
+        "source": "file", "train_files": [_write(tmp_path / "t.jsonl", train)],
+        "eval_file": _write(tmp_path / "e.jsonl", EVALS), "dedup": {"action": "report"}})
+    with pytest.raises(ValueError, match="exceeds the pool of 0 items after the quality filters removed 10"):
+        prepare(cfg, tmp_path / "study")
+
+
+def test_token_lengths_come_from_a_local_base_models_tokenizer(tmp_path, embedded_dir):
+    cfg = make_config(str(embedded_dir), scales=[6, 12], data={"pool_size": 24, "eval_per_category": 1})
+    stats = prepare(cfg, tmp_path)
+    assert stats["length_unit"].startswith("tokens")
+    sub = stats["subsets"]["12"]
+    assert sub["tokens"]["max"] >= sub["tokens"]["median"] > 0
+    assert all("tokens" in v and "chars" in v for v in sub["by_category"].values())
+    assert make_config("m").data.length_unit == "auto"
+    assert "tokens" not in prepare(make_config("m"), tmp_path / "c")["pool"]  # "m" is no local model

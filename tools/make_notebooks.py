@@ -51,17 +51,27 @@ NOTEBOOKS = {
     "01_data": notebook(
         "01 · Instruction data",
         "Builds the instruction pool, the eval set and the nested training subsets "
-        "(`pool.jsonl`, `eval.jsonl`, `subsets/<scale>.jsonl`, `data_stats.json`). "
-        "Every smaller subset is contained in every larger one.",
+        "(`pool.jsonl`, `eval.jsonl`, `subsets/<scale>.jsonl`, `data_stats.json`): loads the sources, "
+        "stops on eval questions found verbatim in the pool, removes duplicates and pool items that overlap "
+        "eval items (files and datasets; the built-in suite only reports them), then orders the pool by the "
+        "study's selection `strategy`. Every smaller subset is contained in every larger one; every removed "
+        "item is listed in `removed.jsonl` with its reason.",
         [
             "from helpers import data\n\nstats = data.prepare(cfg, sd)\n"
-            "print(f\"pool: {stats['pool']['n']} items, eval: {stats['eval']['n']} items\")",
+            "print(f\"pool: {stats['pool']['n']} items, eval: {stats['eval']['n']} items, strategy: {stats['strategy']}\")",
+            "md:## What each filter found and removed",
+            "pd.DataFrame(data.filter_table(stats))",
+            "from helpers.files import read_jsonl\n\nremoved = pd.DataFrame(read_jsonl(sd / \"removed.jsonl\"))\n"
+            "removed.groupby([\"step\", \"reason\"]).size().rename(\"items\").to_frame() if len(removed) else \"nothing removed\"",
             "md:## Composition of each training subset (items per use case)",
             "composition = pd.DataFrame({s: v[\"categories\"] for s, v in stats[\"subsets\"].items()}).fillna(0).astype(int)\n"
             "composition.loc[\"total\"] = composition.sum()\ncomposition",
             "from helpers import figures\n\ndisplay(Image(str(figures.composition(stats, sd / \"figures\" / \"composition.png\"))))",
+            "md:## Length per use case in the largest subset (tokens of the base model where its tokenizer is at hand, "
+            "else characters)",
+            "print(f\"lengths in {stats['length_unit']}\")\npd.DataFrame(data.length_table(stats)).set_index(\"category\")",
             "md:## Eval items per use case, and a few examples",
-            "from helpers.files import read_jsonl\n\neval_items = pd.DataFrame(read_jsonl(sd / \"eval.jsonl\"))\n"
+            "eval_items = pd.DataFrame(read_jsonl(sd / \"eval.jsonl\"))\n"
             "eval_items.groupby(\"category\").size().rename(\"items\").to_frame().T",
             "eval_items.groupby(\"category\").head(1)[[\"category\", \"question\", \"reference\"]]",
             "pd.DataFrame(read_jsonl(sd / \"subsets\" / f\"{cfg.scales[0]}.jsonl\")).head(12)",

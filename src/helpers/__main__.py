@@ -1,4 +1,5 @@
-"""Command line: ``python -m helpers run --config FILE [--force] [--only STAGE] [--dry-run]``."""
+"""Command line: ``python -m helpers run --config FILE [--force] [--only STAGE] [--dry-run]``,
+``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--config", required=True)
     train.add_argument("--root", default=None)
     train.add_argument("--scale", default=None, help="the scale to train (train.schedule: separate)")
+    check = sub.add_parser("validate", help="load a data file, print a JSON summary; exit 2 on bad input")
+    check.add_argument("--kind", required=True, choices=("train", "eval", "seeds", "judge-prompts"))
+    check.add_argument("file", help="a JSON/JSONL/parquet file (train: also a data folder or a hub dataset name)")
+    check.add_argument("--config", default=None, help="take data.category_map from this study config")
+    check.add_argument("--map", action="append", default=[], metavar="LABEL=CATEGORY",
+                       help="map an extra category label (repeatable)")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -36,6 +43,22 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = load_config(args.config)
             train(cfg, study_dir(cfg, args.root), args.scale)
+        elif args.command == "validate":
+            import json
+
+            from helpers.loaders import validate
+
+            extra = {}
+            if args.config:
+                from helpers.config import load_config
+
+                extra.update(load_config(args.config).data.category_map)
+            for item in args.map:
+                label, sep, target = item.rpartition("=")
+                if not sep or not label:
+                    raise ValueError(f"--map {item!r}: expected LABEL=CATEGORY")
+                extra[label] = target
+            print(json.dumps(validate(args.kind, args.file, extra), ensure_ascii=False, indent=2))
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,6 +24,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DedupConfig(_Strict):
+    """Near-duplicate removal in the pool: MinHash LSH over character n-grams (helpers.dedup)."""
+    action: Literal["auto", "remove", "report"] = "auto"
+    """remove: drop exact and near duplicates (the first of each group stays); report: count them only;
+    auto: remove for file/hf sources, report for the builtin suite (distinct by construction, but its
+    templated items are near-duplicates of each other by design)."""
+    ngram: int = Field(3, gt=0)
+    """Characters per n-gram (Chinese has no spaces to split words on). Short instructions need short
+    n-grams: one inserted character changes up to n of them (请写一首关于春天的诗 vs …诗歌: Jaccard 0.73
+    with 3-grams, 0.67 with 5-grams)."""
+    threshold: float = Field(0.7, gt=0, le=1)
+    """Jaccard similarity of the n-gram sets at or above which a text is a near duplicate of a kept one."""
+    num_perm: int = Field(64, ge=16, le=1024)
+    """MinHash permutations; LSH only proposes candidates (checked with the exact Jaccard similarity),
+    so more permutations buy recall near the threshold at the cost of time and memory."""
+
+
+class ContaminationConfig(_Strict):
+    """Eval items against the training pool (helpers.dedup.find_contamination)."""
+    action: Literal["auto", "remove", "report"] = "auto"
+    """remove: drop pool items overlapping an eval item; report: count them only; auto: remove for
+    file/hf sources, report for the builtin suite (eval is split off by held-out entities there, so
+    what overlaps is shared prompt templates)."""
+    n: int = Field(10, gt=0)
+    """Characters per n-gram: about five Chinese words (13 words of English would be ~25 characters,
+    longer than many Chinese eval questions)."""
+    threshold: float = Field(0.5, gt=0, le=1)
+    """Share of an eval question's distinctive n-grams that a pool item must contain."""
+    max_df: int = Field(10, gt=0)
+    """n-grams found in more pool items than this are template text and do not count."""
+    verbatim: Literal["error", "remove"] = "error"
+    """An eval question found verbatim (normalised) in the pool: stop the study, or remove the pool item."""
+
+
+class QualityConfig(_Strict):
+    """Limits of the ``quality`` strategy's filters (helpers.selection), in characters."""
+    max_question_chars: int = Field(2048, gt=0)
+    min_output_chars: int = Field(1, gt=0)
+    max_output_chars: int = Field(4096, gt=0)
+
+
 class DataConfig(_Strict):
     source: Literal["builtin", "file", "hf"] = "builtin"
     """builtin: the procedurally generated Chinese suite; file: a local train file; hf: datasets.load_dataset names."""
@@ -32,9 +73,27 @@ class DataConfig(_Strict):
     eval_per_category: int = Field(10, gt=0)
     """builtin only: eval items per use case."""
     train_files: list[str] = []
-    """file/hf source: local paths or Hugging Face dataset names, concatenated into the pool."""
+    """file/hf source: local JSON/JSONL/parquet files, data folders or Hugging Face dataset names,
+    concatenated into the pool (formats: helpers.loaders)."""
     eval_file: str | None = None
     """file/hf source: an eval file in BELLE's ``{question, class, std_answer}`` format."""
+    category_map: dict[str, str] = {}
+    """Extra category labels -> canonical use case (or "unlabelled"), for labels the built-in synonym
+    table (helpers.loaders.SYNONYMS) does not know."""
+    dedup: DedupConfig = DedupConfig()
+    contamination: ContaminationConfig = ContaminationConfig()
+    quality: QualityConfig = QualityConfig()
+    length_unit: Literal["auto", "chars", "tokens"] = "auto"
+    """Length statistics in data_stats.json: tokens of the base model's tokenizer, or characters.
+    auto: tokens when the tokenizer is on this machine (the embedded model, a local folder), else characters."""
+
+    @field_validator("category_map")
+    @classmethod
+    def _known_targets(cls, v):
+        bad = {k: t for k, t in v.items() if t not in CATEGORIES and t != "unlabelled"}
+        if bad:
+            raise ValueError(f"unknown target use case(s) {bad}; known: {', '.join(CATEGORIES)}, unlabelled")
+        return v
 
     @model_validator(mode="after")
     def _needs_files(self):
@@ -163,7 +222,8 @@ class StudyConfig(_Strict):
     seed: int = 0
     scales: list[int]
     """Training-set sizes, nested (each a subset of the next)."""
-    strategy: Literal["random"] = "random"
+    strategy: Literal["random", "stratified", "quality"] = "random"
+    """How each scale's subset is chosen from the pool (helpers.selection); subsets stay nested."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()

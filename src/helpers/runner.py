@@ -36,7 +36,8 @@ class Stage:
 
 
 STAGES = (
-    Stage("data", "01_data.ipynb", "study", ("study", "seed", "scales", "strategy", "data"), ("data", "tasks", "prompt")),
+    Stage("data", "01_data.ipynb", "study", ("study", "seed", "scales", "strategy", "data", "model"),
+          ("data", "tasks", "prompt", "loaders", "dedup", "selection", "model")),
     Stage("finetune", "02_finetune.ipynb", "scale", ("seed", "model", "train"), ("finetune", "model", "prompt")),
     Stage("generate", "03_generate.ipynb", "model", ("seed", "model", "generate"), ("generate", "model", "prompt")),
     Stage("judge", "04_judge.ipynb", "model", ("judge",), ("judge", "scoring")),
@@ -60,7 +61,7 @@ class Execution:
 def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
     """Every stage execution of the study, in the order they must run."""
     trained = [str(s) for s in cfg.scales if str(s) not in cfg.model.checkpoints]
-    data_out = [sd / "pool.jsonl", sd / "eval.jsonl", sd / "data_stats.json"] + \
+    data_out = [sd / "pool.jsonl", sd / "eval.jsonl", sd / "data_stats.json", sd / "removed.jsonl"] + \
         [sd / "subsets" / f"{s}.jsonl" for s in cfg.scales]
     data_in = [resolve(f) for f in cfg.data.train_files if resolve(f).exists()] + \
         ([resolve(cfg.data.eval_file)] if cfg.data.eval_file else [])

@@ -1,0 +1,169 @@
+"""Which pool items each training scale gets: one nested order per selection strategy.
+
+Every strategy returns one ordering of (some of) the pool; the subset of scale ``s`` is its
+first ``s`` items, so each smaller scale is contained in the next (the paper's nested
+0.2M ⊂ 0.6M ⊂ 1M ⊂ 2M) and the same seed always gives the same subsets.
+
+random      the paper: a seeded shuffle of the whole pool (``random.Random(seed).shuffle``,
+            the same bytes as before strategies existed).
+stratified  category proportions held fixed at every scale: within each category the items
+            are shuffled (seeded per category), and item ``j`` of a category with ``n_c`` items
+            is placed at ``(j + 0.5) / n_c`` on a common axis; sorting by that position
+            interleaves the categories so every prefix holds each category's pool share up to
+            about one item.
+quality     BELLE-style cleaning first, then the random order of what is left. Filters (the
+            first that applies names the reason): ``self_reference`` (the answer talks about
+            being an AI language model, "作为一个AI语言模型", "as an AI language model"),
+            ``multimodal`` (the task needs an image, a link, a file, audio or video the model
+            cannot see), ``question_too_long`` / ``output_too_short`` / ``output_too_long``
+            (``data.quality`` character limits), ``language_mismatch`` (a Chinese instruction
+            answered in English, unless it is a translation or code task).
+"""
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+STRATEGIES = ("random", "stratified", "quality")
+
+SELF_REFERENCE = re.compile(
+    r"(作为|我是|我只是|身为)(一个|一名|一款|个)?(基于文本的|大型|人工智能|ai|openai的|由openai开发的)*"
+    r"(ai|人工智能|语言模型|聊天机器人|ai助手|人工智能助手|虚拟助手)"
+    r"|(人工智能|ai)语言模型|chatgpt|openai|gpt-?3|gpt-?4"
+    r"|\bas an? (ai|artificial intelligence|language model|large language model)\b"
+    r"|\bi(?: am|'m) (?:just |only )?an? (ai|artificial intelligence|language model|large language model)\b",
+    re.IGNORECASE)
+"""An answer in which the generating model speaks about itself (BELLE removed these)."""
+
+_MEDIA = r"(?:图片|图像|照片|相片|截图|插图|配图|图表|视频|音频|录音|录像|语音|链接|网址|网页|二维码)"
+MULTIMODAL = re.compile(
+    r"(?:这|那|此|该|以下|下面|下列|上面|附上|所附|给定|给出|提供|上传|附带|如下)的?一?(?:张|段|个|幅|份|条|篇)?" + _MEDIA
+    + r"|(?:这|那|此|该|以下|下面|上面)[张幅]图"
+    r"|(?:附上|所附|上传|附带|附件中)的?(?:文件|文档|表格|资料)"
+    r"|(?:根据|观察|描述|看|识别|分析)(?:这|以下|下面|该)?一?(?:张|幅|段|个)?(?:图片|图像|照片|图表|视频|音频|录音)"
+    r"|(?:画|生成|制作|拍|绘制|录制|剪辑)一?(?:张|幅|段|个)(?:图|图片|画|照片|视频|音频|海报)"
+    r"|如图|附件|附图|图中所示|看图|超链接"
+    r"|https?://|www\.|\.(?:jpe?g|png|gif|bmp|mp3|mp4|wav|avi|pdf|docx?|xlsx?|pptx?)\b"
+    r"|\b(?:this|these|that|the following|the attached|attached|the given|the above|uploaded) "
+    r"(?:images?|pictures?|photos?|photographs?|videos?|audio|recordings?|files?|links?|urls?|charts?|graphs?"
+    r"|screenshots?)\b"
+    r"|\b(?:draw|generate|create|make) an? (?:image|picture|photo|video|drawing)\b",
+    re.IGNORECASE)
+"""An instruction about an image, link, file, audio or video that a text-only model cannot see."""
+
+TRANSLATION_OR_CODE = re.compile(
+    r"翻译|译成|译为|译作|英文|英语|english|translat|代码|编程|程序|函数|脚本|正则|python|java|c\+\+|sql|html|css"
+    r"|shell|bash|命令行|json|xml|markdown|latex", re.IGNORECASE)
+"""An instruction for which an answer in English (or code) is expected."""
+
+CODE_LIKE = re.compile(r"```|\bdef |\bclass |\breturn\b|\bimport |#include|\bfunction\b|=>|;\s*$|\{\s*$",
+                       re.MULTILINE)
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def random_order(n: int, seed: int) -> list[int]:
+    """Today's (and the paper's) order: one seeded permutation of the pool."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def stratified_order(categories: list[str], seed: int) -> list[int]:
+    """An order whose every prefix keeps the pool's category proportions (see the module docstring)."""
+    from helpers import CATEGORIES
+
+    by_cat: dict[str, list[int]] = {}
+    for i, c in enumerate(categories):
+        by_cat.setdefault(c, []).append(i)
+    rank = {c: k for k, c in enumerate(CATEGORIES)}
+    cats = sorted(by_cat, key=lambda c: (rank.get(c, len(rank)), c))
+    keyed = []
+    for ci, c in enumerate(cats):
+        items = by_cat[c]
+        random.Random(f"{seed}|stratified|{c}").shuffle(items)
+        n = len(items)
+        keyed.extend(((j + 0.5) / n, ci, i) for j, i in enumerate(items))
+    keyed.sort()
+    return [i for _, _, i in keyed]
+
+
+def _letters(text: str) -> tuple[int, int]:
+    return len(_CJK.findall(text)), len(_LATIN.findall(text))
+
+
+def language_mismatch(instruction: str, output: str, category: str = "") -> bool:
+    """A Chinese instruction answered in English (translation and code tasks excepted).
+
+    >>> language_mismatch("介绍一下长城。", "The Great Wall is a series of fortifications in China.")
+    True
+    >>> language_mismatch("把这句话翻译成英文：我喜欢猫。", "I like cats.")
+    False
+    >>> language_mismatch("介绍一下长城。", "长城是中国古代的军事防御工程。")
+    False
+    """
+    if category in ("translation", "code") or TRANSLATION_OR_CODE.search(instruction):
+        return False
+    zh_in, en_in = _letters(instruction)
+    if zh_in < 2 or zh_in < en_in:
+        return False
+    if CODE_LIKE.search(output):
+        return False
+    zh_out, en_out = _letters(output)
+    return en_out >= 20 and zh_out <= 0.1 * (zh_out + en_out)
+
+
+def quality_reason(rec: dict, limits) -> str | None:
+    """The first quality filter ``rec`` fails, or None. ``limits``: the config's ``data.quality``."""
+    question = f"{rec['instruction']}\n{rec.get('input', '')}"
+    output = rec["output"]
+    if SELF_REFERENCE.search(output):
+        return "self_reference"
+    if MULTIMODAL.search(question):
+        return "multimodal"
+    if len(question) > limits.max_question_chars:
+        return "question_too_long"
+    if len(output.strip()) < limits.min_output_chars:
+        return "output_too_short"
+    if len(output) > limits.max_output_chars:
+        return "output_too_long"
+    if language_mismatch(rec["instruction"], output, rec.get("category", "")):
+        return "language_mismatch"
+    return None
+
+
+QUALITY_REASONS = ("self_reference", "multimodal", "question_too_long", "output_too_short", "output_too_long",
+                   "language_mismatch")
+
+
+def quality_filter(pool: list[dict], limits) -> tuple[list[int], list[dict], dict]:
+    """(indices kept, removed notes ``{id, reason}``, counts per reason) of the quality filters."""
+    kept, removed = [], []
+    for i, rec in enumerate(pool):
+        reason = quality_reason(rec, limits)
+        if reason is None:
+            kept.append(i)
+        else:
+            removed.append({"id": rec["id"], "reason": reason})
+    counts = Counter(r["reason"] for r in removed)
+    return kept, removed, {r: counts[r] for r in QUALITY_REASONS}
+
+
+def selection_order(pool: list[dict], strategy: str, seed: int, quality=None) -> tuple[list[int], list[dict], dict]:
+    """(order of pool indices, removed notes, report) for ``strategy``; subsets are prefixes of the order."""
+    if strategy == "random":
+        return random_order(len(pool), seed), [], {"strategy": "random", "candidates": len(pool)}
+    if strategy == "stratified":
+        shares = Counter(r["category"] for r in pool)
+        return stratified_order([r["category"] for r in pool], seed), [], {
+            "strategy": "stratified", "candidates": len(pool),
+            "proportions": {c: round(n / len(pool), 4) for c, n in sorted(shares.items())}}
+    if strategy == "quality":
+        if quality is None:
+            raise ValueError("strategy quality: needs the data.quality limits")
+        kept, removed, reasons = quality_filter(pool, quality)
+        order = [kept[i] for i in random_order(len(kept), seed)]
+        return order, removed, {"strategy": "quality", "candidates": len(kept), "removed": len(removed),
+                                "reasons": reasons}
+    raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")

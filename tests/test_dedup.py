@@ -1,0 +1,121 @@
+"""De-duplication (MinHash LSH over character n-grams) and eval contamination by n-gram overlap."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import dedup
+from helpers.dedup import Deduper, dedup_records, find_contamination, minhash_of, signatures, verbatim_hits
+
+DISTINCT = ["请写一首关于春天的诗。", "把这句话翻译成英文：我喜欢猫。", "计算：12乘以7等于多少？",
+            "列出三种适合夏天的水果。", "用一句话概括下面这段文字的主要内容。", "判断这条评论是正面还是负面：物流很快。",
+            "写一个Python函数，返回列表中的最大值。", "中国的首都是哪座城市？"]
+
+
+def test_vectorised_signatures_equal_datasketch_minhash():
+    texts = DISTINCT + ["ab", "", "Ｆｕｌｌ　ｗｉｄｔｈ TEXT"]
+    sigs = signatures(texts, n=5, num_perm=64, seed=3)
+    assert sigs.shape == (len(texts), 64) and sigs.dtype == np.uint32
+    for text, sig in zip(texts, sigs):
+        assert np.array_equal(minhash_of(text, n=5, num_perm=64, seed=3).hashvalues, sig)
+
+
+def test_signature_blocks_do_not_change_the_result(monkeypatch):
+    texts = [t * (1 + i % 3) for i, t in enumerate(DISTINCT * 5)]
+    whole = signatures(texts, 4)
+    monkeypatch.setattr(dedup, "_CHUNK", 7)  # force many small blocks
+    assert np.array_equal(signatures(texts, 4), whole)
+
+
+def test_exact_duplicates_after_normalisation_are_dropped():
+    d = Deduper(threshold=0.7, ngram=5)
+    assert d.add("请写一首关于春天的诗。", key="a")
+    assert not d.add("请写一首关于 春天的诗。")  # whitespace
+    assert not d.add("ＡＢＣ请写一首关于春天的诗。".replace("ＡＢＣ", ""))
+    assert d.add("Hello World, how are you today?")
+    assert not d.add("hello world, HOW are you today?")  # case
+    assert d.counts == {"seen": 5, "kept": 2, "exact": 3, "near": 0}
+
+
+def test_near_duplicates_are_dropped_and_distinct_texts_kept():
+    d = Deduper(threshold=0.7, ngram=3)
+    decisions = d.add_many(DISTINCT + [
+        "请写一首关于春天的诗！",  # punctuation (Jaccard of the 3-gram sets 0.80)
+        "请把这句话翻译成英文：我喜欢猫。",  # one character added in front (0.93)
+        "判断这条评论是正面还是负面：物流很快！",  # punctuation (0.89)
+    ], keys=[f"k{i}" for i in range(len(DISTINCT) + 3)])
+    assert all(x.kept for x in decisions[:len(DISTINCT)])
+    near = decisions[len(DISTINCT):]
+    assert [x.kept for x in near] == [False, False, False]
+    assert [x.duplicate_of for x in near] == ["k0", "k1", "k5"]
+    assert all(x.reason == "near" and x.similarity >= 0.7 for x in near)
+
+
+def test_add_one_at_a_time_equals_add_many():
+    texts = DISTINCT + ["请写一首关于春天的诗歌。", "请写一首关于春天的诗。", "中国的首都是哪座城市"]
+    one = Deduper()
+    many = Deduper()
+    assert [one.add(t) for t in texts] == [x.kept for x in many.add_many(texts, batch=4)]
+    assert one.counts == many.counts
+
+
+def test_only_kept_texts_are_compared_so_chains_do_not_cascade():
+    # b is near a and dropped; c is near b but not near a: c is compared with kept texts only
+    a = "今天天气很好，我们一起去公园散步吧，顺便看看湖边的花。"
+    b = "今天天气很好，我们一起去公园散步吧，顺便看看湖边的柳树。"
+    c = "今天天气不错，我们一起去公园跑步吧，顺便看看湖边的柳树。"
+    exact_j = lambda x, y: len(dedup.ngrams(x, 5) & dedup.ngrams(y, 5)) / len(dedup.ngrams(x, 5) | dedup.ngrams(y, 5))
+    assert exact_j(a, b) >= 0.7 and exact_j(a, c) < 0.5
+    d = Deduper(threshold=0.7, ngram=5)
+    assert [d.add(t) for t in (a, b, c)] == [True, False, True]
+
+
+def test_dedup_records_reports_what_it_removed():
+    recs = [{"id": f"r{i}", "instruction": t, "input": ""} for i, t in enumerate(DISTINCT)]
+    recs += [{"id": "dup", "instruction": DISTINCT[2], "input": ""},
+             {"id": "near", "instruction": "请写一首关于春天的诗！", "input": ""}]
+    keep, removed, counts = dedup_records(recs, lambda r: r["instruction"], threshold=0.7, ngram=3)
+    assert keep == [True] * len(DISTINCT) + [False, False]
+    assert removed == [{"id": "dup", "reason": "exact duplicate", "duplicate_of": "r2", "similarity": 1.0},
+                       {"id": "near", "reason": "near duplicate", "duplicate_of": "r0",
+                        "similarity": removed[1]["similarity"]}]
+    assert counts["exact"] == 1 and counts["near"] == 1 and counts["kept"] == len(DISTINCT)
+
+
+def test_threshold_is_validated():
+    with pytest.raises(ValueError, match="threshold"):
+        Deduper(threshold=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# contamination
+# ---------------------------------------------------------------------------------------------
+
+
+def test_verbatim_hits_normalise_whitespace_and_width():
+    pool = ["计算：1+1", "写一首诗", "Translate: I like cats."]
+    assert verbatim_hits(pool, ["计算：1 + 1", "计算：1+2", "translate:  I LIKE cats."]) == [(0, 0), (2, 2)]
+
+
+def test_contamination_finds_paraphrased_eval_items_and_ignores_templates():
+    template = "判断下面这条评论的情感倾向，回答正面或负面。\n"
+    eval_q = [template + "这款保温杯的做工非常精致，保温效果也很好，下次还会回购。",
+              "请介绍一下苏州园林的历史和主要特点。"]
+    pool = [template + f"这个台灯{x}，推荐给大家。" for x in ("质量很好", "做工粗糙", "外观漂亮", "性价比高",
+                                                            "物流很快", "用了就坏", "颜色好看", "很好用",
+                                                            "声音太大", "特别亮", "很稳当", "很省电")]
+    pool += ["这款保温杯的做工非常精致，保温效果也很好，下次还会回购吗？请判断情感。",  # leaked content
+             "苏州园林的历史和主要特点是什么？请介绍一下。",  # reworded, shares most 6-grams? not necessarily
+             "写一首关于秋天的诗。"]
+    found, info = find_contamination(pool, eval_q, n=6, threshold=0.5, max_df=10)
+    hits = {f["pool"]: f["eval"] for f in found}
+    assert hits.get(12) == 0  # the leaked review, despite not sharing the template
+    assert not any(p < 12 for p in hits)  # sharing only the template does not count
+    assert 14 not in hits
+    assert info["template_ngrams_ignored"] > 0
+
+
+def test_short_eval_questions_must_occur_whole():
+    found, _ = find_contamination(["请问：中国的首都是哪里？谢谢", "首都在哪"], ["中国的首都是哪里"], n=10,
+                                  threshold=0.5, max_df=10)
+    assert [f["pool"] for f in found] == [0]
