@@ -546,6 +546,42 @@ def lowest_items(df: pd.DataFrame, answers: dict, eval: list[dict] | dict, model
                                        "answer", "base_answer", "rationale"])
 
 
+# --------------------------------------------------------------------------- judge usage
+
+USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost")
+
+
+def judge_usage(study_dir: str | Path, models: list[str]) -> dict:
+    """Tokens and cost of the judge, summed from the judgment rows' ``usage``.
+
+    Returns ``{"by_judge": {judge: sums}, "by_model": {model: sums}, "total": sums}`` with
+    sums ``{requests, prompt_tokens, completion_tokens, cost}``; ``by_model`` is per judge
+    stage execution (one per model). The offline judge's rows carry ``usage: {}`` and
+    count as zero. Cost is in USD at the prices of the config the judge ran with.
+    """
+    def zero():
+        return dict.fromkeys(USAGE_FIELDS, 0)
+
+    by_judge: dict[str, dict] = {}
+    by_model: dict[str, dict] = {}
+    total = zero()
+    for model in model_order(models):
+        path = Path(study_dir) / "judgments" / f"{model}.jsonl"
+        if not path.exists():
+            continue
+        m = by_model.setdefault(model, zero())
+        for rec in read_jsonl(path):
+            u = rec.get("usage") or {}
+            j = by_judge.setdefault(str(rec.get("judge")), zero())
+            for k in USAGE_FIELDS:
+                v = u.get(k) or 0
+                for acc in (j, m, total):
+                    acc[k] += v
+    for acc in [*by_judge.values(), *by_model.values(), total]:
+        acc["cost"] = round(float(acc["cost"]), 6)
+    return {"by_judge": by_judge, "by_model": by_model, "total": total}
+
+
 # --------------------------------------------------------------------------- writing
 
 def _clean(obj):
@@ -616,6 +652,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "judge_spread": _records(spread),
         "changes": _records(changes),
         "null_counts": null_counts,
+        "judge_usage": judge_usage(study_dir, models),
         "missing_judgments": missing,
         "error_analysis": {"model": error_model, "k": k},
         "lowest_items": _records(low),

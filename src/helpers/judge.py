@@ -1,11 +1,21 @@
 """Stage 04: scoring every answer 0..1, one row per item per judge run.
 
-The default judge is offline and deterministic (``helpers.scoring``): it checks
-each answer against the item's machine-checkable ``check`` and reference, so it
-needs no network and gives the same numbers every time; it runs once (run 0).
+Two judges write the same rows ``{id, run, score (0..1 or null), raw, judge, usage}``
+to ``judgments/<model>.jsonl`` (atomically, at the end):
+
+* ``judge.kind: offline`` (the default): deterministic, no network (``helpers.scoring``);
+  it checks each answer against the item's machine-checkable ``check`` and reference,
+  gives the same numbers every time and runs once (run 0); ``usage`` is ``{}``.
+* ``judge.kind: openai``: an LLM behind any OpenAI-compatible endpoint scores each
+  answer with the rubric prompt of its use case, ``judge.runs`` times
+  (``helpers.llm_judge``: concurrency, retries, the request cache, token usage and
+  cost). Its reply is read by ``parse_score``; a reply without a readable score is
+  stored as a null with the text and a ``reason``, never as 0.
 """
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 
 from helpers.config import StudyConfig
@@ -13,26 +23,116 @@ from helpers.files import read_jsonl, write_jsonl
 
 OFFLINE = "offline"
 
+# A score marker, an optional bracketed note such as "（0-1）", separators (colon, "为", "是",
+# markdown bold, brackets, quotes), then the number with an optional "%"/"分" and "/ denominator".
+_SCORE = re.compile(
+    r"(?:得分|评分|分数|打分|score|rating)"
+    r"\s*(?:[(\[（【][^()\[\]（）【】\n]{0,16}[)\]）】])?"
+    r"(?:\s|[:=*\[【\"'“”‘’]|为|是|is|of)*"
+    r"(?P<num>[-+]?(?:\d+(?:\.\d+)?|\.\d+))"
+    r"\s*(?P<unit>%|分)?"
+    r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?",
+    re.IGNORECASE)
+_BARE = re.compile(r"[\s*\[【\"'“]*(?P<num>[-+]?(?:\d+(?:\.\d+)?|\.\d+))\s*(?P<unit>%|分)?[\s*\]】\"'”.。]*")
 
-def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
-    """Write ``judgments/<model>.jsonl`` for the answers of ``model_name``."""
-    if cfg.judge.kind != OFFLINE:
-        raise NotImplementedError(
-            f"judge.kind {cfg.judge.kind!r}: the LLM judge is not built yet; use judge.kind: offline")
-    from helpers.scoring import score_answer
 
+def parse_score(text: str | None) -> float | None:
+    """The 0..1 score in a judge's reply, or None when there is none.
+
+    Reads the number right after a score marker (得分, 评分, 分数, 打分, score, rating;
+    any case, after NFKC so full-width colons and digits count); when several markers
+    carry a number, the **last** one wins (a final verdict after a draft). ``80%`` is 0.8,
+    ``4/5`` is 0.8; a reply that is nothing but a number is that number. A value outside
+    0..1, or no marker with a number, gives None: the caller retries or stores a null.
+    Pure: no I/O, no logging.
+
+    >>> parse_score("回答与参考答案一致，计算正确。\\n得分：1分")
+    1.0
+    >>> parse_score("得分:0.8")
+    0.8
+    >>> parse_score("理由：漏掉了一个人名，另外多抽了地名。得分为0.5")
+    0.5
+    >>> parse_score("The answer misses step 2 (3 + 4 = 7), so 2 of 3 steps are right.\\nScore: 0.6")
+    0.6
+    >>> parse_score("**得分**：**0.7**")
+    0.7
+    >>> parse_score("初步得分：0.4。再次核对后发现第 2 步其实正确，最终得分：0.8")
+    0.8
+    >>> parse_score("得分（0-1）：0.9")
+    0.9
+    >>> parse_score("得分：80%")
+    0.8
+    >>> parse_score("Score: 4/5")
+    0.8
+    >>> parse_score("０．５")
+    0.5
+    >>> parse_score("得分：8分") is None   # out of 0..1 (a 10-point scale): not guessed
+    True
+    >>> parse_score("回答正确，列出了 3 条建议，满分 1 分。") is None   # no marker with a number
+    True
+    >>> parse_score("I cannot evaluate this answer.") is None
+    True
+    """
+    if not text:
+        return None
+    t = unicodedata.normalize("NFKC", str(text))
+    value = None
+    for m in _SCORE.finditer(t):
+        value = m
+    if value is None:
+        value = _BARE.fullmatch(t.strip())
+        if value is None:
+            return None
+    try:
+        x = float(value.group("num"))
+        if value.group("unit") == "%":
+            x /= 100
+        den = value.groupdict().get("den")
+        if den is not None:
+            d = float(den)
+            if d <= 0:
+                return None
+            x /= d
+    except (TypeError, ValueError):
+        return None
+    return x if 0.0 <= x <= 1.0 else None
+
+
+def load_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> tuple[dict[str, dict], list[dict]]:
+    """(eval items by id, answers in file order); every item answered, every answer an item."""
     items = {it["id"]: it for it in read_jsonl(study_dir / "eval.jsonl")}
     answers_file = study_dir / "answers" / f"{model_name}.jsonl"
     answers = read_jsonl(answers_file)
     missing = sorted(set(items) - {a["id"] for a in answers})
     if missing:
         raise ValueError(f"{answers_file}: {len(missing)} eval items have no answer, e.g. {missing[:5]}")
-    rows = []
+    seen = set()
     for i, a in enumerate(answers, start=1):
         if a["id"] not in items:
             raise ValueError(f"{answers_file}: line {i}: id {a['id']!r} is not in eval.jsonl")
-        score, why = score_answer(items[a["id"]], a["answer"])
-        rows.append({"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}})
+        if a["id"] in seen:
+            raise ValueError(f"{answers_file}: line {i}: id {a['id']!r} is answered twice")
+        seen.add(a["id"])
+    return items, answers
+
+
+def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
+    """Write ``judgments/<model>.jsonl`` for the answers of ``model_name``."""
+    study_dir = Path(study_dir)
+    if cfg.judge.kind == OFFLINE:
+        items, answers = load_answers(cfg, model_name, study_dir)
+        from helpers.scoring import score_answer
+
+        rows = []
+        for a in answers:
+            score, why = score_answer(items[a["id"]], a["answer"])
+            rows.append({"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}})
+    else:
+        from helpers.llm_judge import check_api_key, judge_with_llm
+
+        check_api_key(cfg)  # before reading anything, so a missing key fails fast
+        items, answers = load_answers(cfg, model_name, study_dir)
+        rows = judge_with_llm(cfg, items, answers, study_dir)
     path = study_dir / "judgments" / f"{model_name}.jsonl"
     write_jsonl(path, rows)
     return path

@@ -169,6 +169,28 @@ def _spread(res: dict) -> str:
                    "Share of items with runs differing by &gt; 0.1"], rows)
 
 
+def _usage(res: dict) -> str:
+    """Judge tokens and cost per judge model and per judge stage (model judged)."""
+    u = res.get("judge_usage") or {}
+    total = u.get("total") or {}
+    if not total.get("requests"):
+        return "<p>No judge API requests (the offline judge costs nothing).</p>"
+
+    def row(label, v):
+        cells = ["{:,}".format(int(v.get(k) or 0)) for k in ("requests", "prompt_tokens", "completion_tokens")]
+        cells.append("${:,.4f}".format(float(v.get("cost") or 0)))
+        return [f"<td>{label}</td>"] + [f'<td class="num">{_e(c)}</td>' for c in cells]
+
+    rows = [row(f"judge {_e(j)}", v) for j, v in (u.get("by_judge") or {}).items()]
+    rows += [row(f"stage judge-{_e(m)}", v) for m, v in (u.get("by_model") or {}).items()]
+    rows.append(row("<b>total</b>", total))
+    return ("<p>Requests that got a reply (retries for a missing score included), tokens as reported by the "
+            "endpoint, cost in USD at the config's prices. Replies taken from the judge cache on a rerun are "
+            "counted once, when they were paid for.</p>"
+            + _table(["", "Requests", "Input tokens", "Output tokens", "Cost"], rows,
+                     [""] * (len(rows) - 1) + ["overall"]))
+
+
 def _errors(res: dict) -> str:
     ea = res.get("error_analysis") or {}
     items = res.get("lowest_items") or []
@@ -268,6 +290,7 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         "<h2>Figures</h2>", "".join(figs) or "<p>No figures found.</p>",
         "<h2>Trends with the amount of data</h2>", _trends(res), _changes(res),
         "<h2>Judge spread</h2>", _spread(res),
+        "<h2>Judge tokens and cost</h2>", _usage(res),
         "<h2>Error analysis</h2>", _errors(res),
         "<h2>Notebooks</h2>", f"<ul>{''.join(nb)}</ul>" if nb else "<p>None listed.</p>",
         "<h2>Data</h2>", f"<ul>{''.join(links)}</ul>" if links else "<p>No results files.</p>",

@@ -40,7 +40,7 @@ STAGES = (
           ("data", "tasks", "prompt", "loaders", "dedup", "selection", "model")),
     Stage("finetune", "02_finetune.ipynb", "scale", ("seed", "model", "train"), ("finetune", "model", "prompt")),
     Stage("generate", "03_generate.ipynb", "model", ("seed", "model", "generate"), ("generate", "model", "prompt")),
-    Stage("judge", "04_judge.ipynb", "model", ("judge",), ("judge", "scoring")),
+    Stage("judge", "04_judge.ipynb", "model", ("judge",), ("judge", "scoring", "llm_judge", "loaders")),
     Stage("analysis", "05_analysis.ipynb", "study", ("analysis", "judge"), ("analysis", "figures")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -77,7 +77,8 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
         model_in = [sd / "models" / m] if m in trained else []
         runs.append(Execution(STAGES[2], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
     for m in cfg.models:
-        runs.append(Execution(STAGES[3], m, [sd / "eval.jsonl", sd / "answers" / f"{m}.jsonl"],
+        prompts = [resolve(cfg.judge.prompts_file)] if cfg.judge.kind != "offline" else []
+        runs.append(Execution(STAGES[3], m, [sd / "eval.jsonl", sd / "answers" / f"{m}.jsonl"] + prompts,
                               [sd / "judgments" / f"{m}.jsonl"]))
     analysis_in = [sd / "eval.jsonl", sd / "data_stats.json"] + \
         [sd / d / f"{m}.jsonl" for m in cfg.models for d in ("answers", "judgments")] + \
