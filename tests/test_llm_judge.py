@@ -23,7 +23,7 @@ from helpers.judge import judge_answers, parse_score
 from helpers.llm_judge import (JudgeError, JudgeIncomplete, build_prompt, cache_path, load_prompts,
                                uses_reference)
 
-KEY = "sk-test-SECRET-9f3b2c7d1e5a"
+KEY = "test-SECRET-9f3b2c7d1e5a-not-a-real-key"
 ENV = "STUDY_TEST_JUDGE_KEY"
 
 ITEMS = [
