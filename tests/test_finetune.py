@@ -195,3 +195,18 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
     log = read_jsonl(models / "8" / "train_log.jsonl")
     assert [r["step"] for r in log] == [1, 2]  # 8 examples / (2 per process x 2 processes)
     assert (models / "8" / "adapter_model.safetensors").exists()
+
+
+def test_full_fine_tuning_saves_a_model_that_generation_loads(tmp_path, tiny_model_dir):
+    from helpers.model import load_for_generation
+
+    cfg = make_config(tiny_model_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
+                                             "max_length": 64, "bf16": False})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    out = train_scale(cfg, "8", tmp_path)
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    assert not (out / "adapter_config.json").exists()
+    model, _ = load_for_generation(cfg, "8", tmp_path)
+    base = load_causal_lm(str(tiny_model_dir))
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, base.state_dict()[n])]
+    assert changed  # every weight was trainable, and some moved

@@ -69,7 +69,11 @@ NOTEBOOKS = {
             "from helpers import figures\n\ndisplay(Image(str(figures.composition(stats, sd / \"figures\" / \"composition.png\"))))",
             "md:## Length per use case in the largest subset (tokens of the base model where its tokenizer is at hand, "
             "else characters)",
-            "print(f\"lengths in {stats['length_unit']}\")\npd.DataFrame(data.length_table(stats)).set_index(\"category\")",
+            "print(f\"lengths in {stats['length_unit']}\")\nlengths = pd.DataFrame(data.length_table(stats)).set_index(\"category\")\nlengths",
+            "unit = \"tokens\" if \"tokens_mean\" in lengths else \"chars\"\n"
+            "ax = lengths[[f\"{unit}_mean\", f\"{unit}_max\"]].plot.barh(figsize=(7, 4.5))\n"
+            "ax.set_xlabel(f\"length of instruction + input + output ({unit})\")\nax.set_ylabel(\"use case\")\n"
+            "ax.legend([\"mean\", \"max\"]);",
             "md:## Eval items per use case, and a few examples",
             "eval_items = pd.DataFrame(read_jsonl(sd / \"eval.jsonl\"))\n"
             "eval_items.groupby(\"category\").size().rename(\"items\").to_frame().T",
