@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers.files import read_jsonl, write_jsonl
-from helpers.finetune import IGNORE, LabelOnlyHeadTrainer, compute_estimate, tokenize, train_scale
+from helpers.finetune import IGNORE, LabelOnlyHeadTrainer, compute_estimate, tokenize, train
 from helpers.model import load_causal_lm, load_tokenizer
 from helpers.prompt import format_prompt
 from conftest import make_config
@@ -50,7 +50,7 @@ def test_compute_estimate_counts_lora_cheaper_than_full():
 def test_train_scale_writes_adapter_log_and_summary(tmp_path, tiny_model_dir):
     cfg = make_config(tiny_model_dir)
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out = train_scale(cfg, "8", tmp_path)
+    out, = train(cfg, tmp_path, "8")
     assert out == tmp_path / "models" / "8"
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     log = read_jsonl(out / "train_log.jsonl")
@@ -68,7 +68,7 @@ def test_training_is_deterministic(tmp_path, tiny_model_dir):
     weights = []
     for run in ("a", "b"):
         write_jsonl(tmp_path / run / "subsets" / "8.jsonl", RECORDS)
-        weights.append(load_file(train_scale(cfg, "8", tmp_path / run) / "adapter_model.safetensors"))
+        weights.append(load_file(train(cfg, tmp_path / run, "8")[0] / "adapter_model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
         torch.testing.assert_close(weights[0][k], weights[1][k])
@@ -94,7 +94,7 @@ def assert_same_weights(a, b):
 
 def test_prefix_schedule_equals_separate_runs(tmp_path, tiny_model_dir):
     """One pass over the largest subset, saved at each boundary, is the same as each scale alone."""
-    from helpers.finetune import _train, train
+    from helpers.finetune import _train
 
     records = nested_records(12)
     common = dict(scales=[4, 12], train={"batch_size": 2, "per_device_batch_size": 2, "max_length": 32,
@@ -203,7 +203,7 @@ def test_full_fine_tuning_saves_a_model_that_generation_loads(tmp_path, tiny_mod
     cfg = make_config(tiny_model_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "max_length": 64, "bf16": False})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out = train_scale(cfg, "8", tmp_path)
+    out, = train(cfg, tmp_path, "8")
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()
     assert not (out / "adapter_config.json").exists()
     model, _ = load_for_generation(cfg, "8", tmp_path)

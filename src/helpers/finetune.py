@@ -234,11 +234,6 @@ def train(cfg: StudyConfig, study_dir: Path, scale: str | None = None) -> list[P
     return _train(cfg, study_dir, name=scale, data=scale, scales=[scale], sampling="group_by_length")
 
 
-def train_scale(cfg: StudyConfig, scale: str, study_dir: Path) -> Path:
-    """One scale on its own subset (the ``separate`` schedule)."""
-    return _train(cfg, study_dir, name=scale, data=scale, scales=[scale], sampling="group_by_length")[0]
-
-
 def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list[str], sampling: str) -> list[Path]:
     """The one training loop behind both schedules.
 
