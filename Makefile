@@ -32,8 +32,9 @@ test: setup browser
 	$(BIN)/python -m pytest
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 
+# (root, as in containers, needs --allow-root)
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	find data reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name base_models -exec rm -rf {} +
