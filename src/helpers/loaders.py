@@ -424,6 +424,15 @@ def _check_id(rec: dict, where: str, seen: dict, problems: _Problems, required=F
     return rid
 
 
+def _generated_id(rid: str, where: str, seen: dict, problems: _Problems) -> str | None:
+    """Claim an id we made up for a record without one; None if a given id already has it."""
+    if rid in seen:
+        problems.add(where, f"generated id {rid!r} collides with an id given at {seen[rid]}")
+        return None
+    seen[rid] = where
+    return rid
+
+
 # ---------------------------------------------------------------------------------------
 # Train records
 # ---------------------------------------------------------------------------------------
@@ -555,12 +564,9 @@ def load_train(spec: str, *, category_map: dict | None = None, start: int = 0,
             cat = labels.canonical(label, where)
         if fields_ok is None or cat is None:
             continue
+        rid = rid or _generated_id(f"{id_prefix}-{start + i:07d}", where, seen, problems)
         if rid is None:
-            rid = f"{id_prefix}-{start + i:07d}"
-            if rid in seen:
-                problems.add(where, f"generated id {rid!r} collides with an id given at {seen[rid]}")
-                continue
-            seen[rid] = where
+            continue
         out.append({"id": rid, **fields_ok, "category": cat})
     labels.check(problems)
     problems.raise_if_any()
@@ -623,12 +629,9 @@ def load_eval(path: str | Path, *, category_map: dict | None = None) -> tuple[li
             continue
         if None in (question, cat, reference):
             continue
+        rid = rid or _generated_id(f"eval-{n:05d}", where, seen, problems)
         if rid is None:
-            rid = f"eval-{n:05d}"
-            if rid in seen:
-                problems.add(where, f"generated id {rid!r} collides with an id given at {seen[rid]}")
-                continue
-            seen[rid] = where
+            continue
         out.append({"id": rid, "category": cat, "question": question, "reference": reference,
                     **({"check": check} if check else {})})
     labels.check(problems)
