@@ -366,3 +366,15 @@ def test_validate_command_exits_nonzero_naming_file_and_record(tmp_path, capsys)
     assert str(path) in err and "'poetry' x1 (first at line 1)" in err
     assert main(["validate", "--kind", "eval", str(path), "--map", "poetry=generation"]) == 0
     assert json.loads(capsys.readouterr().out)["categories"] == {"generation": 1}
+
+
+def test_a_generated_id_that_collides_with_a_given_one_is_an_error(tmp_path):
+    import json
+
+    from helpers.loaders import DataError, load_train
+
+    f = tmp_path / "t.jsonl"
+    rec = {"instruction": "计算：1+1", "input": "", "output": "2", "category": "math"}
+    f.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [{"id": "pool-0000001", **rec}, rec]) + "\n")
+    with pytest.raises(DataError, match=r"line 2: generated id 'pool-0000001' collides with an id given at line 1"):
+        load_train(str(f))
