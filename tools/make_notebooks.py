@@ -14,7 +14,7 @@ PARAMS = '''import os
 config = os.environ.get("STUDY_CONFIG", "configs/default.yaml")  # study config, relative to the checkout
 root = os.environ.get("STUDY_ROOT") or None  # where data/ and reports/ go; None: the checkout'''
 SCALE = '''
-scale = None  # which model: a scale such as "600" (or "base" where the stage has it); None: the largest scale'''
+scale = None  # which model: a scale such as "600", "quality-600" in a strategy grid, or "base"; None: the last model'''
 SETUP = '''import time
 
 import pandas as pd
@@ -27,7 +27,7 @@ cfg = load_config(config)
 sd = study_dir(cfg, root)
 print(f"study {cfg.study}: files under {sd}")'''
 SETUP_SCALE = SETUP + '''
-scale = str(scale or cfg.scales[-1])
+scale = str(scale or cfg.models[-1])
 print(f"model: {scale}")'''
 TIMER = '''print(f"stage time: {time.perf_counter() - t0:.0f} s")'''
 
@@ -78,12 +78,13 @@ NOTEBOOKS = {
             "eval_items = pd.DataFrame(read_jsonl(sd / \"eval.jsonl\"))\n"
             "eval_items.groupby(\"category\").size().rename(\"items\").to_frame().T",
             "eval_items.groupby(\"category\").head(1)[[\"category\", \"question\", \"reference\"]]",
-            "pd.DataFrame(read_jsonl(sd / \"subsets\" / f\"{cfg.scales[0]}.jsonl\")).head(12)",
+            "pd.DataFrame(read_jsonl(sd / \"subsets\" / f\"{cfg.models[1]}.jsonl\")).head(12)",
         ], per_scale=False),
     "02_finetune": notebook(
         "02 · Fine-tuning one scale",
         "Trains the base model on `subsets/<scale>.jsonl` (LoRA by default, loss on the response only) "
-        "and saves it to `models/<scale>/` with its `train_log.jsonl`.",
+        "and saves it to `models/<scale>/` with its `train_log.jsonl`. In a strategy grid the models are "
+        "named `<strategy>-<scale>`; under the prefix schedule one run per strategy saves all of its scales.",
         [
             "import subprocess\n\nfrom helpers.finetune import launch_command, train\n\n"
             "if cfg.train.schedule == \"prefix\":\n"
@@ -97,14 +98,15 @@ NOTEBOOKS = {
             "else:\n"
             "    train(cfg, sd, scale)",
             "md:## Training loss of every scale trained so far",
-            "import json\nimport matplotlib.pyplot as plt\n\nfig, ax = plt.subplots(figsize=(7, 4))\n"
-            "for s in cfg.scales:\n"
-            "    log = sd / \"models\" / str(s) / \"train_log.jsonl\"\n"
+            "import matplotlib.pyplot as plt\n\nfrom helpers import figures\n\nfig, ax = plt.subplots(figsize=(7, 4))\n"
+            "for m in cfg.models[1:]:\n"
+            "    log = sd / \"models\" / m / \"train_log.jsonl\"\n"
             "    if log.exists():\n"
             "        df = pd.read_json(log, lines=True)\n"
-            "        ax.plot(df[\"tokens_seen\"], df[\"loss\"], label=f\"{s} examples\")\n"
+            "        ax.plot(df[\"tokens_seen\"], df[\"loss\"], label=figures.model_label(m))\n"
             "ax.set_xlabel(\"training tokens seen\")\nax.set_ylabel(\"loss (response tokens)\")\nax.legend()\nplt.show()",
-            "summary = sd / \"models\" / scale / \"train_summary.json\"\n"
+            "last = cfg.strategy_models(scale)[-1] if scale in cfg.strategies else scale  # prefix runs of a grid\n"
+            "summary = sd / \"models\" / last / \"train_summary.json\"\n"
             "if summary.exists():\n    print(summary.read_text())",
         ], per_scale=True),
     "03_generate": notebook(
@@ -164,11 +166,16 @@ NOTEBOOKS = {
             "md:## Trend per use case and the paper's findings",
             "pd.DataFrame(results[\"trends\"])",
             "pd.DataFrame(results[\"paper_comparison\"])",
+            "md:## Selection strategies at equal data (a study with a list of strategies): each strategy minus "
+            "random on the same items, paired bootstrap 95% CI",
+            "versus = pd.DataFrame(results[\"strategy_comparison\"])\n"
+            "versus.pivot_table(index=\"category\", columns=[\"strategy\", \"examples\"], values=\"diff\").round(3) "
+            "if len(versus) else \"one selection strategy: nothing to compare\"",
             "md:## How much the judge's runs agree (one run: nothing to compare)",
             "pd.DataFrame(results[\"judge_spread\"])",
             "display(Image(str(figures.judge_spread(results[\"judge_spread\"], sd / \"figures\" / \"judge_spread.png\"))))",
             "md:## Training loss and data composition",
-            "display(Image(str(figures.loss_curves(sd, [str(s) for s in cfg.scales], sd / \"figures\" / \"loss_curves.png\"))))",
+            "display(Image(str(figures.loss_curves(sd, cfg.models[1:], sd / \"figures\" / \"loss_curves.png\"))))",
             "from helpers.files import read_json\n\n"
             "display(Image(str(figures.composition(read_json(sd / \"data_stats.json\"), sd / \"figures\" / \"composition.png\"))))",
             "md:## Lowest-scoring items at the largest scale, beside the base model's answer",

@@ -7,7 +7,12 @@ frame of ``load_scores``: one row per (model, item, judge run).
 Conventions used throughout
 ---------------------------
 * A model is ``"base"`` (the untuned model, 0 training examples) or a scale name,
-  the training-example count as a string (``"600"``). Models are ordered by that count.
+  the training-example count as a string (``"600"``); in a strategy grid a scale name
+  carries its selection strategy (``"quality-600"``). Models are ordered base first,
+  then strategy by strategy (``config.STRATEGIES`` order), each by example count.
+* Trends, paired changes and the paper comparison are computed per strategy, on the
+  chain base -> smallest -> ... -> largest scale of that strategy; ``strategy_comparison``
+  sets strategies against each other at equal scale on the same items.
 * A judge that failed leaves ``score`` null. A null is **never** averaged as 0: an
   item's score is the mean of its non-null runs, an item with no non-null run has no
   score (it is left out of the means) and every null judgment is counted (``n_null``).
@@ -31,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import CATEGORIES
+from helpers.config import STRATEGIES, split_model
 from helpers.files import atomic_write_text, read_json, read_jsonl, write_json
 
 DISPLAY_NAMES = {
@@ -79,21 +85,33 @@ def display_name(category: str) -> str:
 
 
 def examples_of(model: str) -> int:
-    """Training examples of a model name: 0 for ``base``, ``int(name)`` for a scale."""
-    if model == "base":
-        return 0
-    try:
-        n = int(model)
-    except (TypeError, ValueError):
-        raise ValueError(f"model name {model!r}: expected 'base' or a training-example count such as '600'") from None
-    if n <= 0:
-        raise ValueError(f"model name {model!r}: a scale must be a positive example count")
-    return n
+    """Training examples of a model name: 0 for ``base``, the count for ``600`` or ``quality-600``."""
+    return split_model(model)[1]
+
+
+def strategy_of(model: str) -> str | None:
+    """The selection strategy in a grid model's name (``quality-600`` -> ``quality``); None otherwise."""
+    return split_model(model)[0]
 
 
 def model_order(models: Iterable[str]) -> list[str]:
-    """Unique model names, base first, then scales by example count."""
-    return sorted(dict.fromkeys(models), key=examples_of)
+    """Unique model names: base first, then strategy by strategy, each by example count."""
+    def key(m):
+        strategy, n = split_model(m)
+        return (n > 0, STRATEGIES.index(strategy) if strategy else -1, n)
+    return sorted(dict.fromkeys(models), key=key)
+
+
+def strategy_groups(models: Iterable[str]) -> dict[str | None, list[str]]:
+    """``{strategy: [base, its scales...]}`` -- the chains trends and changes run along.
+    Models without a strategy in their name (a one-strategy study) form the group ``None``."""
+    ordered = model_order(models)
+    groups: dict[str | None, list[str]] = {}
+    for m in ordered:
+        if m != "base":
+            groups.setdefault(strategy_of(m), []).append(m)
+    head = ["base"] if "base" in ordered else []
+    return {st: head + ms for st, ms in groups.items()} or ({None: head} if head else {})
 
 
 def category_order(categories: Iterable[str]) -> list[str]:
@@ -303,14 +321,39 @@ def _wide(items: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     return items.pivot_table(index="id", columns="model", values="score", aggfunc="first", dropna=False).reindex(columns=models)
 
 
+def _paired(items: pd.DataFrame, a: str, b: str, n_boot: int, seed: int, tag: str) -> list[dict]:
+    """Per category and ``overall``: mean over items scored under both models of
+    (score of ``b`` - score of ``a``), with a paired bootstrap CI that resamples items and
+    keeps each item's two scores together, so item difficulty cancels out. The
+    ``overall`` row averages the category diffs (stratified).
+    Keys: category, n_pairs, diff, ci_low, ci_high, significant (CI excludes 0)."""
+    rows, boots, diffs = [], [], []
+    for cat in category_order(items["category"]):
+        w = _wide(items[items["category"] == cat], [a, b])
+        d = (w[b] - w[a]).dropna().to_numpy(float)
+        boot = _boot_means(d, n_boot, _rng(seed, tag, cat, a, b))
+        lo, hi = _ci(boot)
+        mean = float(d.mean()) if len(d) else math.nan
+        if len(d):
+            boots.append(boot)
+            diffs.append(mean)
+        rows.append({"category": cat, "n_pairs": len(d), "diff": mean, "ci_low": lo, "ci_high": hi,
+                     "significant": bool(len(d) and (lo > 0 or hi < 0))})
+    if diffs:
+        lo, hi = _ci(np.mean(boots, axis=0))
+        mean = float(np.mean(diffs))
+    else:
+        lo = hi = mean = math.nan
+    rows.append({"category": OVERALL, "n_pairs": int(sum(r["n_pairs"] for r in rows)), "diff": mean,
+                 "ci_low": lo, "ci_high": hi, "significant": bool(diffs and (lo > 0 or hi < 0))})
+    return rows
+
+
 def scale_changes(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
                   models: list[str] | None = None) -> pd.DataFrame:
-    """Paired change in score between consecutive models (base -> s1 -> s2 -> ...).
-
-    Per category and transition, ``diff`` is the mean over items scored under both
-    models of (score after - score before), with a paired bootstrap CI that
-    resamples items and keeps each item's two scores together, so item difficulty
-    cancels out. ``"overall"`` rows average the category diffs (stratified).
+    """Paired change in score between consecutive models (base -> s1 -> s2 -> ...),
+    per category and ``overall`` (see ``_paired``). ``models`` is one chain; a strategy
+    grid runs this once per strategy (``write_results``).
 
     Columns: category, from, to, from_examples, to_examples, n_pairs, diff,
     ci_low, ci_high, significant (CI excludes 0).
@@ -319,34 +362,47 @@ def scale_changes(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     models = model_order(models if models is not None else items["model"])
     cols = ["category", "from", "to", "from_examples", "to_examples", "n_pairs",
             "diff", "ci_low", "ci_high", "significant"]
-    rows = []
-    cats = category_order(items["category"])
-    for a, b in zip(models, models[1:]):
-        boots, diffs = [], []
-        for cat in cats:
-            w = _wide(items[items["category"] == cat], models)
-            d = (w[b] - w[a]).dropna().to_numpy(float)
-            boot = _boot_means(d, n_boot, _rng(seed, "change", cat, a, b))
-            lo, hi = _ci(boot)
-            mean = float(d.mean()) if len(d) else math.nan
-            if len(d):
-                boots.append(boot)
-                diffs.append(mean)
-            rows.append({"category": cat, "from": a, "to": b, "from_examples": examples_of(a),
-                         "to_examples": examples_of(b), "n_pairs": len(d), "diff": mean,
-                         "ci_low": lo, "ci_high": hi,
-                         "significant": bool(len(d) and (lo > 0 or hi < 0))})
-        if diffs:
-            lo, hi = _ci(np.mean(boots, axis=0))
-            mean = float(np.mean(diffs))
-        else:
-            lo = hi = mean = math.nan
-        rows.append({"category": OVERALL, "from": a, "to": b, "from_examples": examples_of(a),
-                     "to_examples": examples_of(b),
-                     "n_pairs": int(sum(r["n_pairs"] for r in rows if r["from"] == a and r["to"] == b and r["category"] != OVERALL)),
-                     "diff": mean, "ci_low": lo, "ci_high": hi,
-                     "significant": bool(diffs and (lo > 0 or hi < 0))})
+    rows = [{"from": a, "to": b, "from_examples": examples_of(a), "to_examples": examples_of(b), **r}
+            for a, b in zip(models, models[1:]) for r in _paired(items, a, b, n_boot, seed, "change")]
     return pd.DataFrame(rows, columns=cols)
+
+
+def strategy_comparison(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
+                        reference: str = "random") -> pd.DataFrame:
+    """Each selection strategy against ``reference`` (the paper's random sampling; the
+    first strategy when random is not in the grid) at the same number of examples,
+    paired over items (see ``_paired``): does choosing the data differently beat
+    choosing it at random, use case by use case? Empty for a one-strategy study.
+
+    Columns: examples, strategy, reference, category, n_pairs, diff (strategy minus
+    reference), ci_low, ci_high, significant.
+    """
+    items = item_scores(df)
+    by_scale: dict[int, dict[str, str]] = {}
+    for m in model_order(items["model"]):
+        strategy, n = split_model(m)
+        if strategy:
+            by_scale.setdefault(n, {})[strategy] = m
+    present = [st for st in STRATEGIES if any(st in v for v in by_scale.values())]
+    ref = reference if reference in present else (present[0] if present else reference)
+    cols = ["examples", "strategy", "reference", "category", "n_pairs", "diff", "ci_low", "ci_high", "significant"]
+    rows = [{"examples": n, "strategy": st, "reference": ref, **r}
+            for n, named in sorted(by_scale.items()) if ref in named
+            for st, m in named.items() if st != ref
+            for r in _paired(items, named[ref], m, n_boot, seed, "strategy")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def per_strategy(df: pd.DataFrame, models: list[str], compute) -> pd.DataFrame:
+    """``compute(scores of one chain, chain)`` for each strategy's chain (base + its scales),
+    concatenated; in a grid each row gets a leading ``strategy`` column."""
+    frames = []
+    for strategy, chain in strategy_groups(models).items():
+        frame = compute(df[df["model"].isin(chain)], chain)
+        if strategy is not None:
+            frame.insert(0, "strategy", strategy)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else compute(df, list(models))
 
 
 # --------------------------------------------------------------------------- trends
@@ -617,10 +673,14 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     df = load_scores(study_dir, models)
     eval_items = read_jsonl(study_dir / "eval.jsonl")
     table = score_table(df, n_boot=n_boot, seed=seed)
-    trends = trend_labels(df, improve=improve, decline=decline, n_boot=n_boot, seed=seed)
-    comparison = paper_comparison(trends, high=high, flat_tol=flat_tol)
+    trends = per_strategy(df, models, lambda d, _: trend_labels(d, improve=improve, decline=decline,
+                                                                 n_boot=n_boot, seed=seed))
+    comparison = per_strategy(df, models, lambda d, chain: paper_comparison(
+        trends[trends["strategy"] == strategy_of(chain[-1])] if "strategy" in trends else trends,
+        high=high, flat_tol=flat_tol))
     spread = judge_spread(df)
-    changes = scale_changes(df, n_boot=n_boot, seed=seed, models=models)
+    changes = per_strategy(df, models, lambda d, chain: scale_changes(d, n_boot=n_boot, seed=seed, models=chain))
+    versus = strategy_comparison(df, n_boot=n_boot, seed=seed)
     missing = missing_judgments(df, eval_items)
     for m, n in missing.items():
         if n:
@@ -651,6 +711,8 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "paper_comparison": _records(comparison),
         "judge_spread": _records(spread),
         "changes": _records(changes),
+        "strategies": sorted({st for m in models if (st := strategy_of(m))}, key=STRATEGIES.index),
+        "strategy_comparison": _records(versus),
         "null_counts": null_counts,
         "judge_usage": judge_usage(study_dir, models),
         "missing_judgments": missing,

@@ -20,6 +20,11 @@ REPO = Path(__file__).resolve().parents[2]
 """The checkout this package lives in (src layout): configs and notebooks are found from here."""
 
 
+STRATEGIES = ("random", "stratified", "quality")
+"""Subset selection strategies (helpers.selection), in the order tables and figures show them."""
+Strategy = Literal["random", "stratified", "quality"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -222,14 +227,23 @@ class StudyConfig(_Strict):
     seed: int = 0
     scales: list[int]
     """Training-set sizes, nested (each a subset of the next)."""
-    strategy: Literal["random", "stratified", "quality"] = "random"
-    """How each scale's subset is chosen from the pool (helpers.selection); subsets stay nested."""
+    strategy: Strategy | list[Strategy] = "random"
+    """How each scale's subset is chosen from the pool (helpers.selection); subsets stay nested.
+    A list runs the grid scales x strategies in one study: its models are named ``<strategy>-<scale>``
+    (``quality-640``) and share the base model, the eval set and the report."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     generate: GenerateConfig = GenerateConfig()
     judge: JudgeConfig = JudgeConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategies(cls, v):
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"a list of strategies must be non-empty and without repeats, got {v}")
+        return v
 
     @field_validator("scales")
     @classmethod
@@ -245,9 +259,9 @@ class StudyConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        unknown = sorted(set(self.model.checkpoints) - {str(s) for s in self.scales})
+        unknown = sorted(set(self.model.checkpoints) - set(self.models[1:]))
         if unknown:
-            raise ValueError(f"model.checkpoints: {unknown} are not scales of this study ({self.scales})")
+            raise ValueError(f"model.checkpoints: {unknown} are not models of this study ({', '.join(self.models[1:])})")
         if self.train.schedule == "prefix":
             odd = [s for s in self.scales if s % self.train.batch_size]
             if odd:
@@ -259,9 +273,46 @@ class StudyConfig(_Strict):
         return self
 
     @property
+    def strategies(self) -> list[str]:
+        """The selection strategies of this study, one or more (the grid's second axis)."""
+        return list(self.strategy) if isinstance(self.strategy, list) else [self.strategy]
+
+    @property
+    def grid(self) -> bool:
+        """True when the study compares several strategies (models named ``<strategy>-<scale>``)."""
+        return len(self.strategies) > 1
+
+    def model_name(self, strategy: str, scale: int) -> str:
+        """A trained model's name: its scale (``"640"``), or ``"<strategy>-<scale>"`` in a grid."""
+        return f"{strategy}-{scale}" if self.grid else str(scale)
+
+    def strategy_models(self, strategy: str) -> list[str]:
+        """The trained models of one strategy, smallest scale first (each subset holds the previous)."""
+        return [self.model_name(strategy, s) for s in self.scales]
+
+    @property
     def models(self) -> list[str]:
-        """Every model the study evaluates: the untuned base (zero examples) and one per scale."""
-        return ["base"] + [str(s) for s in self.scales]
+        """Every model the study evaluates: the untuned base (zero examples), then every
+        trained model, strategy by strategy, each from the smallest scale to the largest."""
+        return ["base"] + [m for st in self.strategies for m in self.strategy_models(st)]
+
+
+def split_model(name: str) -> tuple[str | None, int]:
+    """(strategy, training examples) of a model name: ``"base"`` -> (None, 0),
+    ``"640"`` -> (None, 640), ``"quality-640"`` -> ("quality", 640)."""
+    if name == "base":
+        return None, 0
+    strategy, _, count = str(name).rpartition("-")
+    if strategy and strategy not in STRATEGIES:
+        raise ValueError(f"model name {name!r}: unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    try:
+        n = int(count)
+    except ValueError:
+        raise ValueError(f"model name {name!r}: expected 'base', a training-example count such as '600', "
+                         f"or <strategy>-<count> such as 'quality-600'") from None
+    if n <= 0:
+        raise ValueError(f"model name {name!r}: a scale must be a positive example count")
+    return strategy or None, n
 
 
 class ConfigError(ValueError):

@@ -13,6 +13,8 @@ removed and why; every removed pool item is listed in ``removed.jsonl`` with its
 5. selection: the study's ``strategy`` (``helpers.selection``) orders the remaining pool; the
    subset of each scale is a prefix of that order, so every smaller scale is contained in every
    larger one (the paper's nested 0.2M ⊂ 0.6M ⊂ 1M ⊂ 2M) and the same seed gives the same files.
+   With a list of strategies (the grid) each gets its own nested subsets, ``subsets/<strategy>-<scale>.jsonl``,
+   drawn from the same de-duplicated pool; the ``quality`` filters then only narrow the quality subsets.
 
 Steps 3 and 4 have ``action: auto``: they remove for file/hf sources and only report for the
 built-in suite, whose pool and eval split are disjoint by construction (and whose templated
@@ -25,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from helpers import CATEGORIES
-from helpers.config import StudyConfig, resolve
+from helpers.config import StudyConfig, resolve, split_model
 from helpers.files import write_json, write_jsonl
 from helpers.prompt import question
 
@@ -222,30 +224,35 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
          f"{cc.n}-grams of one of {filters['contamination']['eval_items_hit']} eval items; "
          f"{filters['contamination']['removed']} removed")
 
-    # 5. selection
-    order, sel_removed, report = selection.selection_order(pool, cfg.strategy, cfg.seed, cfg.data.quality)
-    removed += [{**n, "step": "quality"} for n in sel_removed]
-    filters["selection"] = report
-    if cfg.strategy == "quality":
-        reasons = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v) or "none"
-        _say(f"quality filters: {report['removed']} pool items removed ({reasons})")
-    _check_scales(cfg.scales, len(order), cfg.strategy, report)
-    subsets = {s: [pool[i] for i in order[:s]] for s in cfg.scales}
-    _say(f"strategy {cfg.strategy}: {len(order)} candidates; subsets of {', '.join(map(str, cfg.scales))} items")
+    # 5. selection: one nested order per strategy (a grid compares them on the same pool)
+    subsets: dict[str, list[dict]] = {}
+    for strategy in cfg.strategies:
+        order, sel_removed, report = selection.selection_order(pool, strategy, cfg.seed, cfg.data.quality)
+        if strategy == "quality":
+            removed += [{**n, "step": "quality"} for n in sel_removed]
+            reasons = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v) or "none"
+            _say(f"quality filters: {report['removed']} pool items "
+                 f"{'left out of the quality subsets' if cfg.grid else 'removed'} ({reasons})")
+        if strategy == "quality" or "selection" not in filters:
+            filters["selection"] = report
+        _check_scales(cfg.scales, len(order), strategy, report)
+        for scale in cfg.scales:
+            subsets[cfg.model_name(strategy, scale)] = [pool[i] for i in order[:scale]]
+        _say(f"strategy {strategy}: {len(order)} candidates; subsets of {', '.join(map(str, cfg.scales))} items")
 
     tok, unit = _tokenizer(cfg)
     tokens = _count_tokens(tok, pool) if tok is not None else None
     write_jsonl(study_dir / "pool.jsonl", pool)
     write_jsonl(study_dir / "eval.jsonl", items)
     write_jsonl(study_dir / "removed.jsonl", removed)
-    for scale, records in subsets.items():
-        write_jsonl(study_dir / "subsets" / f"{scale}.jsonl", records)
+    for name, records in subsets.items():
+        write_jsonl(study_dir / "subsets" / f"{name}.jsonl", records)
     stats = {
-        "source": cfg.data.source, "seed": cfg.seed, "strategy": cfg.strategy, "length_unit": unit,
+        "source": cfg.data.source, "seed": cfg.seed, "strategy": cfg.strategy, "strategies": cfg.strategies, "length_unit": unit,
         "sources": sources, "loaded": loaded, "filters": filters,
         "pool": subset_stats(pool, tokens),
         "eval": {"n": len(items), "categories": dict(sorted(Counter(i["category"] for i in items).items()))},
-        "subsets": {str(s): subset_stats(r, tokens) for s, r in subsets.items()},
+        "subsets": {name: subset_stats(r, tokens) for name, r in subsets.items()},
     }
     write_json(study_dir / "data_stats.json", stats)
     return stats
@@ -279,7 +286,7 @@ def filter_table(stats: dict) -> list[dict]:
 def length_table(stats: dict, scale: str | int | None = None) -> list[dict]:
     """Per use case: items and length statistics of one subset (the largest by default)."""
     subsets = stats["subsets"]
-    key = str(scale) if scale is not None else max(subsets, key=int)
+    key = str(scale) if scale is not None else max(subsets, key=lambda name: split_model(name)[1])
     rows = []
     for cat, s in subsets[key].get("by_category", {}).items():
         row = {"category": cat, "n": s["n"], **{f"chars_{k}": v for k, v in s["chars"].items()}}

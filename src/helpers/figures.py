@@ -6,7 +6,8 @@ notebook's backend; show a figure in a notebook with ``IPython.display.Image(pat
 Every PNG is saved to a temporary name beside the target and renamed over it.
 
 Colours: one per model, the same in every figure -- ``base`` is grey and the
-trained scales run from dark to light along viridis in order of example count.
+trained scales run from dark to light along viridis in order of example count; in a
+strategy grid each strategy has its own hue (``STRATEGY_COLORMAPS``), darker for more data.
 Category names are the paper's (``analysis.DISPLAY_NAMES``).
 """
 from __future__ import annotations
@@ -24,22 +25,30 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from helpers import CATEGORIES
-from helpers.analysis import OVERALL, category_order, display_name, examples_of, model_order
+from helpers.analysis import (OVERALL, category_order, display_name, examples_of, model_order, strategy_groups,
+                              strategy_of)
 from helpers.files import read_jsonl
 
 BASE_COLOR = "#8c8c8c"
 STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
 
+STRATEGY_COLORMAPS = {"random": "Blues", "stratified": "Greens", "quality": "Oranges"}
+STRATEGY_LINES = {"random": "#2f5f98", "stratified": "#2e7d4f", "quality": "#c4621b"}
+
+
 def model_palette(models) -> dict[str, tuple]:
-    """``{model: colour}``: base grey, scales along viridis by example count."""
-    ordered = model_order(models)
-    scales = [m for m in ordered if m != "base"]
-    cmap = colormaps["viridis"]
-    pos = np.linspace(0.05, 0.85, len(scales)) if len(scales) > 1 else [0.35]
-    pal = {m: tuple(cmap(p)) for m, p in zip(scales, pos)}
-    if "base" in ordered:
-        pal = {"base": BASE_COLOR, **pal}
+    """``{model: colour}``: base grey; scales along viridis by example count, or in a
+    strategy grid along the strategy's own colormap (light to dark with more data)."""
+    pal = {"base": BASE_COLOR} if "base" in models else {}
+    for strategy, chain in strategy_groups(models).items():
+        scales = [m for m in chain if m != "base"]
+        if strategy is None:
+            cmap, pos = colormaps["viridis"], np.linspace(0.05, 0.85, len(scales)) if len(scales) > 1 else [0.35]
+        else:
+            cmap, pos = colormaps[STRATEGY_COLORMAPS[strategy]], np.linspace(0.45, 0.95, len(scales)) \
+                if len(scales) > 1 else [0.7]
+        pal.update({m: tuple(cmap(p)) for m, p in zip(scales, pos)})
     return pal
 
 
@@ -61,7 +70,11 @@ def fmt_count(n: int) -> str:
 
 
 def model_label(model: str) -> str:
-    return "base (0)" if model == "base" else fmt_count(examples_of(model))
+    """``base (0)``, ``640``, or ``quality 640`` in a strategy grid."""
+    if model == "base":
+        return "base (0)"
+    strategy = strategy_of(model)
+    return f"{strategy} {fmt_count(examples_of(model))}" if strategy else fmt_count(examples_of(model))
 
 
 def _new(figsize) -> Figure:
@@ -132,13 +145,15 @@ def score_curves(table, path) -> Path:
     Trained scales are joined by a line with a 95% CI band. A log axis cannot show
     0 examples, so the base model is drawn as a separate point (with its CI) at a
     position a factor 4 left of the smallest scale, ticked "base", not joined to
-    the curve, with a dotted line at its level for reference.
+    the curve, with a dotted line at its level for reference. In a strategy grid each
+    strategy is its own line and band in its own colour (legend at the right).
     """
     t = pd.DataFrame(table)
     models = model_order(t["model"])
     pal = model_palette(models)
-    scales = [m for m in models if m != "base"]
-    xs = np.array([examples_of(m) for m in scales], float)
+    chains = {st: [m for m in chain if m != "base"] for st, chain in strategy_groups(models).items()}
+    chains = {st: ms for st, ms in chains.items() if ms}
+    xs = np.array(sorted({examples_of(m) for ms in chains.values() for m in ms}), float)
     x_base = xs.min() / 4 if len(xs) else 1.0
     cats = [c for c in category_order(t["category"]) if c not in (OVERALL, "overall_items")]
     ncols = 4
@@ -148,12 +163,15 @@ def score_curves(table, path) -> Path:
         axes = fig.subplots(nrows, ncols, sharex=True, sharey=True).ravel()
         for ax, cat in zip(axes, cats):
             sub = t[t["category"] == cat].set_index("model")
-            if scales:
+            for strategy, scales in chains.items():
                 s = sub.reindex(scales)
-                ax.fill_between(xs, s["ci_low"].to_numpy(float), s["ci_high"].to_numpy(float),
-                                color="#4c72b0", alpha=0.18, lw=0)
-                ax.plot(xs, s["mean"].to_numpy(float), color="#333333", lw=1.3)
-                for xv, m in zip(xs, scales):
+                x = np.array([examples_of(m) for m in scales], float)
+                band, line = ("#4c72b0", "#333333") if strategy is None else (STRATEGY_LINES[strategy],) * 2
+                ax.fill_between(x, s["ci_low"].to_numpy(float), s["ci_high"].to_numpy(float),
+                                color=band, alpha=0.18 if strategy is None else 0.12, lw=0)
+                ax.plot(x, s["mean"].to_numpy(float), color=line, lw=1.3,
+                        label=strategy if ax is axes[0] else None)
+                for xv, m in zip(x, scales):
                     ax.plot([xv], [s.loc[m, "mean"]], "o", color=pal[m], ms=6, zorder=3)
             if "base" in sub.index:
                 b = sub.loc["base"]
@@ -177,6 +195,8 @@ def score_curves(table, path) -> Path:
             ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         fig.supxlabel("Training examples (log scale; base = untuned model, 0 examples)")
         fig.supylabel("Mean judge score (0-1), 95% CI band")
+        if any(st is not None for st in chains):
+            fig.legend(title="Selection strategy", fontsize=8, loc="outside right upper", frameon=False)
     return _save(fig, path)
 
 
@@ -231,7 +251,7 @@ def composition(data_stats: dict, path) -> Path:
             for c, v in zip(cats, data):
                 ax.bar(x, v, 0.6, bottom=bottom, color=pal[c], label=display_name(c) if ax is ax1 else None)
                 bottom += v
-            ax.set_xticks(x, [fmt_count(examples_of(s)) for s in scales])
+            ax.set_xticks(x, [model_label(s) for s in scales], rotation=30 if len(scales) > 6 else 0)
             ax.set_xlabel("Training subset (examples)")
         for xi, t in zip(x, totals):
             ax1.text(xi, t, f"{int(t):,}", ha="center", va="bottom", fontsize=8)

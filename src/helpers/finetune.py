@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
-from helpers.config import StudyConfig
+from helpers.config import StudyConfig, split_model
 from helpers.files import atomic_write_text, dumps, read_jsonl, write_jsonl
 from helpers.model import base_model_path, bf16_supported, load_causal_lm, load_tokenizer
 from helpers.prompt import format_prompt
@@ -216,19 +216,24 @@ def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path |
     else:
         cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd += ["-m", "helpers", "train", "--config", str(resolve(config_path))]
-    cmd += ["--scale", str(scale)] if scale and cfg.train.schedule == "separate" else []
+    cmd += ["--scale", str(scale)] if scale else []
     return cmd + (["--root", str(root)] if root else [])
 
 
 def train(cfg: StudyConfig, study_dir: Path, scale: str | None = None) -> list[Path]:
     """Train what the config's schedule asks for; returns the saved model folders.
 
-    ``separate``: one run on ``subsets/<scale>.jsonl``. ``prefix``: one run on the
-    largest subset in nested order, saving every scale at its boundary.
+    ``separate``: one run on ``subsets/<scale>.jsonl`` (``scale`` is a model name such as
+    ``640`` or ``quality-640``). ``prefix``: one run on the largest subset of a strategy in
+    nested order, saving every scale of it at its boundary; ``scale`` names the strategy or
+    one of its models (default: the first strategy).
     """
     if cfg.train.schedule == "prefix":
-        scales = [str(s) for s in cfg.scales if str(s) not in cfg.model.checkpoints]
-        return _train(cfg, study_dir, name="prefix", data=scales[-1], scales=scales, sampling="sequential")
+        strategy = scale if scale in cfg.strategies else (split_model(scale)[0] if scale else None)
+        strategy = strategy or cfg.strategies[0]
+        scales = [m for m in cfg.strategy_models(strategy) if m not in cfg.model.checkpoints]
+        name = f"prefix-{strategy}" if cfg.grid else "prefix"
+        return _train(cfg, study_dir, name=name, data=scales[-1], scales=scales, sampling="sequential")
     if scale is None:
         raise ValueError("train: a scale is needed when train.schedule is separate")
     return _train(cfg, study_dir, name=scale, data=scale, scales=[scale], sampling="group_by_length")
@@ -287,7 +292,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         write_jsonl(tmp / "train_log.jsonl", log)
         wall = time.perf_counter() - t0
         atomic_write_text(tmp / "train_summary.json", json.dumps({
-            **summary, "scale": scale, "examples": int(scale) if scale.isdigit() else len(rows), "steps": step,
+            **summary, "scale": scale, "examples": split_model(scale)[1], "steps": step,
             "wall_seconds": round(wall, 2), "tokens_seen": log[-1]["tokens_seen"] if log else 0,
             "tokens_per_s": log[-1]["tokens_per_s"] if log else None, "final_loss": log[-1]["loss"] if log else None,
             "peak_mem_mb": _peak_memory_mb()}, indent=2) + "\n")
@@ -297,7 +302,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         return out
 
     # a resumed run only passes the boundaries after its checkpoint; earlier ones were saved before
-    boundaries = {int(s) // cfg.train.batch_size: s for s in scales[:-1]}
+    boundaries = {split_model(s)[1] // cfg.train.batch_size: s for s in scales[:-1]}
     trainer = LabelOnlyHeadTrainer(
         model=model, args=training_arguments(cfg, work / "trainer", sampling), train_dataset=rows,
         data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest"),

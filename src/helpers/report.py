@@ -118,11 +118,20 @@ def _headline(res: dict) -> str:
         + _table(head, rows, classes))
 
 
+def _strategy_cell(res: dict, r: dict) -> list[str]:
+    """A leading Strategy cell in a strategy grid, nothing otherwise."""
+    return [f"<td>{_e(r.get('strategy'))}</td>"] if res.get("strategies") else []
+
+
+def _strategy_head(res: dict) -> list[str]:
+    return ["Strategy"] if res.get("strategies") else []
+
+
 def _trends(res: dict) -> str:
     s = res.get("settings", {})
     rows = []
     for r in res.get("trends", []):
-        rows.append([f"<td>{_e(display_name(r['category']))}</td>",
+        rows.append(_strategy_cell(res, r) + [f"<td>{_e(display_name(r['category']))}</td>",
                      f'<td class="num">{_num(r.get("slope"), "{:+.3f}")}</td>',
                      f'<td class="num">[{_num(r.get("ci_low"), "{:+.3f}")}, {_num(r.get("ci_high"), "{:+.3f}")}]</td>',
                      f"<td>{_e(r.get('label'))}</td>",
@@ -133,15 +142,37 @@ def _trends(res: dict) -> str:
              f"(score per tenfold more data; the base model is left out because log10(0) is undefined). "
              f"Improving: CI lower bound &gt; {_e(s.get('improve'))}; declining: CI upper bound &lt; "
              f"&minus;{_e(s.get('decline'))}; otherwise plateau.</p>")
-    t = _table(["Use case", "Slope / 10&times;", "95% CI", "Label", "Base", "First scale", "Last scale"], rows)
+    t = _table(_strategy_head(res) + ["Use case", "Slope / 10&times;", "95% CI", "Label", "Base", "First scale",
+                                      "Last scale"], rows)
     comp = []
     for r in res.get("paper_comparison", []):
         cls = {"agrees": "agrees", "disagrees": "disagrees"}.get(r.get("verdict"), "cannot")
-        comp.append([f"<td>{_e(r.get('name') or display_name(r['category']))}</td>",
+        comp.append(_strategy_cell(res, r) + [f"<td>{_e(r.get('name') or display_name(r['category']))}</td>",
                      f"<td>{_e(r.get('claim'))}</td>", f"<td>{_e(r.get('label'))}</td>",
                      f'<td class="{cls}">{_e(r.get("verdict"))}</td>', f"<td>{_e(r.get('reason'))}</td>"])
     return (intro + t + "<h3>Against the paper's claims</h3>"
-            + _table(["Use case", "Paper says", "Our label", "Verdict", "Why"], comp))
+            + _table(_strategy_head(res) + ["Use case", "Paper says", "Our label", "Verdict", "Why"], comp))
+
+
+def _versus(res: dict) -> str:
+    """The strategy grid's question: at equal data, does a selection strategy beat the reference?"""
+    rows = res.get("strategy_comparison") or []
+    if not rows:
+        return ""
+    ref = rows[0].get("reference")
+    cells, classes = [], []
+    for r in rows:
+        sign = "" if not r.get("significant") else ("agrees" if (r.get("diff") or 0) > 0 else "disagrees")
+        cells.append([f'<td class="num">{_e("{:,}".format(r["examples"]))}</td>', f"<td>{_e(r['strategy'])}</td>",
+                      f"<td>{_e(display_name(r['category']))}</td>",
+                      f'<td class="num {sign}">{_num(r.get("diff"), "{:+.3f}")}</td>',
+                      f'<td class="num">[{_num(r.get("ci_low"), "{:+.3f}")}, {_num(r.get("ci_high"), "{:+.3f}")}]</td>',
+                      f'<td class="num">{_e(r.get("n_pairs"))}</td>'])
+        classes.append("overall" if r["category"] == OVERALL else "")
+    return ("<h2>Selection strategies at equal data</h2>"
+            f"<p>Score of each strategy minus <b>{_e(ref)}</b> on the same items at the same number of training "
+            "examples (paired bootstrap 95% CI). Green or red: the CI excludes 0.</p>"
+            + _table(["Examples", "Strategy", "Use case", f"Change vs {_e(ref)}", "95% CI", "Items"], cells, classes))
 
 
 def _changes(res: dict) -> str:
@@ -288,7 +319,7 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         + (f" Items without any judgment: {_e(missing)}." if missing else "") + "</p>",
         "<h2>Scores per use case</h2>", _headline(res),
         "<h2>Figures</h2>", "".join(figs) or "<p>No figures found.</p>",
-        "<h2>Trends with the amount of data</h2>", _trends(res), _changes(res),
+        "<h2>Trends with the amount of data</h2>", _trends(res), _changes(res), _versus(res),
         "<h2>Judge spread</h2>", _spread(res),
         "<h2>Judge tokens and cost</h2>", _usage(res),
         "<h2>Error analysis</h2>", _errors(res),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from helpers.config import REPO, StudyConfig, load_config, report_dir, resolve, study_dir
+from helpers.config import REPO, StudyConfig, load_config, report_dir, resolve, split_model, study_dir
 from helpers.files import read_json, write_json
 
 NOTEBOOKS = REPO / "notebooks"
@@ -60,16 +60,19 @@ class Execution:
 
 def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
     """Every stage execution of the study, in the order they must run."""
-    trained = [str(s) for s in cfg.scales if str(s) not in cfg.model.checkpoints]
+    trained = [m for m in cfg.models[1:] if m not in cfg.model.checkpoints]
     data_out = [sd / "pool.jsonl", sd / "eval.jsonl", sd / "data_stats.json", sd / "removed.jsonl"] + \
-        [sd / "subsets" / f"{s}.jsonl" for s in cfg.scales]
+        [sd / "subsets" / f"{m}.jsonl" for m in cfg.models[1:]]
     data_in = [resolve(f) for f in cfg.data.train_files if resolve(f).exists()] + \
         ([resolve(cfg.data.eval_file)] if cfg.data.eval_file else [])
     runs = [Execution(STAGES[0], "study", data_in, data_out)]
-    if cfg.train.schedule == "prefix" and trained:
-        # one run over the largest subset saves every scale
-        runs.append(Execution(STAGES[1], "study", [sd / "subsets" / f"{trained[-1]}.jsonl"],
-                              [sd / "models" / s for s in trained]))
+    if cfg.train.schedule == "prefix":
+        # one run over the largest subset of each strategy saves every scale of that strategy
+        for strategy in cfg.strategies:
+            ms = [m for m in cfg.strategy_models(strategy) if m in trained]
+            if ms:
+                runs.append(Execution(STAGES[1], strategy if cfg.grid else "study",
+                                      [sd / "subsets" / f"{ms[-1]}.jsonl"], [sd / "models" / m for m in ms]))
     else:
         for s in trained:
             runs.append(Execution(STAGES[1], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
@@ -248,7 +251,8 @@ def build_index(cfg: StudyConfig, config_path: Path, sd: Path, rd: Path, runs: l
 def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> None:
     """The dry run: every execution with its status, the data sizes and a compute estimate."""
     out(f"study {cfg.study}: {len(runs)} stage executions, data and outputs under {sd}")
-    out(f"models: base (0 examples) + scales {', '.join(f'{s:,}' for s in cfg.scales)} (nested, strategy {cfg.strategy})")
+    out(f"models: base (0 examples) + scales {', '.join(f'{s:,}' for s in cfg.scales)} "
+        f"(nested, strateg{'ies' if cfg.grid else 'y'} {', '.join(cfg.strategies)})")
     src = "built-in suite" if cfg.data.source == "builtin" else ", ".join(cfg.data.train_files)
     out(f"pool: {src}; eval: {cfg.data.eval_file or f'{cfg.data.eval_per_category} per use case'}; "
         f"judge: {cfg.judge.kind}{'' if cfg.judge.kind == 'offline' else f' {cfg.judge.model} x {cfg.judge.runs} runs'}")
@@ -263,7 +267,10 @@ def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> 
 
 def compute_plan(cfg: StudyConfig, sd: Path) -> dict:
     """FLOPs for training every scale (6 x params x tokens; LoRA: about 4 x params x tokens)."""
-    examples = sum(s for s in cfg.scales if str(s) not in cfg.model.checkpoints)
+    trained = [[split_model(m)[1] for m in cfg.strategy_models(st) if m not in cfg.model.checkpoints]
+               for st in cfg.strategies]
+    # the prefix schedule passes over each strategy's largest subset once; separate runs train every scale
+    examples = sum(max(ns, default=0) if cfg.train.schedule == "prefix" else sum(ns) for ns in trained)
     per_example, source = 300.0, "assuming 300 tokens per example"
     stats_file = sd / "data_stats.json"
     if stats_file.exists():
