@@ -16,9 +16,20 @@ Faults, for any request or only those whose prompt contains ``match``:
 * ``fail_after(n, "500")``: once ``n`` requests were let through, every request gets the action;
 * ``on_request``: a callable ``f(n)`` run as the n-th request arrives (each n exactly once).
 
+Hooks for crash tests: ``delivered_at[key]`` lists the ``time.monotonic()`` of every 200
+written to the client's socket, and ``on_answered`` (a callable ``f(key, n)``) runs right
+after the n-th such write, before the handler does anything else. ``to_closed[key]`` counts
+those 200s written after the client had already closed its connection (a killed client: the
+server did the work, and a hosted API bills it, but nobody can read the reply).
+
 Actions: ``"ok"``; ``"429"`` (with ``Retry-After: <retry_after>``); ``"500"``, ``"503"``;
 ``"401"``, ``"403"``, ``"400"``; ``"drop"`` (the socket is closed without any response);
 ``"slow:<seconds>"`` (answer after that long); ``"noscore"`` (a 200 whose text has no score).
+
+A fake teacher for the self-instruct stage: set ``responder`` to a callable
+``f(prompt, seed) -> (text, finish_reason)`` (e.g. ``teacher_reply`` below, which writes a
+numbered list of tasks in the layouts real teachers use, with their usual faults) and every
+200 carries its text and finish reason instead of a judge reply.
 
 The server stops by itself after ``lifetime_s`` and idle keep-alive connections are
 closed after 10 s, so nothing outlives a test run. Use it as a context manager.
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import threading
 import time
@@ -63,11 +75,16 @@ class FakeOpenAI:
         self.retry_after = retry_after
         self.lifetime_s = lifetime_s
         self.on_request = None
+        self.responder = None                # f(prompt, seed) -> (text, finish_reason): a fake teacher
+        self.on_answered = None              # f(key, n) after the n-th 200 reached the socket
         self.lock = threading.Lock()
         self.requests: Counter = Counter()   # key -> every request that arrived
         self.answered: Counter = Counter()   # key -> 200 replies written to the socket
         self.actions: Counter = Counter()    # action -> count
         self.times: dict = {}                # key -> arrival times (time.monotonic())
+        self.delivered_at: dict = {}         # key -> times a 200 reached the socket (time.monotonic())
+        self.delivered = 0                   # 200 replies written to the socket, in all
+        self.to_closed: Counter = Counter()  # key -> 200s written after the client had closed the connection
         self.total = 0
         self._scripts: list[tuple[str | None, list[str]]] = []
         self._pos: Counter = Counter()
@@ -89,7 +106,8 @@ class FakeOpenAI:
     def reset_counts(self) -> None:
         with self.lock:
             self.requests.clear(); self.answered.clear(); self.actions.clear(); self.times.clear()
-            self.total = 0
+            self.delivered_at.clear(); self.to_closed.clear()
+            self.total = self.delivered = 0
 
     def clear_faults(self) -> None:
         self._scripts, self._fail_after = [], None
@@ -220,13 +238,130 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(int(action), msgs[action], "invalid_api_key" if action == "401" else None)
         if state.delay:
             time.sleep(state.delay)
-        text = NO_SCORE_REPLY if action == "noscore" else reply_for(prompt)
+        finish = "stop"
+        if state.responder is not None and action != "noscore":
+            text, finish = state.responder(prompt, body.get("seed"))
+        else:
+            text = NO_SCORE_REPLY if action == "noscore" else reply_for(prompt)
         p, c = max(1, len(prompt) // 2), max(1, len(text) // 2)
+        gone = _peer_closed(self.connection)
         ok = self._send(200, {
             "id": f"chatcmpl-fake-{state.total}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})
         if ok:
+            t = time.monotonic()
             with state.lock:
                 state.answered[key] += 1
+                state.delivered_at.setdefault(key, []).append(t)
+                state.delivered += 1
+                n = state.delivered
+                if gone:
+                    state.to_closed[key] += 1
+            if state.on_answered:
+                state.on_answered(key, n)
+
+
+def _peer_closed(sock) -> bool:
+    """True when the client has already closed its end of the connection (EOF or reset pending)."""
+    import select
+
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+# ---------------------------------------------------------------------- a fake self-instruct teacher
+
+TEACHER_CONTEXTS = [
+    "我叫{name}，在{city}做{job}，", "{name}下个月要去{city}参加{event}，", "我最近买了一个{product}，",
+    "{name}周末常在{city}{hobby}，", "作为一名{job}，{name}想知道：", "{name}在{city}开了一家小店，",
+    "听说{city}最近要办{event}，", "{name}的爱好是{hobby}，", "我是{city}人，做{job}已经{years}年了，",
+]
+"""Context clauses put before many generated instructions, so the tasks differ as a real teacher's do."""
+
+
+def teacher_tasks(rng, n: int, examples: list[tuple[str, str, str]] = (), context_share: float = 0.7,
+                  noise: bool = True) -> list[tuple[str, str, str | None]]:
+    """``n`` tasks ``(instruction, input, output or None)`` from the built-in suite's generators (pool split).
+
+    With ``noise``, about one task in seven has a fault a filter must catch: an image task, an
+    output that talks about being an AI, an English answer, a two-character instruction, no
+    output, a copy of a shown example (``examples``) or a near copy of the task before it.
+    """
+    from helpers import CATEGORIES, tasks
+
+    vocab, knobs = tasks._Vocab("pool"), tasks._knobs(None)
+    out: list[tuple[str, str, str | None]] = []
+    for _ in range(n):
+        cat = CATEGORIES[rng.randrange(len(CATEGORIES))]
+        ins, inp, output, _check = tasks.GENERATORS[cat](rng, vocab, knobs)
+        if rng.random() < context_share:
+            ctx = rng.choice(TEACHER_CONTEXTS).format(
+                name=rng.choice(tasks.SURNAMES["pool"]) + rng.choice(tasks.GIVEN), city=rng.choice(tasks.CITIES["pool"]),
+                job=rng.choice(tasks.JOBS), event=rng.choice(tasks.EVENTS), product=rng.choice(tasks.PRODUCTS["pool"]),
+                hobby=rng.choice(tasks.HOBBIES), years=rng.randint(2, 30))
+            ins = ctx + ins
+        u = rng.random() if noise else 1.0
+        if u < 0.02:
+            ins, inp = f"描述一下这张照片里{rng.choice(tasks.CITIES['pool'])}的街景。", ""
+        elif u < 0.04:
+            output = "作为一个AI语言模型，我无法亲自体验，但可以提供一些一般性的信息。"
+        elif u < 0.06:
+            ins, inp = f"{rng.choice(tasks.CITIES['pool'])}有什么好玩的地方？", ""
+            output = "There are many interesting places to visit, such as parks, museums and old streets."
+        elif u < 0.07:
+            ins = "写诗"
+        elif u < 0.08:
+            output = None
+        elif u < 0.11 and examples:
+            ins, inp, output = rng.choice(list(examples))
+        elif u < 0.14 and out:
+            ins, inp, output = "请" + out[-1][0], out[-1][1], out[-1][2]
+        out.append((ins, inp, output))
+    return out
+
+
+_EXAMPLE = re.compile(r"\d+\. 指令：(?P<i>[^\n]*)\n输入：(?P<n>[^\n]*)\n输出：(?P<o>[^\n]*)")
+
+
+def teacher_reply(prompt: str, seed, n: int = 20, truncate_every: int = 0, context_share: float = 0.7,
+                  noise: bool = True) -> tuple[str, str]:
+    """``(text, finish_reason)``: a numbered task list as a teacher might write it, deterministic in (prompt, seed).
+
+    The layout varies by reply: as asked (``1. 指令：``), half-width colons without blank lines,
+    markdown headers (``### 任务 1`` / ``**指令**：``), all fields on one line, numbering that
+    restarts halfway, a preamble, different no-input markers. With ``truncate_every`` k, about one
+    reply in k is cut in the middle of its last task, with ``finish_reason: length``.
+    """
+    import random
+
+    h = int(hashlib.sha256(f"{seed}|{prompt}".encode("utf-8")).hexdigest()[:16], 16)
+    rng = random.Random(h)
+    shown = [(m["i"], "" if m["n"] == "<无输入>" else m["n"], m["o"]) for m in _EXAMPLE.finditer(prompt)
+             if m["i"] != "……"]  # the examples, not the layout
+    items = teacher_tasks(rng, n, shown, context_share, noise)
+    style = rng.randrange(4)
+    restart = rng.random() < 0.2
+    none = rng.choice(["<无输入>", "<无输入>", "无", "（无）"])
+    parts = ["好的，以下是新的任务：\n\n"] if rng.random() < 0.5 else []
+    for k, (ins, inp, output) in enumerate(items):
+        num = k + 1 - (n // 2 if restart and k >= n // 2 else 0)
+        inp = inp or none
+        if style == 3 and output is not None and "\n" not in output + inp:
+            block = f"{num}. 指令：{ins} 输入：{inp} 输出：{output}\n"
+        elif style == 2:
+            block = f"### 任务 {num}\n**指令**：{ins}\n**输入**：{inp}\n" + \
+                (f"**输出**：{output}\n" if output is not None else "") + "\n"
+        else:
+            colon = ":" if style == 1 else "："
+            block = f"{num}. 指令{colon}{ins}\n输入{colon}{inp}\n" + \
+                (f"输出{colon}{output}\n" if output is not None else "") + ("" if style == 1 else "\n")
+        parts.append(block)
+    if truncate_every and h % truncate_every == 0:
+        parts[-1] = parts[-1][: max(4, len(parts[-1]) * 3 // 5)]
+        return "".join(parts), "length"
+    return "".join(parts).rstrip("\n"), "stop"

@@ -48,6 +48,48 @@ def notebook(title: str, intro: str, cells: list, per_scale: bool):
 
 
 NOTEBOOKS = {
+    "00_selfinstruct": notebook(
+        "00 · Self-instruct: generating the instruction pool (optional)",
+        "With `data.source: generate` the study's pool is written here, the paper's way: a teacher model behind any "
+        "OpenAI-compatible endpoint (`selfinstruct.base_url`, `selfinstruct.model`) is shown "
+        "`selfinstruct.examples_per_request` of our Chinese seed tasks (`selfinstruct.seeds_file`) per request and asked "
+        "for `selfinstruct.tasks_per_request` new ones (`selfinstruct.prompt_file`). Replies are parsed, filtered "
+        "(length limits, image/link/file/audio tasks, the model talking about itself, language mismatch), "
+        "de-duplicated against the seeds and everything kept so far (MinHash LSH) and labelled with a use case, "
+        "until `selfinstruct.target` items are kept in `generated.jsonl`; every dropped task is in "
+        "`generated_dropped.jsonl` with its reason. Every reply is cached: a rerun after a kill continues and never "
+        "sends a request twice. The API key is read from the environment variable named by "
+        "`selfinstruct.api_key_env` and never enters this notebook. Other sources skip this stage.",
+        [
+            "from helpers import selfinstruct\n\n"
+            "if cfg.data.source == \"generate\":\n"
+            "    stats = selfinstruct.generate_pool(cfg, sd)\n"
+            "else:\n"
+            "    stats = selfinstruct.read_stats(sd)\n"
+            "    print(f\"data.source is {cfg.data.source!r}: this study does not generate its pool (the runner skips \"\n"
+            "          f\"this notebook); set data.source: generate and a selfinstruct: section to use it\")",
+            "md:## Kept and dropped tasks, per reason (the first check that fails names the reason)",
+            "pd.DataFrame(selfinstruct.reason_table(stats))",
+            "md:## Requests, tokens and cost",
+            "if stats:\n"
+            "    print(f\"teacher {stats['teacher']}: {stats['tokens']['prompt']} input + {stats['tokens']['completion']} \"\n"
+            "          f\"output tokens, ${stats['cost']:.4f}; replies ending at the token limit: \"\n"
+            "          f\"{stats['finish_reasons'].get('length', 0)} of {stats['requests']['processed']}\")\n"
+            "    display(pd.Series(stats[\"requests\"], name=\"requests\").to_frame())",
+            "md:## Composition of the generated data: kept items per use case, and who labelled them",
+            "if stats:\n"
+            "    comp = pd.Series(stats[\"kept_by_category\"], name=\"items\").to_frame()\n"
+            "    comp[\"share\"] = (comp[\"items\"] / comp[\"items\"].sum()).round(3)\n"
+            "    ax = comp[\"items\"].plot.barh(figsize=(6, 4))\n"
+            "    ax.invert_yaxis()\n"
+            "    ax.set_xlabel(\"kept items\")\n"
+            "    display(comp)\n"
+            "    print(\"labelled by:\", stats[\"label_by\"])",
+            "md:## A few kept items per use case",
+            "pd.DataFrame(selfinstruct.examples(sd, per_category=2))",
+            "md:## One dropped task per reason",
+            "pd.DataFrame(selfinstruct.dropped_examples(sd))",
+        ], per_scale=False),
     "01_data": notebook(
         "01 · Instruction data",
         "Builds the instruction pool, the eval set and the nested training subsets "

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", required=True, help="study config, e.g. configs/default.yaml")
     run.add_argument("--root", default=None, help="where data/ and reports/ go (default: the checkout)")
     run.add_argument("--force", action="store_true", help="rerun stages even when up to date")
-    run.add_argument("--only", default=None, help="run only this stage (data, finetune, generate, judge, analysis)")
+    run.add_argument("--only", default=None, help="run only this stage (selfinstruct, data, finetune, generate, judge, analysis)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; run nothing")
     train = sub.add_parser("train", help="train one scale (what accelerate launch runs on many devices)")
     train.add_argument("--config", required=True)

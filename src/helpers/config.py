@@ -71,17 +71,18 @@ class QualityConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    source: Literal["builtin", "file", "hf"] = "builtin"
-    """builtin: the procedurally generated Chinese suite; file: a local train file; hf: datasets.load_dataset names."""
+    source: Literal["builtin", "file", "hf", "generate"] = "builtin"
+    """builtin: the procedurally generated Chinese suite; file: a local train file; hf: datasets.load_dataset names;
+    generate: ``generated.jsonl`` written by the self-instruct stage (the ``selfinstruct:`` section) from seed tasks."""
     pool_size: int = Field(4000, gt=0)
     """builtin only: how many pool items to generate."""
     eval_per_category: int = Field(10, gt=0)
-    """builtin only: eval items per use case."""
+    """builtin, and generate without an eval_file: eval items per use case (the built-in suite's held-out split)."""
     train_files: list[str] = []
     """file/hf source: local JSON/JSONL/parquet files, data folders or Hugging Face dataset names,
     concatenated into the pool (formats: helpers.loaders)."""
     eval_file: str | None = None
-    """file/hf source: an eval file in BELLE's ``{question, class, std_answer}`` format."""
+    """file/hf source (optional for generate): an eval file in BELLE's ``{question, class, std_answer}`` format."""
     category_map: dict[str, str] = {}
     """Extra category labels -> canonical use case (or "unlabelled"), for labels the built-in synonym
     table (helpers.loaders.SYNONYMS) does not know."""
@@ -102,7 +103,7 @@ class DataConfig(_Strict):
 
     @model_validator(mode="after")
     def _needs_files(self):
-        if self.source != "builtin" and not self.train_files:
+        if self.source in ("file", "hf") and not self.train_files:
             raise ValueError(f"data.train_files: required when data.source is {self.source!r}")
         return self
 
@@ -222,6 +223,62 @@ class AnalysisConfig(_Strict):
     """Slope per decade of training examples above which a use case counts as still improving."""
 
 
+class SelfInstructConfig(_Strict):
+    """The optional self-instruct stage (00_selfinstruct, helpers.selfinstruct): a teacher model behind any
+    OpenAI-compatible endpoint expands seed tasks into ``generated.jsonl``, the pool of ``data.source: generate``.
+
+    The issue's ``pool: {source: generate, ...}`` is ``data: {source: generate}`` plus this section."""
+    seeds_file: str = "configs/seeds_zh.jsonl"
+    """Seed tasks ``{id, name, instruction, instances: [{input, output}], is_classification, category?}``
+    (check one with ``python -m helpers validate --kind seeds FILE``)."""
+    prompt_file: str = "configs/selfinstruct_prompt.yaml"
+    """The request to the teacher: a YAML file of text blocks (template, example layout, label rule)."""
+    target: int = Field(1000, gt=0)
+    """Items to keep, after every filter and de-duplication; no new requests once it is reached."""
+    model: str = "gpt-3.5-turbo"
+    """The teacher model."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint (vLLM, llama.cpp, a hosted API); None: the OpenAI API."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """The name of the environment variable holding the key; the key itself never enters a config."""
+    examples_per_request: int = Field(3, gt=0)
+    """k: seed tasks shown per request, sampled with the study seed and the request's index."""
+    tasks_per_request: int = Field(20, gt=0)
+    """New tasks asked for per request (the length of the numbered list)."""
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(3072, gt=0)
+    """Longest reply; a reply cut off at this limit loses its last, unfinished task."""
+    concurrency: int = Field(64, gt=0)
+    """Requests in flight at once."""
+    max_requests: int | None = Field(None, gt=0)
+    """Stop after this many requests even if the target is not reached; None: 4 x target / tasks_per_request
+    (+ concurrency), a bound on the cost of a teacher whose tasks are mostly filtered out."""
+    max_retries: int = Field(5, ge=0)
+    """Retries of one request after a 429, a 5xx, a timeout or a dropped connection (401/403: none)."""
+    timeout_s: float = Field(120.0, gt=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    """Wait before retry k: min(backoff_max_s, backoff_base_s * 2**k), jittered; a Retry-After header wins."""
+    backoff_max_s: float = Field(60.0, ge=0)
+    max_failures: int = Field(0, ge=0)
+    """Requests that may fail after every retry (skipped, counted) before the stage stops; a rerun resumes."""
+    price_per_1k_input: float = Field(0.0, ge=0)
+    price_per_1k_output: float = Field(0.0, ge=0)
+    min_instruction_chars: int = Field(4, gt=0)
+    max_instruction_chars: int = Field(500, gt=0)
+    max_input_chars: int = Field(2000, gt=0)
+    min_output_chars: int = Field(1, gt=0)
+    max_output_chars: int = Field(2000, gt=0)
+    dedup_ngram: int = Field(3, gt=0)
+    """Near duplicates (against the seeds and every item kept so far): character n-grams of instruction + input."""
+    dedup_threshold: float = Field(0.7, gt=0, le=1)
+    """Jaccard similarity at or above which a task is a near duplicate of a kept one."""
+    dedup_num_perm: int = Field(64, ge=16, le=1024)
+    label: Literal["heuristic", "teacher"] = "heuristic"
+    """Use-case label of each kept item: keyword rules (helpers.selfinstruct.heuristic_category), or the
+    teacher's own ``类别`` line (asked for in the same request; the rules fill in where it is missing)."""
+
+
 class StudyConfig(_Strict):
     study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -237,6 +294,8 @@ class StudyConfig(_Strict):
     generate: GenerateConfig = GenerateConfig()
     judge: JudgeConfig = JudgeConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    selfinstruct: SelfInstructConfig = SelfInstructConfig()
+    """Read only with ``data.source: generate``."""
 
     @field_validator("strategy")
     @classmethod
@@ -270,6 +329,9 @@ class StudyConfig(_Strict):
         if self.data.source == "builtin" and self.scales[-1] > self.data.pool_size:
             raise ValueError(
                 f"scales: the largest scale {self.scales[-1]} exceeds data.pool_size {self.data.pool_size}")
+        if self.data.source == "generate" and self.scales[-1] > self.selfinstruct.target:
+            raise ValueError(f"scales: the largest scale {self.scales[-1]} exceeds selfinstruct.target "
+                             f"{self.selfinstruct.target} (the items the self-instruct stage keeps)")
         return self
 
     @property

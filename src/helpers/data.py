@@ -4,7 +4,8 @@
 removed and why; every removed pool item is listed in ``removed.jsonl`` with its reason:
 
 1. load the pool and the eval set (the built-in suite, or files / Hugging Face datasets through
-   ``helpers.loaders``, which map messy category labels and refuse bad records);
+   ``helpers.loaders``, which map messy category labels and refuse bad records, or ``generated.jsonl``
+   of the self-instruct stage with ``data.source: generate``);
 2. verbatim check: an eval question found verbatim (normalised) in the pool stops the study
    (``data.contamination.verbatim: error``, the default) or removes that pool item;
 3. de-duplication of the pool: exact, then near duplicates by MinHash LSH (``helpers.dedup``);
@@ -34,8 +35,28 @@ from helpers.prompt import question
 TRAIN_FIELDS = ("instruction", "input", "output")
 
 
-def load_sources(cfg: StudyConfig) -> tuple[list[dict], list[dict], list[dict]]:
-    """(pool, eval items, source summaries) from the configured source."""
+def load_sources(cfg: StudyConfig, study_dir: Path | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+    """(pool, eval items, source summaries) from the configured source.
+
+    ``generate``: the pool is ``<study_dir>/generated.jsonl`` of the self-instruct stage, read (and
+    checked) like any train file; the eval set is ``data.eval_file`` if given, else the built-in
+    suite's held-out eval split (``data.eval_per_category`` per use case).
+    """
+    if cfg.data.source == "generate":
+        from helpers.loaders import load_eval, load_train
+        from helpers.tasks import build_suite
+
+        generated = Path(study_dir or "") / "generated.jsonl"
+        if study_dir is None or not generated.is_file():
+            raise ValueError(f"data.source generate: {generated} not found: run the selfinstruct stage first "
+                             f"(python -m helpers run --config ... --only selfinstruct)")
+        pool, summary = load_train(str(generated), category_map=cfg.data.category_map)
+        if cfg.data.eval_file:
+            items, eval_summary = load_eval(resolve(cfg.data.eval_file), category_map=cfg.data.category_map)
+        else:
+            _, items = build_suite(cfg.seed, 0, cfg.data.eval_per_category)
+            eval_summary = {"file": "builtin suite", "kind": "eval", "records": len(items)}
+        return pool, items, [summary, eval_summary]
     if cfg.data.source == "builtin":
         from helpers.tasks import build_suite
 
@@ -172,7 +193,7 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
     """Write pool.jsonl, eval.jsonl, subsets/<scale>.jsonl, removed.jsonl and data_stats.json; return the stats."""
     from helpers import dedup, selection
 
-    pool, items, sources = load_sources(cfg)
+    pool, items, sources = load_sources(cfg, study_dir)
     loaded = len(pool)
     _say(f"loaded {loaded} pool items and {len(items)} eval items from "
          f"{', '.join(dict.fromkeys(s['file'] for s in sources))}")

@@ -85,11 +85,14 @@ class TrainLog(TrainerCallback):
     After the first steps, and every tenth of the run, it prints progress and an ETA
     measured on this machine (plain lines, readable in the runner's console log).
     Tokens are counted on the main process and multiplied by the number of processes.
+    A resumed run continues the tokens seen and wall time of the log row at its checkpoint
+    (``resumed_from``), so the log reads as one run (the time while killed is not counted).
     """
 
-    def __init__(self, path: Path, trainer_ref: list, eta_after: int = 3):
+    def __init__(self, path: Path, trainer_ref: list, eta_after: int = 3, resumed_from: dict | None = None):
         self.path, self.ref, self.eta_after = path, trainer_ref, eta_after
         self.start = self.first_step = None
+        self.wall_before = float((resumed_from or {}).get("wall_s") or 0.0)
 
     def on_train_begin(self, args, state, control, **kw):
         self.start, self.first_step = time.perf_counter(), state.global_step
@@ -97,12 +100,13 @@ class TrainLog(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "loss" not in logs or not state.is_world_process_zero:
             return
-        wall = time.perf_counter() - self.start
+        wall = time.perf_counter() - self.start  # this process (the ETA); wall_s adds the run before a resume
         tokens = self.ref[0].tokens_seen * world_size()
+        total_wall = wall + self.wall_before
         row = {
             "step": state.global_step, "epoch": round(state.epoch or 0, 4), "loss": logs["loss"],
             "lr": logs.get("learning_rate"), "tokens_seen": tokens,
-            "tokens_per_s": round(tokens / wall, 2) if wall else None, "wall_s": round(wall, 2),
+            "tokens_per_s": round(tokens / total_wall, 2) if total_wall else None, "wall_s": round(total_wall, 2),
             "peak_mem_mb": _peak_memory_mb(),
         }
         with open(self.path, "a", encoding="utf-8") as f:
@@ -177,8 +181,18 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> Tra
 def run_key(cfg: StudyConfig, records: list[dict]) -> str:
     """What a checkpoint was made from: resuming is only safe when this is unchanged."""
     raw = {"train": cfg.train.model_dump(mode="json"), "model": cfg.model.base, "seed": cfg.seed,
-           "data": hashlib.sha256(json.dumps(records, ensure_ascii=False).encode()).hexdigest()}
+           "data": hashlib.sha256(json.dumps(records, ensure_ascii=False).encode()).hexdigest(),
+           "code": {m: hashlib.sha256((Path(__file__).parent / f"{m}.py").read_bytes()).hexdigest()
+                    for m in ("finetune", "model", "prompt")}}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+def finished_by(model_dir: Path, key: str) -> bool:
+    """Whether ``model_dir`` is a published model (renamed into place whole) of the run with ``key``."""
+    try:
+        return json.loads((model_dir / "train_summary.json").read_text()).get("run_key") == key
+    except (OSError, ValueError):
+        return False
 
 
 def last_checkpoint(work: Path, key: str) -> Path | None:
@@ -254,6 +268,11 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     base = base_model_path(cfg)
     tok = load_tokenizer(base)
     records = read_jsonl(study_dir / "subsets" / f"{data}.jsonl")
+    key = run_key(cfg, records)
+    if all(finished_by(study_dir / "models" / s, key) for s in scales):
+        # e.g. killed after the last model was published but before the runner recorded the stage
+        print(f"already trained: {', '.join(scales)} (models/ holds the finished models of this run)", flush=True)
+        return [study_dir / "models" / s for s in scales]
     rows = tokenize(records, tok, cfg.train.max_length)
     model = build_model(cfg, base)
     n_params = sum(p.numel() for p in model.parameters())
@@ -266,18 +285,19 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
 
     models = study_dir / "models"
     work = models / f".{name}.tmp"
-    key = run_key(cfg, records)
     resume = last_checkpoint(work, key)
+    resumed_from = None
     if resume:
         print(f"resuming from {resume.name}", flush=True)
-        _trim_log(work / "train_log.jsonl", int(resume.name.split("-")[-1]))
+        kept = _trim_log(work / "train_log.jsonl", int(resume.name.split("-")[-1]))
+        resumed_from = kept[-1] if kept else None
     elif is_main_process():
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         atomic_write_text(work / "run.json", json.dumps({"key": key}))
     ref: list = []
     summary = {"examples": len(rows), "bf16": use_bf16(cfg.train.bf16), "method": cfg.train.method,
-               "schedule": cfg.train.schedule, "estimate": est}
+               "schedule": cfg.train.schedule, "estimate": est, "run_key": key}
 
     def publish(scale: str, step: int) -> Path:
         trainer = ref[0]
@@ -306,8 +326,11 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     trainer = LabelOnlyHeadTrainer(
         model=model, args=training_arguments(cfg, work / "trainer", sampling), train_dataset=rows,
         data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest"),
-        callbacks=[TrainLog(work / "train_log.jsonl", ref), PrefixSnapshots(boundaries, publish)],
+        callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
+                   PrefixSnapshots(boundaries, publish)],
     )
+    if resumed_from:  # the skipped batches are not passed to compute_loss again
+        trainer.tokens_seen = int(resumed_from["tokens_seen"]) // world_size()
     ref.append(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     final = publish(scales[-1], trainer.state.global_step)
@@ -316,7 +339,11 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     return [models / s for s in scales[:-1]] + [final]
 
 
-def _trim_log(path: Path, step: int) -> None:
-    """After a resume, drop log rows of steps the checkpoint does not contain (they will be redone)."""
-    if path.exists():
-        write_jsonl(path, [r for r in read_jsonl(path, tolerate_torn_tail=True) if r["step"] <= step])
+def _trim_log(path: Path, step: int) -> list[dict]:
+    """After a resume, drop log rows of steps the checkpoint does not contain (they will be redone);
+    returns the rows kept."""
+    if not path.exists():
+        return []
+    kept = [r for r in read_jsonl(path, tolerate_torn_tail=True) if r["step"] <= step]
+    write_jsonl(path, kept)
+    return kept

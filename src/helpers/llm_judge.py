@@ -27,6 +27,8 @@ Requests
     once, without retries. A 400/422 fails that request only. The run index is sent as
     ``seed``. The key is read from the environment variable named by
     ``judge.api_key_env`` only, checked before any request, and never written or printed.
+    ``ChatEndpoint`` implements these rules; the self-instruct stage's teacher uses it too
+    (``helpers.selfinstruct``), as it uses ``RequestCache``.
 
 Nulls
     A reply without a readable score is asked again up to ``judge.parse_retries`` times,
@@ -42,8 +44,10 @@ Cache
     flushed at once and fsynced right behind (``RequestCache``), keyed by the sha256 of
     (judge model, temperature, prompt template, question, reference as sent, answer,
     run index). A rerun, or a run resumed
-    after a kill, takes those replies from the cache and never sends a request that
-    already got a reply; a torn last line left by a kill is dropped on read. Scores are
+    after a kill, takes those replies from the cache and never sends a request whose
+    reply is cached (only replies in flight when the process is killed, at most
+    ``judge.concurrency``, are lost and asked again: tests/test_chaos.py counts them);
+    a torn last line left by a kill is dropped on read. Scores are
     parsed again from the cached text, so a better parser needs no new requests. Keep to
     one judge process per study at a time (the cache file has a single writer).
 
@@ -96,14 +100,18 @@ class _RequestFailed(Exception):
 
 # ------------------------------------------------------------------------------------ set-up
 
-def check_api_key(cfg: StudyConfig) -> str:
-    """The key from the environment variable named by ``judge.api_key_env``; a clear error if unset."""
-    name = cfg.judge.api_key_env
+def check_api_key(cfg: StudyConfig, section: str = "judge", who: str = "the LLM judge",
+                  error: type[Exception] = None) -> str:
+    """The key from the environment variable named by ``<section>.api_key_env``; a clear error if unset.
+
+    ``section`` is the config section of the endpoint (``judge``, or ``selfinstruct`` for the teacher).
+    """
+    name = getattr(cfg, section).api_key_env
     key = (os.environ.get(name) or "").strip()
     if not key:
-        raise JudgeError(
-            f"judge.api_key_env: the environment variable {name} is not set or empty; the LLM judge reads its "
-            f"API key from there only (export {name}=... before running the judge stage; for a local server "
+        raise (error or JudgeError)(
+            f"{section}.api_key_env: the environment variable {name} is not set or empty; {who} reads its "
+            f"API key from there only (export {name}=... before running the {section} stage; for a local server "
             f"without keys any placeholder value works)")
     return key
 
@@ -153,40 +161,32 @@ def cache_path(cfg: StudyConfig, study_dir: Path) -> Path:
 
 # ------------------------------------------------------------------------------------ cache
 
-class RequestCache:
-    """Append-only JSONL of completed requests: ``{key, attempt, id, run, text, usage, time}`` per line.
+class JsonlAppender:
+    """Whole JSON lines appended to one file, flushed at once and fsynced behind the writes.
 
-    Each line is written and flushed at once, so a killed process loses no reply it got;
-    a background thread fsyncs the file behind the writes (group commit: one fsync covers
-    every line written since the last), so the disk's sync time (~2 ms here) never stalls
-    the requests; ``close`` fsyncs a last time.
+    Each ``write`` ends with a flush, so a killed process loses no line it wrote; a background
+    thread fsyncs the file behind the writes (group commit: one fsync covers every line written
+    since the last), so the disk's sync time (~2 ms here) never stalls the requests; ``close``
+    fsyncs a last time. The file is opened on the first write.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.entries: dict[str, list[dict]] = {}
-        if self.path.exists():
-            for rec in read_jsonl(self.path, tolerate_torn_tail=True):
-                self.entries.setdefault(rec["key"], []).append(rec)
         self._fh = None
         self._dirty = threading.Event()
         self._stop = False
         self._syncer: threading.Thread | None = None
 
-    def get(self, key: str) -> list[dict]:
-        return self.entries.get(key, [])
-
-    def add(self, rec: dict) -> None:
+    def write(self, records) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8")
             self._syncer = threading.Thread(target=self._sync_loop, args=(self._fh.fileno(),),
-                                            name="judge-cache-fsync", daemon=True)
+                                            name=f"fsync-{self.path.name}", daemon=True)
             self._syncer.start()
-        self._fh.write(dumps(rec) + "\n")
+        self._fh.write("".join(dumps(r) + "\n" for r in records))
         self._fh.flush()
         self._dirty.set()
-        self.entries.setdefault(rec["key"], []).append(rec)
 
     def _sync_loop(self, fd: int) -> None:
         while True:
@@ -208,6 +208,29 @@ class RequestCache:
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
+
+
+class RequestCache:
+    """Append-only JSONL of completed requests: ``{key, attempt, id, run, text, usage, time}`` per line
+    (``JsonlAppender``: a killed process loses no reply it got; a torn last line is dropped on read)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.entries: dict[str, list[dict]] = {}
+        if self.path.exists():
+            for rec in read_jsonl(self.path, tolerate_torn_tail=True):
+                self.entries.setdefault(rec["key"], []).append(rec)
+        self._out = JsonlAppender(self.path)
+
+    def get(self, key: str) -> list[dict]:
+        return self.entries.get(key, [])
+
+    def add(self, rec: dict) -> None:
+        self._out.write([rec])
+        self.entries.setdefault(rec["key"], []).append(rec)
+
+    def close(self) -> None:
+        self._out.close()
 
 
 # ------------------------------------------------------------------------------------ requests
@@ -267,78 +290,118 @@ class Stats:
     failures: list = field(default_factory=list)
 
 
-class _Judge:
-    def __init__(self, cfg: StudyConfig, key: str, prompts: dict[str, str], cache: RequestCache, progress=None):
-        self.cfg, self.j = cfg, cfg.judge
-        self.prompts, self.cache, self.progress = prompts, cache, progress
-        self.client = openai.AsyncOpenAI(api_key=key, base_url=self.j.base_url, max_retries=0,
-                                         timeout=self.j.timeout_s)
-        self.sem = asyncio.Semaphore(self.j.concurrency)
+@dataclass
+class Reply:
+    """One completed chat request: the reply text, its token usage and why the model stopped."""
+    text: str
+    usage: dict
+    finish_reason: str | None = None
+
+
+class ChatEndpoint:
+    """One OpenAI-compatible chat endpoint under the request rules of this module (see Requests).
+
+    Shared by the judge and the self-instruct stage's teacher: ``settings`` is that stage's config
+    section (``model``, ``base_url``, ``concurrency``, ``timeout_s``, ``max_retries``,
+    ``backoff_base_s``, ``backoff_max_s``, ``api_key_env``), ``section`` its name and ``what`` the
+    word for the endpoint in messages ("judge", "teacher"); a stop raises ``error``.
+    """
+
+    def __init__(self, settings, key: str, section: str = "judge", what: str = "judge",
+                 error: type[Exception] = None):
+        self.s, self.section, self.what, self.error = settings, section, what, error or JudgeError
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=settings.base_url, max_retries=0,
+                                         timeout=settings.timeout_s)
+        self.sem = asyncio.Semaphore(settings.concurrency)
         self.pause_until = 0.0
-        self.fatal: JudgeError | None = None
+        self.fatal: Exception | None = None
+        self.stopped = False  # set by a caller that has what it needs: attempts not yet sent are not sent
         self.stats = Stats()
         self._redact = lambda text: text.replace(key, "***")  # server messages may echo the key
 
     def _where(self) -> str:
-        return self.j.base_url or "the OpenAI API"
+        return self.s.base_url or "the OpenAI API"
 
     async def _paused(self) -> None:
         loop = asyncio.get_running_loop()
         while (d := self.pause_until - loop.time()) > 0:
             await asyncio.sleep(d)
 
-    async def call(self, prompt: str, run: int) -> tuple[str, dict]:
-        """One request with retries; returns (reply text, usage) or raises _RequestFailed / JudgeError."""
+    async def complete(self, prompt: str, seed: int, **params) -> Reply:
+        """One request with retries; returns the ``Reply`` or raises _RequestFailed / ``self.error``.
+
+        ``params`` go to ``chat.completions.create`` as they are (temperature, max_tokens, top_p).
+        """
+        s = self.s
         loop = asyncio.get_running_loop()
-        for attempt in range(self.j.max_retries + 1):
+        for attempt in range(s.max_retries + 1):
             await self._paused()
             async with self.sem:
                 await self._paused()
                 if self.fatal is not None:  # another request hit a stop: send nothing more
                     raise self.fatal
+                if self.stopped:
+                    raise _RequestFailed("not sent: the caller stopped")
                 self.stats.attempts += 1
                 try:
                     resp = await self.client.chat.completions.create(
-                        model=self.j.model, messages=[{"role": "user", "content": prompt}],
-                        temperature=self.j.temperature, max_tokens=self.j.max_tokens, seed=run)
+                        model=s.model, messages=[{"role": "user", "content": prompt}], seed=seed, **params)
                 except openai.APIError as e:
                     what, wait, reason = classify(e)
                     reason = self._redact(reason)
                 else:
-                    text = (resp.choices[0].message.content if resp.choices else None) or ""
+                    choice = resp.choices[0] if resp.choices else None
+                    text = (choice.message.content if choice else None) or ""
                     u = resp.usage
                     usage = {"prompt_tokens": int(getattr(u, "prompt_tokens", 0) or 0),
                              "completion_tokens": int(getattr(u, "completion_tokens", 0) or 0)}
                     self.stats.sent += 1
                     self.stats.prompt_tokens += usage["prompt_tokens"]
                     self.stats.completion_tokens += usage["completion_tokens"]
-                    return text, usage
+                    return Reply(text, usage, getattr(choice, "finish_reason", None))
                 if what == "fatal":  # set before the slot is released, so no queued request goes out
                     self.fatal = self.fatal or self._fatal_error(reason)
                     raise self.fatal
             if what == "fail":
                 raise _RequestFailed(f"{reason} (not retried)")
-            if attempt == self.j.max_retries:
+            if attempt == s.max_retries:
                 raise _RequestFailed(f"{reason} after {attempt + 1} attempts")
             if wait is None:
-                wait = min(self.j.backoff_max_s, self.j.backoff_base_s * 2 ** attempt) * random.uniform(0.5, 1.0)
+                wait = min(s.backoff_max_s, s.backoff_base_s * 2 ** attempt) * random.uniform(0.5, 1.0)
             else:  # Retry-After: everyone waits
                 self.pause_until = max(self.pause_until, loop.time() + wait)
             self.stats.retries += 1
-            log.info("judge request: %s, retry %d of %d in %.2f s", reason, attempt + 1, self.j.max_retries, wait)
+            log.info("%s request: %s, retry %d of %d in %.2f s", self.what, reason, attempt + 1, s.max_retries, wait)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
-    def _fatal_error(self, reason: str) -> JudgeError:
+    def _fatal_error(self, reason: str) -> Exception:
+        where, sec = self._where(), self.section
         if reason.startswith(("HTTP 401", "HTTP 403")):
-            return JudgeError(
-                f"the judge endpoint ({self._where()}) refused the API key from ${self.j.api_key_env} "
+            return self.error(
+                f"the {self.what} endpoint ({where}) refused the API key from ${self.s.api_key_env} "
                 f"({reason}); check the key and its permissions. Stopped without retrying.")
         if reason == "HTTP 404":
-            return JudgeError(f"the judge endpoint ({self._where()}) answered 404: check judge.model "
-                              f"({self.j.model!r}) and judge.base_url. Stopped without retrying.")
-        return JudgeError(f"the judge endpoint ({self._where()}) says the account's quota is used up "
+            return self.error(f"the {self.what} endpoint ({where}) answered 404: check {sec}.model "
+                              f"({self.s.model!r}) and {sec}.base_url. Stopped without retrying.")
+        return self.error(f"the {self.what} endpoint ({where}) says the account's quota is used up "
                           f"({reason}). Stopped without retrying.")
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class _Judge:
+    def __init__(self, cfg: StudyConfig, key: str, prompts: dict[str, str], cache: RequestCache, progress=None):
+        self.cfg, self.j = cfg, cfg.judge
+        self.prompts, self.cache, self.progress = prompts, cache, progress
+        self.api = ChatEndpoint(self.j, key)
+        self.stats = self.api.stats
+
+    async def call(self, prompt: str, run: int) -> tuple[str, dict]:
+        """One request with retries; returns (reply text, usage) or raises _RequestFailed / JudgeError."""
+        r = await self.api.complete(prompt, run, temperature=self.j.temperature, max_tokens=self.j.max_tokens)
+        return r.text, r.usage
 
     def _usage(self, recs: list[dict]) -> dict:
         pi = sum(int(r["usage"].get("prompt_tokens", 0)) for r in recs)
@@ -399,7 +462,7 @@ class _Judge:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
-            await self.client.close()
+            await self.api.close()
 
 
 def _run_coroutine(make):

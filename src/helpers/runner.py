@@ -36,6 +36,8 @@ class Stage:
 
 
 STAGES = (
+    Stage("selfinstruct", "00_selfinstruct.ipynb", "study", ("seed", "selfinstruct"),
+          ("selfinstruct", "llm_judge", "loaders", "dedup", "selection", "prompt")),
     Stage("data", "01_data.ipynb", "study", ("study", "seed", "scales", "strategy", "data", "model"),
           ("data", "tasks", "prompt", "loaders", "dedup", "selection", "model")),
     Stage("finetune", "02_finetune.ipynb", "scale", ("seed", "model", "train"), ("finetune", "model", "prompt")),
@@ -60,33 +62,40 @@ class Execution:
 
 def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
     """Every stage execution of the study, in the order they must run."""
+    stage = {s.name: s for s in STAGES}
     trained = [m for m in cfg.models[1:] if m not in cfg.model.checkpoints]
     data_out = [sd / "pool.jsonl", sd / "eval.jsonl", sd / "data_stats.json", sd / "removed.jsonl"] + \
         [sd / "subsets" / f"{m}.jsonl" for m in cfg.models[1:]]
     data_in = [resolve(f) for f in cfg.data.train_files if resolve(f).exists()] + \
         ([resolve(cfg.data.eval_file)] if cfg.data.eval_file else [])
-    runs = [Execution(STAGES[0], "study", data_in, data_out)]
+    runs = []
+    if cfg.data.source == "generate":  # the optional self-instruct stage writes the pool the data stage reads
+        si = cfg.selfinstruct
+        runs.append(Execution(stage["selfinstruct"], "study", [resolve(si.seeds_file), resolve(si.prompt_file)],
+                              [sd / "generated.jsonl", sd / "generated_dropped.jsonl", sd / "generated_stats.json"]))
+        data_in.append(sd / "generated.jsonl")
+    runs.append(Execution(stage["data"], "study", data_in, data_out))
     if cfg.train.schedule == "prefix":
         # one run over the largest subset of each strategy saves every scale of that strategy
         for strategy in cfg.strategies:
             ms = [m for m in cfg.strategy_models(strategy) if m in trained]
             if ms:
-                runs.append(Execution(STAGES[1], strategy if cfg.grid else "study",
+                runs.append(Execution(stage["finetune"], strategy if cfg.grid else "study",
                                       [sd / "subsets" / f"{ms[-1]}.jsonl"], [sd / "models" / m for m in ms]))
     else:
         for s in trained:
-            runs.append(Execution(STAGES[1], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
+            runs.append(Execution(stage["finetune"], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
     for m in cfg.models:
         model_in = [sd / "models" / m] if m in trained else []
-        runs.append(Execution(STAGES[2], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
+        runs.append(Execution(stage["generate"], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
     for m in cfg.models:
         prompts = [resolve(cfg.judge.prompts_file)] if cfg.judge.kind != "offline" else []
-        runs.append(Execution(STAGES[3], m, [sd / "eval.jsonl", sd / "answers" / f"{m}.jsonl"] + prompts,
+        runs.append(Execution(stage["judge"], m, [sd / "eval.jsonl", sd / "answers" / f"{m}.jsonl"] + prompts,
                               [sd / "judgments" / f"{m}.jsonl"]))
     analysis_in = [sd / "eval.jsonl", sd / "data_stats.json"] + \
         [sd / d / f"{m}.jsonl" for m in cfg.models for d in ("answers", "judgments")] + \
         [sd / "models" / s / "train_log.jsonl" for s in trained]
-    runs.append(Execution(STAGES[4], "study", analysis_in, [sd / "results.csv", sd / "results.json"]))
+    runs.append(Execution(stage["analysis"], "study", analysis_in, [sd / "results.csv", sd / "results.json"]))
     return runs
 
 
@@ -254,6 +263,10 @@ def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> 
     out(f"models: base (0 examples) + scales {', '.join(f'{s:,}' for s in cfg.scales)} "
         f"(nested, strateg{'ies' if cfg.grid else 'y'} {', '.join(cfg.strategies)})")
     src = "built-in suite" if cfg.data.source == "builtin" else ", ".join(cfg.data.train_files)
+    if cfg.data.source == "generate":
+        si = cfg.selfinstruct
+        src = (f"self-instruct, {si.target:,} items from {si.seeds_file} by {si.model} "
+               f"({si.tasks_per_request} tasks per request, {si.concurrency} in flight)")
     out(f"pool: {src}; eval: {cfg.data.eval_file or f'{cfg.data.eval_per_category} per use case'}; "
         f"judge: {cfg.judge.kind}{'' if cfg.judge.kind == 'offline' else f' {cfg.judge.model} x {cfg.judge.runs} runs'}")
     for run in runs:
