@@ -50,12 +50,15 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:
-    """Append whole lines and flush, so a resumed stage sees every finished record."""
+    """Append whole lines and flush, so a resumed stage sees every finished record.
+
+    The batch goes out in one write: a kill leaves all of it or (at worst) a torn last line,
+    not the first half of a batch that a resumed stage would then redo in different batches."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(dumps(r) + "\n" for r in records)
     with open(path, "a", encoding="utf-8") as f:
-        for r in records:
-            f.write(dumps(r) + "\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
 
