@@ -487,7 +487,10 @@ def _train_record(rec: dict, where: str, problems: _Problems, notes: Counter) ->
             if pair[2]:
                 notes["multi_turn"] += 1
             return {"instruction": pair[0], "input": "", "output": pair[1]}
-    if "target" in present and not present & {"instruction", "output"}:
+    # BELLE's hub layout: a target with no instruction/output values (null ones included), or a
+    # target key (even null, then reported) beside no instruction/output keys at all
+    if ("target" in present and not present & {"instruction", "output"}) or \
+            ("target" in rec and "instruction" not in rec and "output" not in rec):
         instruction = _text_field(rec, "input", where, problems)
         output = _text_field(rec, "target", where, problems)
         notes["layout: input/target"] += 1
@@ -502,13 +505,6 @@ def _train_record(rec: dict, where: str, problems: _Problems, notes: Counter) ->
         if None in (instruction, inp, output):
             return None
         return {"instruction": instruction, "input": inp, "output": output}
-    if "target" in rec:
-        instruction = _text_field(rec, "input", where, problems)
-        output = _text_field(rec, "target", where, problems)
-        notes["layout: input/target"] += 1
-        if None in (instruction, output):
-            return None
-        return {"instruction": instruction, "input": "", "output": output}
     problems.add(where, f"no instruction/output, input/target or conversations fields "
                         f"(fields: {', '.join(map(str, rec)) or 'none'})")
     return None
