@@ -205,8 +205,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         state = self.server_state
         length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if len(raw) < length:
+            # the client died between its headers and the end of its body: a real server never
+            # sees such a request as one, so it is neither counted nor answered
+            self.close_connection = True
+            return
         try:
-            body = json.loads(self.rfile.read(length) or b"{}")
+            body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             return self._error(400, "body is not JSON")
         if not self.path.rstrip("/").endswith("/chat/completions"):

@@ -366,3 +366,19 @@ def test_runs_inside_a_running_event_loop_as_in_jupyter(study, server):
 
     rows = read_jsonl(asyncio.run(cell()))
     assert len(rows) == len(ITEMS) and all(r["score"] is not None for r in rows)
+
+
+def test_the_test_server_ignores_a_request_whose_client_died_mid_body(server):
+    """The chaos test counts paid requests server-side; a client killed between its headers and
+    the end of its body never made a request, so the fake server must neither count nor answer it."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(server.base_url)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "问题"}]}).encode()
+    with socket.create_connection((url.hostname, url.port)) as s:
+        s.sendall(f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:len(body) // 2])
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(1024) == b""  # closed without an answer
+    assert server.total == 0 and not server.requests
