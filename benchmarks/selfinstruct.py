@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from fake_openai import FakeOpenAI, teacher_reply  # noqa: E402
 
 from helpers.config import StudyConfig  # noqa: E402
-from helpers.llm_judge import JsonlAppender  # noqa: E402
+from helpers.openai_client import JsonlAppender  # noqa: E402
 from helpers.selfinstruct import Collector, generate_pool, load_seed_tasks  # noqa: E402
 
 ENV = "BENCH_TEACHER_KEY"

@@ -21,10 +21,12 @@ import pandas as pd
 from IPython.display import Image, display
 
 from helpers.config import load_config, study_dir
+from helpers.lock import hold_in_kernel
 
 t0 = time.perf_counter()
 cfg = load_config(config)
 sd = study_dir(cfg, root)
+hold_in_kernel(sd)  # under `make study`: a rerun waits for this kernel; by hand: warns of a batch run
 print(f"study {cfg.study}: files under {sd}")'''
 SETUP_SCALE = SETUP + '''
 scale = str(scale or cfg.models[-1])

@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
+            from helpers.lock import StudyBusy
             from helpers.runner import StageFailed, run_study
 
             try:
                 run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run)
-            except StageFailed as e:
+            except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
         elif args.command == "train":

@@ -190,31 +190,42 @@ class GenerateConfig(_Strict):
         return self.max_new_tokens.get(category, self.max_new_tokens["default"])
 
 
-class JudgeConfig(_Strict):
-    kind: Literal["offline", "openai"] = "offline"
+class EndpointConfig(_Strict):
+    """An OpenAI-compatible chat endpoint and its request rules (helpers.openai_client), shared by the
+    ``judge`` and ``selfinstruct`` sections; each section overrides the defaults it needs otherwise.
+    The defaults here are the judge's."""
     model: str = "gpt-3.5-turbo"
+    """The model's name at the endpoint (the judge, or the self-instruct teacher)."""
     base_url: str | None = None
+    """An OpenAI-compatible endpoint (vLLM, llama.cpp, a hosted API); None: the OpenAI API."""
     api_key_env: str = "OPENAI_API_KEY"
     """The name of the environment variable holding the key; the key itself never enters a config."""
-    runs: int = Field(3, gt=0)
     temperature: float = Field(0.0, ge=0)
     concurrency: int = Field(8, gt=0)
+    """Requests in flight at once."""
+    max_tokens: int = Field(512, gt=0)
+    """Longest reply, in tokens (the judge's: rationale + ``得分:``)."""
     price_per_1k_input: float = Field(0.0, ge=0)
     price_per_1k_output: float = Field(0.0, ge=0)
-    prompts_file: str = "configs/judge_prompts.jsonl"
-    """Rubric prompts, one ``{class, prompt}`` JSON object per line (BELLE's format; labels are mapped)."""
-    max_tokens: int = Field(512, gt=0)
-    """Longest judge reply (rationale + ``得分:``), in tokens."""
     max_retries: int = Field(5, ge=0)
     """Retries of one request after a 429, a 5xx, a timeout or a dropped connection (401/403: none)."""
     timeout_s: float = Field(60.0, gt=0)
     backoff_base_s: float = Field(1.0, ge=0)
     """Wait before retry k: min(backoff_max_s, backoff_base_s * 2**k), jittered; a Retry-After header wins."""
     backoff_max_s: float = Field(60.0, ge=0)
+    max_failures: int = Field(0, ge=0)
+    """Requests that may still fail after every retry before the stage stops with an error (the judge stores
+    each as a null, the self-instruct stage skips and counts it); a rerun takes the cached replies and goes on."""
+
+
+class JudgeConfig(EndpointConfig):
+    """Stage 04's judge (helpers.judge): offline, or an LLM behind an OpenAI-compatible endpoint (helpers.llm_judge)."""
+    kind: Literal["offline", "openai"] = "offline"
+    runs: int = Field(3, gt=0)
+    prompts_file: str = "configs/judge_prompts.jsonl"
+    """Rubric prompts, one ``{class, prompt}`` JSON object per line (BELLE's format; labels are mapped)."""
     parse_retries: int = Field(2, ge=0)
     """Extra requests when a reply has no readable score; then the judgment is stored as null."""
-    max_failures: int = Field(0, ge=0)
-    """Requests that may still fail after every retry (stored as null) before the stage stops with an error."""
 
 
 class AnalysisConfig(_Strict):
@@ -223,7 +234,7 @@ class AnalysisConfig(_Strict):
     """Slope per decade of training examples above which a use case counts as still improving."""
 
 
-class SelfInstructConfig(_Strict):
+class SelfInstructConfig(EndpointConfig):
     """The optional self-instruct stage (00_selfinstruct, helpers.selfinstruct): a teacher model behind any
     OpenAI-compatible endpoint expands seed tasks into ``generated.jsonl``, the pool of ``data.source: generate``.
 
@@ -235,12 +246,6 @@ class SelfInstructConfig(_Strict):
     """The request to the teacher: a YAML file of text blocks (template, example layout, label rule)."""
     target: int = Field(1000, gt=0)
     """Items to keep, after every filter and de-duplication; no new requests once it is reached."""
-    model: str = "gpt-3.5-turbo"
-    """The teacher model."""
-    base_url: str | None = None
-    """An OpenAI-compatible endpoint (vLLM, llama.cpp, a hosted API); None: the OpenAI API."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """The name of the environment variable holding the key; the key itself never enters a config."""
     examples_per_request: int = Field(3, gt=0)
     """k: seed tasks shown per request, sampled with the study seed and the request's index."""
     tasks_per_request: int = Field(20, gt=0)
@@ -250,20 +255,10 @@ class SelfInstructConfig(_Strict):
     max_tokens: int = Field(3072, gt=0)
     """Longest reply; a reply cut off at this limit loses its last, unfinished task."""
     concurrency: int = Field(64, gt=0)
-    """Requests in flight at once."""
     max_requests: int | None = Field(None, gt=0)
     """Stop after this many requests even if the target is not reached; None: 4 x target / tasks_per_request
     (+ concurrency), a bound on the cost of a teacher whose tasks are mostly filtered out."""
-    max_retries: int = Field(5, ge=0)
-    """Retries of one request after a 429, a 5xx, a timeout or a dropped connection (401/403: none)."""
     timeout_s: float = Field(120.0, gt=0)
-    backoff_base_s: float = Field(1.0, ge=0)
-    """Wait before retry k: min(backoff_max_s, backoff_base_s * 2**k), jittered; a Retry-After header wins."""
-    backoff_max_s: float = Field(60.0, ge=0)
-    max_failures: int = Field(0, ge=0)
-    """Requests that may fail after every retry (skipped, counted) before the stage stops; a rerun resumes."""
-    price_per_1k_input: float = Field(0.0, ge=0)
-    price_per_1k_output: float = Field(0.0, ge=0)
     min_instruction_chars: int = Field(4, gt=0)
     max_instruction_chars: int = Field(500, gt=0)
     max_input_chars: int = Field(2000, gt=0)

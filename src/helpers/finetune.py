@@ -316,8 +316,13 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
             "wall_seconds": round(wall, 2), "tokens_seen": log[-1]["tokens_seen"] if log else 0,
             "tokens_per_s": log[-1]["tokens_per_s"] if log else None, "final_loss": log[-1]["loss"] if log else None,
             "peak_mem_mb": _peak_memory_mb()}, indent=2) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
+        # the old model goes aside by a rename, so models/<scale> is missing for two renames at most
+        old = models / f".{scale}.old.publish"
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
         os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
         print(f"saved scale {scale} at step {step} to {out}", flush=True)
         return out
 

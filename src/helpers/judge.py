@@ -128,9 +128,9 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
             score, why = score_answer(items[a["id"]], a["answer"])
             rows.append({"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}})
     else:
-        from helpers.llm_judge import check_api_key, judge_with_llm
+        from helpers.llm_judge import judge_key, judge_with_llm
 
-        check_api_key(cfg)  # before reading anything, so a missing key fails fast
+        judge_key(cfg)  # before reading anything, so a missing key fails fast
         items, answers = load_answers(cfg, model_name, study_dir)
         rows = judge_with_llm(cfg, items, answers, study_dir)
     path = study_dir / "judgments" / f"{model_name}.jsonl"

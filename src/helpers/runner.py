@@ -21,6 +21,7 @@ from pathlib import Path
 
 from helpers.config import REPO, StudyConfig, load_config, report_dir, resolve, split_model, study_dir
 from helpers.files import read_json, write_json
+from helpers.lock import study_lock
 
 NOTEBOOKS = REPO / "notebooks"
 COMMON_MODULES = ("__init__", "config", "files")
@@ -37,12 +38,13 @@ class Stage:
 
 STAGES = (
     Stage("selfinstruct", "00_selfinstruct.ipynb", "study", ("seed", "selfinstruct"),
-          ("selfinstruct", "llm_judge", "loaders", "dedup", "selection", "prompt")),
+          ("selfinstruct", "llm_judge", "openai_client", "loaders", "dedup", "selection", "prompt")),
     Stage("data", "01_data.ipynb", "study", ("study", "seed", "scales", "strategy", "data", "model"),
           ("data", "tasks", "prompt", "loaders", "dedup", "selection", "model")),
     Stage("finetune", "02_finetune.ipynb", "scale", ("seed", "model", "train"), ("finetune", "model", "prompt")),
     Stage("generate", "03_generate.ipynb", "model", ("seed", "model", "generate"), ("generate", "model", "prompt")),
-    Stage("judge", "04_judge.ipynb", "model", ("judge",), ("judge", "scoring", "llm_judge", "loaders")),
+    Stage("judge", "04_judge.ipynb", "model", ("judge",),
+          ("judge", "scoring", "llm_judge", "openai_client", "loaders")),
     Stage("analysis", "05_analysis.ipynb", "study", ("analysis", "judge"), ("analysis", "figures")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -194,6 +196,12 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)  # stream each notebook's output live
+    with study_lock(sd, config_path, clean_dirs=(rd,)):
+        return _run(cfg, config_path, root, sd, rd, runs, force, only, out)
+
+
+def _run(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: Path, runs: list[Execution],
+         force: bool, only: str | None, out) -> Path:
     t_start = time.perf_counter()
     for run in runs:
         if only and run.stage.name != only:

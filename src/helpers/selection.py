@@ -17,7 +17,9 @@ quality     BELLE-style cleaning first, then the random order of what is left. F
             ``multimodal`` (the task needs an image, a link, a file, audio or video the model
             cannot see), ``question_too_long`` / ``output_too_short`` / ``output_too_long``
             (``data.quality`` character limits), ``language_mismatch`` (a Chinese instruction
-            answered in English, unless it is a translation or code task).
+            answered in English, unless it is a translation or code task). ``check_reason``
+            runs these checks; the self-instruct stage's filters run them too, with their own
+            limits (``helpers.selfinstruct.filter_reason``).
 """
 from __future__ import annotations
 
@@ -114,23 +116,54 @@ def language_mismatch(instruction: str, output: str, category: str = "") -> bool
     return en_out >= 20 and zh_out <= 0.1 * (zh_out + en_out)
 
 
-def quality_reason(rec: dict, limits) -> str | None:
-    """The first quality filter ``rec`` fails, or None. ``limits``: the config's ``data.quality``."""
-    question = f"{rec['instruction']}\n{rec.get('input', '')}"
-    output = rec["output"]
+def check_reason(instruction: str, input: str, output: str, category: str = "", *,
+                 min_instruction_chars: int | None = None, max_instruction_chars: int | None = None,
+                 max_input_chars: int | None = None, max_question_chars: int | None = None,
+                 min_output_chars: int | None = None, max_output_chars: int | None = None,
+                 chinese_instruction: bool = False) -> str | None:
+    """The reason of the first check a task fails, or None; a limit left None is not checked.
+
+    The cleaning checks of the ``quality`` strategy (``quality_reason``) and of the self-instruct
+    stage (``helpers.selfinstruct.filter_reason``), written once and run in this order, each
+    caller with its own limits: ``self_reference``, ``multimodal``, the character limits
+    (``instruction_too_short``, ``instruction_too_long``, ``input_too_long``,
+    ``question_too_long`` for instruction + newline + input, ``output_too_short`` on the
+    stripped output, ``output_too_long``), then ``language_mismatch``, which with
+    ``chinese_instruction`` also takes an instruction with fewer than two Chinese characters.
+
+    >>> check_reason("介绍一下长城。", "", "长城是中国古代的军事防御工程。", max_output_chars=10)
+    'output_too_long'
+    >>> [check_reason("Describe the Great Wall.", "", "The Great Wall is long.", chinese_instruction=c)
+    ...  for c in (False, True)]
+    [None, 'language_mismatch']
+    """
+    question = f"{instruction}\n{input}"
     if SELF_REFERENCE.search(output):
         return "self_reference"
     if MULTIMODAL.search(question):
         return "multimodal"
-    if len(question) > limits.max_question_chars:
+    if min_instruction_chars is not None and len(instruction) < min_instruction_chars:
+        return "instruction_too_short"
+    if max_instruction_chars is not None and len(instruction) > max_instruction_chars:
+        return "instruction_too_long"
+    if max_input_chars is not None and len(input) > max_input_chars:
+        return "input_too_long"
+    if max_question_chars is not None and len(question) > max_question_chars:
         return "question_too_long"
-    if len(output.strip()) < limits.min_output_chars:
+    if min_output_chars is not None and len(output.strip()) < min_output_chars:
         return "output_too_short"
-    if len(output) > limits.max_output_chars:
+    if max_output_chars is not None and len(output) > max_output_chars:
         return "output_too_long"
-    if language_mismatch(rec["instruction"], output, rec.get("category", "")):
+    if chinese_instruction and _letters(instruction)[0] < 2 or language_mismatch(instruction, output, category):
         return "language_mismatch"
     return None
+
+
+def quality_reason(rec: dict, limits) -> str | None:
+    """The first quality filter ``rec`` fails, or None. ``limits``: the config's ``data.quality``."""
+    return check_reason(rec["instruction"], rec.get("input", ""), rec["output"], rec.get("category", ""),
+                        max_question_chars=limits.max_question_chars, min_output_chars=limits.min_output_chars,
+                        max_output_chars=limits.max_output_chars)
 
 
 QUALITY_REASONS = ("self_reference", "multimodal", "question_too_long", "output_too_short", "output_too_long",

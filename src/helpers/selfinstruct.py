@@ -21,8 +21,9 @@ Parsing (``parse_tasks``, pure)
     dropped as ``truncated`` even when it looks complete (its output may end mid-sentence).
 
 Filters (``filter_reason``, pure; the first that applies names the reason)
-    ``self_reference`` (the output talks about being an AI model), ``multimodal`` (the task needs an
-    image, link, file, audio or video: ``helpers.selection`` patterns), the length limits of the
+    The checks of the ``quality`` selection strategy (``helpers.selection.check_reason``) with this
+    section's limits: ``self_reference`` (the output talks about being an AI model), ``multimodal``
+    (the task needs an image, link, file, audio or video), the length limits of the
     config (``instruction_too_short`` ... ``output_too_long``), ``language_mismatch`` (an instruction
     that is not Chinese, or a Chinese one answered in English outside translation and code). Then
     de-duplication of instruction + input against the seed tasks and every item kept so far
@@ -36,9 +37,9 @@ Labels
     rules fill in where it is missing or unknown). ``label_by`` says which.
 
 Order, resume, cost
-    Up to ``concurrency`` requests are in flight (``helpers.llm_judge.ChatEndpoint``: the judge's
-    retry, backoff and stop rules), but replies are *processed* in request order (the ones that are
-    ready together, one de-duplication call for all of them). So the result is
+    Up to ``concurrency`` requests are in flight (``helpers.openai_client.ChatEndpoint``: the
+    judge's retry, backoff and stop rules), but replies are *processed* in request order (the
+    ones that are ready together, one de-duplication call for all of them). So the result is
     the same at any concurrency and after any kill: kept items, drops and ids depend only on the
     config and the teacher's replies. Every reply is appended to ``selfinstruct/cache/<model>.jsonl``
     as it arrives (``RequestCache``); each processed request then appends its kept and dropped items
@@ -487,27 +488,12 @@ def filter_reason(task: dict, s) -> str | None:
     ...     {"instruction": "Describe the Great Wall."}]]
     [None, 'self_reference', 'multimodal', 'instruction_too_short', 'output_too_long', 'language_mismatch', 'language_mismatch']
     """
-    from helpers.selection import MULTIMODAL, SELF_REFERENCE, _letters, language_mismatch
+    from helpers.selection import check_reason
 
-    ins, inp, out = task["instruction"], task["input"], task["output"]
-    if SELF_REFERENCE.search(out):
-        return "self_reference"
-    if MULTIMODAL.search(ins) or MULTIMODAL.search(inp):
-        return "multimodal"
-    if len(ins) < s.min_instruction_chars:
-        return "instruction_too_short"
-    if len(ins) > s.max_instruction_chars:
-        return "instruction_too_long"
-    if len(inp) > s.max_input_chars:
-        return "input_too_long"
-    if len(out.strip()) < s.min_output_chars:
-        return "output_too_short"
-    if len(out) > s.max_output_chars:
-        return "output_too_long"
-    zh, en = _letters(ins)
-    if zh < 2 or language_mismatch(ins, out, task.get("category", "")):
-        return "language_mismatch"
-    return None
+    return check_reason(task["instruction"], task["input"], task["output"], task.get("category", ""),
+                        min_instruction_chars=s.min_instruction_chars, max_instruction_chars=s.max_instruction_chars,
+                        max_input_chars=s.max_input_chars, min_output_chars=s.min_output_chars,
+                        max_output_chars=s.max_output_chars, chinese_instruction=True)
 
 
 # ------------------------------------------------------------------------------------ processing
@@ -751,7 +737,7 @@ class _Run:
 
     async def fetch(self, index: int):
         """(text, finish_reason, usage, cached) of request ``index``, or the failure reason as a str."""
-        from helpers.llm_judge import _RequestFailed
+        from helpers.openai_client import RequestFailed
 
         prompt = self.prompt(index)
         key = request_key(self.cfg, prompt, index)
@@ -764,7 +750,7 @@ class _Run:
         try:
             reply = await self.api.complete(prompt, index, temperature=self.s.temperature, top_p=self.s.top_p,
                                             max_tokens=self.s.max_tokens)
-        except _RequestFailed as e:
+        except RequestFailed as e:
             return str(e)
         self.cache.add({"key": key, "request": index, "text": reply.text, "finish_reason": reply.finish_reason,
                         "usage": reply.usage, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -798,7 +784,7 @@ class _Run:
         self.progress.update(c.kept - kept_before)
 
     async def run(self) -> None:
-        from helpers.llm_judge import ChatEndpoint
+        from helpers.openai_client import ChatEndpoint
 
         c, s = self.collector, self.s
         if self.key is not None:
@@ -858,7 +844,7 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
 
     Returns the stats written to ``generated_stats.json``.
     """
-    from helpers.llm_judge import JsonlAppender, RequestCache, _run_coroutine, check_api_key
+    from helpers.openai_client import JsonlAppender, RequestCache, check_api_key, run_coroutine
 
     s = cfg.selfinstruct
     seeds = load_seed_tasks(cfg)
@@ -871,7 +857,7 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
     collector.restore(kept, ledger)
     resumed = collector.requests
     cache = RequestCache(paths.cache)
-    key = check_api_key(cfg, "selfinstruct", "the self-instruct stage's teacher", SelfInstructError) \
+    key = check_api_key(s, "selfinstruct", "the self-instruct stage's teacher", SelfInstructError) \
         if collector.kept < s.target else None
     from tqdm import tqdm
 
@@ -879,7 +865,7 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
                mininterval=5, disable=not progress)
     run = _Run(cfg, seeds, parts, collector, cache, key, progress=bar)
     try:
-        _run_coroutine(run.run)
+        run_coroutine(run.run)
     finally:
         bar.close()
         for o in outs:
