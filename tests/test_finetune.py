@@ -172,12 +172,14 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
 
 def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_dir):
     """accelerate launch with 2 processes (gloo on the CPU): half the steps, one saved model."""
+    import os
     import subprocess
 
     import yaml
 
     from helpers.config import REPO, load_config
     from helpers.finetune import launch_command
+    from helpers.lock import KERNEL_ENV, KERNELS
 
     raw = {"study": "ddp", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
            "model": {"base": str(tiny_model_dir)},
@@ -187,9 +189,12 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
     write_jsonl(tmp_path / "data" / "ddp" / "subsets" / "8.jsonl", nested_records(8))
     cmd = launch_command(load_config(config), config, tmp_path, "8")
     assert cmd[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "2"]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    locks = tmp_path / "data" / "ddp" / KERNELS  # as when a notebook under the runner launches it
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, KERNEL_ENV: str(locks)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("training scale 8") == 2  # both processes ran
+    assert len(list(locks.glob("*.lock"))) == 2  # each held a lock of its own: a rerun would wait for them
     models = tmp_path / "data" / "ddp" / "models"
     assert sorted(p.name for p in models.iterdir()) == ["8"]
     log = read_jsonl(models / "8" / "train_log.jsonl")

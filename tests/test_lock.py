@@ -10,7 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers.config import REPO
-from helpers.lock import KERNEL_ENV, KERNEL_LOCK, StudyBusy, hold_in_kernel, remove_leftovers, study_lock
+from helpers.lock import KERNEL_ENV, KERNELS, StudyBusy, hold_in_kernel, remove_leftovers, study_lock
 
 
 def hold(tmp_path, code: str) -> subprocess.Popen:
@@ -40,7 +40,7 @@ def test_a_second_run_of_the_same_study_stops_at_once_and_names_the_first(tmp_pa
     finally:
         first.kill(); first.wait()
     with study_lock(tmp_path / "sd", "second.yaml"):  # a killed holder leaves nothing to remove by hand
-        assert os.environ[KERNEL_ENV] == str(tmp_path / "sd" / KERNEL_LOCK)
+        assert os.environ[KERNEL_ENV] == str(tmp_path / "sd" / KERNELS)
     assert KERNEL_ENV not in os.environ
 
 
@@ -59,19 +59,27 @@ def test_the_cli_exits_non_zero_when_the_study_is_busy(tmp_path):
     assert not (sd / "pool.jsonl").exists()
 
 
-def test_a_run_waits_for_the_kernel_of_a_killed_run(tmp_path):
-    (tmp_path / "sd").mkdir()
-    orphan = hold(tmp_path, "from filelock import FileLock\nkernel = FileLock(str(sd / KERNEL_LOCK)); kernel.acquire()")
+def test_a_run_waits_for_every_process_of_a_killed_run(tmp_path, monkeypatch):
+    """A kernel killed with the runner, and the training process it launched, still running."""
+    monkeypatch.setenv(KERNEL_ENV, str(tmp_path / "sd" / KERNELS))
+    kernel = hold(tmp_path, "hold_in_kernel(sd)")
+    training = hold(tmp_path, "hold_in_kernel(sd)")
+    monkeypatch.delenv(KERNEL_ENV)
+    locks = tmp_path / "sd" / KERNELS
+    assert sorted(p.name for p in locks.iterdir()) == sorted([f"{kernel.pid}.lock", f"{training.pid}.lock"])
     try:
-        with pytest.raises(StudyBusy, match="notebook kernel of an earlier run"):
+        with pytest.raises(StudyBusy, match=f"process {kernel.pid} of an earlier run"):
             with study_lock(tmp_path / "sd", "c.yaml", kernel_wait_s=0.5):
                 pass
         t0 = time.monotonic()
-        subprocess.Popen(["sh", "-c", f"sleep 1.5; kill -9 {orphan.pid}"])
+        kernel.kill()
+        subprocess.Popen(["sh", "-c", f"sleep 1.5; kill -9 {training.pid}"])
         with study_lock(tmp_path / "sd", "c.yaml", kernel_wait_s=30):
             waited = time.monotonic() - t0
+            assert list(locks.iterdir()) == []  # the dead processes' lock files are gone
     finally:
-        orphan.kill(); orphan.wait()
+        for proc in (kernel, training):
+            proc.kill(); proc.wait()
     assert 1.0 < waited < 20
 
 
@@ -89,6 +97,7 @@ def test_kernels_started_by_papermill_under_the_lock_hold_the_kernel_lock(tmp_pa
                             cwd=str(REPO), progress_bar=False)
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert out.cells[0].outputs[0]["text"] == "held: 1\n"
+    assert len(list((sd / KERNELS).glob("*.lock"))) == 1  # the kernel's own (it has exited since)
 
 
 def test_a_notebook_stepped_through_by_hand_warns_of_a_batch_run(tmp_path, capsys, monkeypatch):
@@ -107,7 +116,7 @@ def test_a_notebook_stepped_through_by_hand_warns_of_a_batch_run(tmp_path, capsy
 def test_leftovers_of_killed_writes_are_removed_and_nothing_else(tmp_path):
     keep = ["pool.jsonl", ".stages/data.json", "models/.prefix.tmp/run.json",
             "models/.prefix.tmp/trainer/checkpoint-2/trainer_state.json", "models/8/adapter_model.safetensors",
-            "notebooks/data.ipynb", ".study.lock", ".kernel.lock", "notes.tmp"]
+            "notebooks/data.ipynb", ".study.lock", ".kernels/123.lock", "notes.tmp"]
     litter = [".pool.jsonl.k2j3h4.tmp", "figures/.composition.abc.png.tmp", "notebooks/.data.ipynb.tmp.ipynb",
               "models/.prefix.tmp/.run.json.x1y2.tmp", "models/.8.publish/adapter_model.safetensors",
               "models/.8.old.publish/adapter_config.json"]
@@ -127,6 +136,5 @@ def test_a_run_cleans_the_study_and_report_folders_before_it_starts(tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("x")
     with study_lock(sd, "c.yaml", clean_dirs=(rd,)):
-        assert sorted(p.name for p in sd.iterdir() if p.is_file()) == [
-            ".kernel.lock", ".study.lock", ".study.lock.json", "pool.jsonl"]
+        assert sorted(p.name for p in sd.iterdir() if p.is_file()) == [".study.lock", ".study.lock.json", "pool.jsonl"]
         assert list(rd.iterdir()) == []

@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from helpers.config import load_config, study_dir
             from helpers.finetune import train
+            from helpers.lock import hold_in_kernel
 
             cfg = load_config(args.config)
+            hold_in_kernel(study_dir(cfg, args.root))  # launched by a notebook under the runner: a rerun waits for it
             train(cfg, study_dir(cfg, args.root), args.scale)
         elif args.command == "validate":
             import json

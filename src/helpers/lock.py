@@ -6,10 +6,12 @@ runner therefore holds ``data/<study>/.study.lock`` for its whole run; a second 
 once and names the first.
 
 A killed runner leaves its notebook kernel alive for up to a second (the kernel runs in its
-own session and only notices that its parent is gone on its next poll), still writing. So
-every kernel the runner starts holds ``.kernel.lock`` until it exits, and a new run waits for
-that lock before it starts, and then removes the temporary files and folders that killed
-atomic writes left behind (nothing reads them; they only pile up).
+own session and only notices that its parent is gone on its next poll), still writing; a
+killed kernel leaves the ``accelerate launch`` training processes it started running to the
+end of their epoch. So every kernel the runner starts, and every training process such a
+kernel launches, holds a lock of its own, ``.kernels/<pid>.lock``, until it exits. A new run
+waits for all of them before it starts, and then removes the temporary files and folders that
+killed atomic writes left behind (nothing reads them; they only pile up).
 
 The locks are OS file locks (``filelock``): a killed process releases them, so a stale lock
 never needs removing by hand.
@@ -27,12 +29,13 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 STUDY_LOCK = ".study.lock"
-KERNEL_LOCK = ".kernel.lock"
+KERNELS = ".kernels"
 HOLDER = ".study.lock.json"
-KERNEL_ENV = "STUDY_KERNEL_LOCK"
-"""Set by the runner for the kernels it starts: the path of the kernel lock they hold."""
+KERNEL_ENV = "STUDY_KERNEL_LOCKS"
+"""Set by the runner for the kernels it starts (and inherited by their training processes): the
+folder of their locks."""
 
-_held: list[FileLock] = []  # the kernel's lock, kept for the life of the process
+_held: list[FileLock] = []  # this process's lock, kept for the life of the process
 
 
 class StudyBusy(RuntimeError):
@@ -64,32 +67,41 @@ def study_lock(sd: Path, config: str | Path, clean_dirs: tuple[Path, ...] = (), 
         atomic_write_text(sd / HOLDER, json.dumps({
             "pid": os.getpid(), "host": platform.node(), "config": str(config),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
-        try:
-            with FileLock(str(sd / KERNEL_LOCK), timeout=kernel_wait_s):
-                pass
-        except Timeout:
-            raise StudyBusy(f"{sd}: a notebook kernel of an earlier run still holds {sd / KERNEL_LOCK} "
-                            f"after {kernel_wait_s:.0f} s; stop it (it is a python process with "
-                            "ipykernel in its command line), then run again") from None
+        wait_for_kernels(sd / KERNELS, kernel_wait_s)
         for d in (sd, *clean_dirs):
             remove_leftovers(d)
-        os.environ[KERNEL_ENV] = str(sd / KERNEL_LOCK)
+        os.environ[KERNEL_ENV] = str(sd / KERNELS)
         yield
     finally:
         os.environ.pop(KERNEL_ENV, None)
         lock.release()
 
 
-def hold_in_kernel(sd: Path) -> None:
-    """Called by every notebook's setup cell.
+def wait_for_kernels(folder: Path, timeout_s: float) -> None:
+    """Wait until no process of an earlier run holds its lock in ``folder``, then remove the locks."""
+    deadline = time.monotonic() + timeout_s
+    for path in sorted(folder.glob("*.lock")):
+        try:
+            with FileLock(str(path), timeout=max(0.0, deadline - time.monotonic())):
+                pass
+        except Timeout:
+            raise StudyBusy(f"process {path.stem} of an earlier run of this study (a notebook kernel or the "
+                            f"training it launched) still holds {path} after {timeout_s:.0f} s; "
+                            "wait for it or stop it, then run again") from None
+        path.unlink(missing_ok=True)
 
-    Under the runner: hold the kernel lock until this kernel exits. Stepped through by hand
-    while a batch run holds the study: say so, since cells run here write the same files.
+
+def hold_in_kernel(sd: Path) -> None:
+    """Called by every notebook's setup cell, and by ``python -m helpers train``.
+
+    Under the runner: hold this process's lock until it exits. Stepped through by hand while a
+    batch run holds the study: say so, since cells run here write the same files.
     """
-    path = os.environ.get(KERNEL_ENV)
-    if path:
+    folder = os.environ.get(KERNEL_ENV)
+    if folder:
         if not _held:
-            lock = FileLock(path, timeout=60)
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(Path(folder) / f"{os.getpid()}.lock"), timeout=0)
             lock.acquire()
             _held.append(lock)
         return

@@ -197,11 +197,12 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)  # stream each notebook's output live
     with study_lock(sd, config_path, clean_dirs=(rd,)):
-        return _run(cfg, config_path, root, sd, rd, runs, force, only, out)
+        return _run_stages(cfg, config_path, root, sd, rd, runs, force, only, out)
 
 
-def _run(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: Path, runs: list[Execution],
-         force: bool, only: str | None, out) -> Path:
+def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: Path, runs: list[Execution],
+                force: bool, only: str | None, out) -> Path:
+    """Execute what is not up to date, in plan order, then build the report (under the study lock)."""
     t_start = time.perf_counter()
     for run in runs:
         if only and run.stage.name != only:
