@@ -196,6 +196,27 @@ def test_grid_figures_and_report(grid_study, tmp_path):
     text = index.read_text(encoding="utf-8")
     assert "Selection strategies at equal data" in text and "Change vs random" in text
     assert "<th>Strategy</th>" in text and "quality-10000" in text
+    assert res["identical_subsets"] == [] and "0 by construction" not in text
+
+
+def test_a_strategy_that_selects_what_random_selects_is_flagged_from_data_to_report(tmp_path, grid_study):
+    """The built-in suite has nothing for the quality filters to remove: quality's subsets are random's,
+    so its models repeat random's and the report must not let its zero difference pass for a finding."""
+    from helpers.report import build_report
+
+    stats = prepare(grid_config(), tmp_path / "data")
+    assert stats["filters"]["selection"]["removed"] == 0
+    assert stats["identical_subsets"] == [{"strategy": "quality", "same_as": "random", "scales": [4, 8]}]
+    assert read_json(tmp_path / "data" / "data_stats.json")["identical_subsets"] == stats["identical_subsets"]
+
+    write_json(grid_study / "data_stats.json", {**read_json(grid_study / "data_stats.json"), "identical_subsets": [
+        {"strategy": "quality", "same_as": "random", "scales": [100, 1000]}]})
+    models = ["base"] + [f"{st}-{n}" for st in ("random", "quality") for n in SCALES]
+    res = A.write_results(grid_study, models, n_boot=50)
+    assert res["identical_subsets"] == [{"strategy": "quality", "same_as": "random", "scales": [100, 1000]}]
+    text = build_report(grid_study, tmp_path / "report", "grid", [], {}, {}).read_text(encoding="utf-8")
+    assert "<b>quality</b> trained on the same items in the same order as <b>random</b> at 100, 1,000 examples" \
+        in text and "0 by construction" in text
 
 
 @pytest.mark.slow

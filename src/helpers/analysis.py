@@ -713,6 +713,8 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "changes": _records(changes),
         "strategies": sorted({st for m in models if (st := strategy_of(m))}, key=STRATEGIES.index),
         "strategy_comparison": _records(versus),
+        "identical_subsets": (read_json(study_dir / "data_stats.json").get("identical_subsets", [])
+                              if (study_dir / "data_stats.json").exists() else []),
         "null_counts": null_counts,
         "judge_usage": judge_usage(study_dir, models),
         "missing_judgments": missing,

@@ -261,6 +261,12 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
             subsets[cfg.model_name(strategy, scale)] = [pool[i] for i in order[:scale]]
         _say(f"strategy {strategy}: {len(order)} candidates; subsets of {', '.join(map(str, cfg.scales))} items")
 
+    same = identical_subsets(cfg, subsets)
+    for d in same:
+        _say(f"warning: strategy {d['strategy']} selects the same items in the same order as {d['same_as']} at "
+             f"{', '.join(map(str, d['scales']))} examples; those models will equal {d['same_as']}'s, and the "
+             "comparison there is 0 by construction, not a finding")
+
     tok, unit = _tokenizer(cfg)
     tokens = _count_tokens(tok, pool) if tok is not None else None
     write_jsonl(study_dir / "pool.jsonl", pool)
@@ -274,9 +280,26 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
         "pool": subset_stats(pool, tokens),
         "eval": {"n": len(items), "categories": dict(sorted(Counter(i["category"] for i in items).items()))},
         "subsets": {name: subset_stats(r, tokens) for name, r in subsets.items()},
+        "identical_subsets": same,
     }
     write_json(study_dir / "data_stats.json", stats)
     return stats
+
+
+def identical_subsets(cfg: StudyConfig, subsets: dict[str, list[dict]]) -> list[dict]:
+    """``{strategy, same_as, scales}`` for each strategy of a grid whose subsets are the same items in
+    the same order as an earlier strategy's at some scales (e.g. ``quality`` on a pool its filters
+    find nothing in): training there repeats a run, and a reader must not take its zero difference
+    for a result."""
+    out = []
+    for i, strategy in enumerate(cfg.strategies):
+        for other in cfg.strategies[:i]:
+            scales = [n for n in cfg.scales if [r["id"] for r in subsets[cfg.model_name(strategy, n)]]
+                      == [r["id"] for r in subsets[cfg.model_name(other, n)]]]
+            if scales:
+                out.append({"strategy": strategy, "same_as": other, "scales": scales})
+                break
+    return out
 
 
 def filter_table(stats: dict) -> list[dict]:

@@ -38,7 +38,7 @@ th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}
 tr.overall td{font-weight:600;background:#fafafa}
 img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{color:#555;font-size:13px}
 pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;margin:2px 0;max-height:22em;overflow:auto}
-.agrees{color:#1a7f37}.disagrees{color:#b42318}.cannot{color:#8a6d00}.note{color:#555}
+.agrees{color:#1a7f37}.disagrees{color:#b42318}.cannot{color:#8a6d00}.note{color:#555}.warn{color:#8a6d00}
 """
 
 _SECRET = re.compile(r"(api[_-]?key|apikey|secret|password|passwd|access[_-]?token|auth[_-]?token|hf[_-]?token)", re.I)
@@ -169,9 +169,14 @@ def _versus(res: dict) -> str:
                       f'<td class="num">[{_num(r.get("ci_low"), "{:+.3f}")}, {_num(r.get("ci_high"), "{:+.3f}")}]</td>',
                       f'<td class="num">{_e(r.get("n_pairs"))}</td>'])
         classes.append("overall" if r["category"] == OVERALL else "")
+    same = "".join(
+        f"<p class=\"warn\"><b>{_e(d['strategy'])}</b> trained on the same items in the same order as "
+        f"<b>{_e(d['same_as'])}</b> at {_e(', '.join('{:,}'.format(n) for n in d['scales']))} examples (its "
+        "selection changed nothing in this pool), so its rows there are 0 by construction, not a finding.</p>"
+        for d in res.get("identical_subsets") or [])
     return ("<h2>Selection strategies at equal data</h2>"
             f"<p>Score of each strategy minus <b>{_e(ref)}</b> on the same items at the same number of training "
-            "examples (paired bootstrap 95% CI). Green or red: the CI excludes 0.</p>"
+            "examples (paired bootstrap 95% CI). Green or red: the CI excludes 0.</p>" + same
             + _table(["Examples", "Strategy", "Use case", f"Change vs {_e(ref)}", "95% CI", "Items"], cells, classes))
 
 
