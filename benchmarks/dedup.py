@@ -1,7 +1,7 @@
 """De-duplication at scale: MinHash LSH (ours) against exact all-pairs Jaccard, in one run.
 
 Data: ``--n`` synthetic Chinese instructions. About 7% are items of the built-in task suite
-(``helpers.tasks`` generators, templated, so they contain natural near-duplicates); the rest put
+(``helpers.data.suite`` generators, templated, so they contain natural near-duplicates); the rest put
 one of those task questions behind a generated context sentence about a person, a place or an
 event (names, cities, jobs, products, events from the suite's vocabularies), as real instruction
 data often does. Then 5% of the items are replaced by edited copies of an item up to 5,000
@@ -9,7 +9,7 @@ positions earlier (punctuation, a polite prefix or suffix, one character changed
 full-width digits, extra spaces) and 2% by copies that differ only in whitespace/width/case; these
 injected duplicates carry known labels.
 
-- ours: ``helpers.dedup.Deduper.add_many`` over all items in order (exact hash, then MinHash LSH,
+- ours: ``helpers.study.dedup.Deduper.add_many`` over all items in order (exact hash, then MinHash LSH,
   candidates verified on their signatures): time, items/s and peak memory (max RSS).
 - baseline: exact Jaccard similarity of every pair of the first ``--sample`` items (the data is in
   random order, so they are a random sample), by sparse matrix products in row blocks; its time is
@@ -35,9 +35,10 @@ import time
 import numpy as np
 from scipy import sparse
 
-from helpers import CATEGORIES, tasks
-from helpers.dedup import Deduper, ngrams, normalize
-from helpers.prompt import question
+from helpers.data.suite import CITIES, EVENTS, GIVEN, HOBBIES, JOBS, PRODUCTS, SURNAMES, VENUES, generate
+from helpers.study.categories import CATEGORIES
+from helpers.study.dedup import Deduper, ngrams, normalize
+from helpers.study.prompt import question
 
 CONTEXTS = [
     "我叫{name}，是{city}的一名{job}，平时喜欢{hobby}。",
@@ -59,15 +60,15 @@ SWAPS = {"你": "您", "。": "！", "，": "、", "吗": "呢", "请": "麻烦"
 def task_items(per_category: int, seed: int) -> list[str]:
     out = []
     for c in CATEGORIES:
-        out += [question(r["instruction"], r["input"]) for r in tasks.generate(c, per_category, seed=seed)]
+        out += [question(r["instruction"], r["input"]) for r in generate(c, per_category, seed=seed)]
     return out
 
 
 def context(rng: random.Random) -> str:
-    v = {"name": rng.choice(tasks.SURNAMES["pool"]) + rng.choice(tasks.GIVEN),
-         "city": rng.choice(tasks.CITIES["pool"]), "job": rng.choice(tasks.JOBS),
-         "hobby": rng.choice(tasks.HOBBIES), "event": rng.choice(tasks.EVENTS),
-         "venue": rng.choice(tasks.VENUES), "product": rng.choice(tasks.PRODUCTS["pool"]),
+    v = {"name": rng.choice(SURNAMES["pool"]) + rng.choice(GIVEN),
+         "city": rng.choice(CITIES["pool"]), "job": rng.choice(JOBS),
+         "hobby": rng.choice(HOBBIES), "event": rng.choice(EVENTS),
+         "venue": rng.choice(VENUES), "product": rng.choice(PRODUCTS["pool"]),
          "years": rng.randint(2, 30)}
     return rng.choice(CONTEXTS).format(**v)
 

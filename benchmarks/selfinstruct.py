@@ -1,7 +1,7 @@
 """Self-instruct throughput: many requests in flight (ours) vs one at a time (BELLE/Alpaca), and the
 filter + de-duplication step alone up to 1,000,000 kept items.
 
-Requests: the stage itself (``helpers.selfinstruct.generate_pool``) against the local server of
+Requests: the stage itself (``helpers.selfinstruct.run.generate_pool``) against the local server of
 tests/fake_openai.py (a real HTTP server on 127.0.0.1 spoken to by the real ``openai`` client) in
 teacher mode: every reply is a canned numbered list of ``--tasks`` Chinese tasks
 (``fake_openai.teacher_reply``: the built-in suite's generators, the layouts and faults real
@@ -10,7 +10,7 @@ Ours: ``--concurrency`` (64) in flight for ``--requests`` requests; the sustaine
 requests that reached the server after the first and before the last 5 s. Baseline: the same
 stage with concurrency 1, as BELLE's and Alpaca's scripts send them, on ``--sample`` requests.
 
-Filter + dedup alone: ``helpers.selfinstruct.Collector.process_many`` (parse, label, filters, MinHash
+Filter + dedup alone: ``helpers.selfinstruct.collector.Collector.process_many`` (parse, label, filters, MinHash
 LSH against the seeds and everything kept, appending the output lines to files) on teacher replies
 made in-process, ``--concurrency`` replies at a time as the stage takes the replies that are ready,
 until ``--kept`` items are kept; only the time inside ``process_many`` counts (making the canned
@@ -38,9 +38,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fake_openai import FakeOpenAI, teacher_reply  # noqa: E402
 
-from helpers.config import StudyConfig  # noqa: E402
 from helpers.openai_client import JsonlAppender  # noqa: E402
-from helpers.selfinstruct import Collector, generate_pool, load_seed_tasks  # noqa: E402
+from helpers.selfinstruct.collector import Collector  # noqa: E402
+from helpers.selfinstruct.run import generate_pool  # noqa: E402
+from helpers.selfinstruct.seeds import load_seed_tasks  # noqa: E402
+from helpers.study.config import StudyConfig  # noqa: E402
 
 ENV = "BENCH_TEACHER_KEY"
 

@@ -24,10 +24,12 @@ import time
 import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-from helpers.config import StudyConfig
-from helpers.finetune import IGNORE, LabelOnlyHeadTrainer, build_model, tokenize, use_bf16
-from helpers.model import embedded_model_dir, load_tokenizer
-from helpers.tasks import build_suite
+from helpers.data.suite import build_suite
+from helpers.finetune.head import LabelOnlyHeadTrainer
+from helpers.finetune.run import build_model, use_bf16
+from helpers.finetune.tokens import IGNORE, tokenize
+from helpers.study.config import StudyConfig
+from helpers.study.models import embedded_model_dir, load_tokenizer
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:

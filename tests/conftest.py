@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import StudyConfig
+from helpers.study.config import StudyConfig
 
 
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
-    from helpers.model import embedded_model_dir
+    from helpers.study.models import embedded_model_dir
 
     return embedded_model_dir()
 

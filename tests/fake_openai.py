@@ -1,3 +1,4 @@
+
 """A local OpenAI-compatible chat-completions server for tests and benchmarks.
 
 ``FakeOpenAI`` runs ``http.server.ThreadingHTTPServer`` in a daemon thread on
@@ -12,7 +13,8 @@ ones answered with a 200 that reached the client's socket (``answered``).
 Faults, for any request or only those whose prompt contains ``match``:
 
 * ``inject(["429", "500", "ok"], match=...)``: the first requests of each matching key
-  get these actions in order, later ones are answered normally;
+  get these actions in order, later ones are answered normally
+
 * ``fail_after(n, "500")``: once ``n`` requests were let through, every request gets the action;
 * ``on_request``: a callable ``f(n)`` run as the n-th request arrives (each n exactly once).
 
@@ -105,8 +107,12 @@ class FakeOpenAI:
 
     def reset_counts(self) -> None:
         with self.lock:
-            self.requests.clear(); self.answered.clear(); self.actions.clear(); self.times.clear()
-            self.delivered_at.clear(); self.to_closed.clear()
+            self.requests.clear()
+            self.answered.clear()
+            self.actions.clear()
+            self.times.clear()
+            self.delivered_at.clear()
+            self.to_closed.clear()
             self.total = self.delivered = 0
 
     def clear_faults(self) -> None:
@@ -298,26 +304,27 @@ def teacher_tasks(rng, n: int, examples: list[tuple[str, str, str]] = (), contex
     output that talks about being an AI, an English answer, a two-character instruction, no
     output, a copy of a shown example (``examples``) or a near copy of the task before it.
     """
-    from helpers import CATEGORIES, tasks
+    from helpers.data.suite import CITIES, EVENTS, GENERATORS, GIVEN, HOBBIES, JOBS, PRODUCTS, SURNAMES, _knobs, _Vocab
+    from helpers.study.categories import CATEGORIES
 
-    vocab, knobs = tasks._Vocab("pool"), tasks._knobs(None)
+    vocab, knobs = _Vocab("pool"), _knobs(None)
     out: list[tuple[str, str, str | None]] = []
     for _ in range(n):
         cat = CATEGORIES[rng.randrange(len(CATEGORIES))]
-        ins, inp, output, _check = tasks.GENERATORS[cat](rng, vocab, knobs)
+        ins, inp, output, _check = GENERATORS[cat](rng, vocab, knobs)
         if rng.random() < context_share:
             ctx = rng.choice(TEACHER_CONTEXTS).format(
-                name=rng.choice(tasks.SURNAMES["pool"]) + rng.choice(tasks.GIVEN), city=rng.choice(tasks.CITIES["pool"]),
-                job=rng.choice(tasks.JOBS), event=rng.choice(tasks.EVENTS), product=rng.choice(tasks.PRODUCTS["pool"]),
-                hobby=rng.choice(tasks.HOBBIES), years=rng.randint(2, 30))
+                name=rng.choice(SURNAMES["pool"]) + rng.choice(GIVEN), city=rng.choice(CITIES["pool"]),
+                job=rng.choice(JOBS), event=rng.choice(EVENTS), product=rng.choice(PRODUCTS["pool"]),
+                hobby=rng.choice(HOBBIES), years=rng.randint(2, 30))
             ins = ctx + ins
         u = rng.random() if noise else 1.0
         if u < 0.02:
-            ins, inp = f"描述一下这张照片里{rng.choice(tasks.CITIES['pool'])}的街景。", ""
+            ins, inp = f"描述一下这张照片里{rng.choice(CITIES['pool'])}的街景。", ""
         elif u < 0.04:
             output = "作为一个AI语言模型，我无法亲自体验，但可以提供一些一般性的信息。"
         elif u < 0.06:
-            ins, inp = f"{rng.choice(tasks.CITIES['pool'])}有什么好玩的地方？", ""
+            ins, inp = f"{rng.choice(CITIES['pool'])}有什么好玩的地方？", ""
             output = "There are many interesting places to visit, such as parks, museums and old streets."
         elif u < 0.07:
             ins = "写诗"

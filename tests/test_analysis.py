@@ -9,10 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import CATEGORIES
-from helpers import analysis as A
-from helpers import figures as F
-from helpers.files import read_json, write_json, write_jsonl
+from helpers.analysis import figures
+from helpers.analysis.changes import scale_changes
+from helpers.analysis.figures import BASE_COLOR, all_figures, loss_curves, model_palette
+from helpers.analysis.order import examples_of
+from helpers.analysis.results import lowest_items, pretty_table, write_results
+from helpers.analysis.scores import item_scores, judge_spread, load_answers, load_scores, score_table
+from helpers.analysis.trends import PAPER_CLAIMS, paper_comparison, trend_labels
+from helpers.study.categories import CATEGORIES
+from helpers.study.files import read_json, write_json, write_jsonl
 
 N_BOOT = 200
 SCALES = ["100", "1000", "10000"]
@@ -86,7 +91,7 @@ def trend_study(tmp_path):
 def test_load_scores_columns_and_nulls(tmp_path):
     scores = {m: {"math": [[0.5], [np.nan]]} for m in MODELS}
     d = build_study(tmp_path / "s", scores)
-    df = A.load_scores(d, MODELS)
+    df = load_scores(d, MODELS)
     assert {"model", "examples", "id", "category", "run", "score"} <= set(df.columns)
     assert sorted(df["examples"].unique().tolist()) == [0, 100, 1000, 10000]
     assert df["score"].isna().sum() == len(MODELS)
@@ -96,23 +101,23 @@ def test_load_scores_unknown_id_names_file(tmp_path):
     d = build_study(tmp_path / "s", {m: {"math": [[0.5]]} for m in MODELS})
     write_jsonl(d / "judgments" / "100.jsonl", [{"id": "nope", "run": 0, "score": 1.0, "raw": "", "judge": "x", "usage": {}}])
     with pytest.raises(ValueError, match=r"judgments/100\.jsonl.*'nope'"):
-        A.load_scores(d, MODELS)
+        load_scores(d, MODELS)
 
 
 def test_null_counted_never_zero(tmp_path):
     scores = {m: {"math": [[1.0], [np.nan]]} for m in MODELS}
-    df = A.load_scores(build_study(tmp_path / "s", scores), MODELS)
-    t = A.score_table(df, n_boot=N_BOOT)
+    df = load_scores(build_study(tmp_path / "s", scores), MODELS)
+    t = score_table(df, n_boot=N_BOOT)
     row = t[(t["category"] == "math") & (t["model"] == "100")].iloc[0]
     assert row["mean"] == 1.0 and row["n"] == 1 and row["n_null"] == 1
-    it = A.item_scores(df[df["model"] == "100"])
+    it = item_scores(df[df["model"] == "100"])
     assert it.set_index("id").loc["math-1", "n_null"] == 1 and math.isnan(it.set_index("id").loc["math-1", "score"])
 
 
 def test_item_scores_mean_over_runs_ignores_null():
     df = pd.DataFrame({"model": "100", "examples": 100, "id": "a", "category": "math",
                        "run": [0, 1, 2], "score": [0.2, np.nan, 0.6]})
-    it = A.item_scores(df).iloc[0]
+    it = item_scores(df).iloc[0]
     assert it["score"] == pytest.approx(0.4) and it["n_runs"] == 2 and it["n_null"] == 1
     assert it["std"] == pytest.approx(0.2) and it["range"] == pytest.approx(0.4)
 
@@ -121,7 +126,7 @@ def _frame(values_by_cat: dict, model="100") -> pd.DataFrame:
     rows = []
     for c, vals in values_by_cat.items():
         for i, v in enumerate(vals):
-            rows.append({"model": model, "examples": A.examples_of(model), "id": f"{c}-{i}",
+            rows.append({"model": model, "examples": examples_of(model), "id": f"{c}-{i}",
                          "category": c, "run": 0, "score": v})
     return pd.DataFrame(rows)
 
@@ -130,15 +135,15 @@ def test_ci_contains_truth_and_narrows_with_items():
     rng = np.random.default_rng(1)
     big = _frame({"math": rng.uniform(0.2, 1.0, 2000)})  # true mean 0.6
     small = _frame({"math": rng.uniform(0.2, 1.0, 50)})
-    tb = A.score_table(big, n_boot=N_BOOT).iloc[0]
-    ts = A.score_table(small, n_boot=N_BOOT).iloc[0]
+    tb = score_table(big, n_boot=N_BOOT).iloc[0]
+    ts = score_table(small, n_boot=N_BOOT).iloc[0]
     assert tb["ci_low"] < 0.6 < tb["ci_high"]
     assert tb["ci_low"] <= tb["mean"] <= tb["ci_high"]
     assert (tb["ci_high"] - tb["ci_low"]) < (ts["ci_high"] - ts["ci_low"]) / 3
 
 
 def test_overall_is_mean_over_categories_not_items():
-    t = A.score_table(_frame({"math": [1.0] * 10, "code": [0.0] * 30}), n_boot=N_BOOT).set_index("category")
+    t = score_table(_frame({"math": [1.0] * 10, "code": [0.0] * 30}), n_boot=N_BOOT).set_index("category")
     assert t.loc["overall", "mean"] == pytest.approx(0.5)
     assert t.loc["overall_items", "mean"] == pytest.approx(0.25)
     assert t.loc["overall", "n"] == 40
@@ -147,7 +152,7 @@ def test_overall_is_mean_over_categories_not_items():
 
 def test_score_table_is_deterministic():
     df = _frame({"math": np.linspace(0, 1, 30)})
-    pd.testing.assert_frame_equal(A.score_table(df, n_boot=N_BOOT, seed=3), A.score_table(df, n_boot=N_BOOT, seed=3))
+    pd.testing.assert_frame_equal(score_table(df, n_boot=N_BOOT, seed=3), score_table(df, n_boot=N_BOOT, seed=3))
 
 
 def test_paired_bootstrap():
@@ -155,20 +160,20 @@ def test_paired_bootstrap():
     a = rng.uniform(0.0, 0.8, 60)
     b = a + 0.1 + rng.normal(0, 0.01, 60)
     df = pd.concat([_frame({"math": a}, "100"), _frame({"math": b}, "1000")])
-    ch = A.scale_changes(df, n_boot=N_BOOT)
+    ch = scale_changes(df, n_boot=N_BOOT)
     r = ch[ch["category"] == "math"].iloc[0]
     assert (r["from"], r["to"], r["n_pairs"]) == ("100", "1000", 60)
     assert r["diff"] == pytest.approx(0.1, abs=0.01)
     assert r["ci_low"] > 0.09 and r["ci_high"] < 0.11 and r["significant"]
     # unpaired CIs of the two means overlap: pairing is what makes the change visible
-    t = A.score_table(df, n_boot=N_BOOT)
+    t = score_table(df, n_boot=N_BOOT)
     m = t[t["category"] == "math"].set_index("model")
     assert m.loc["100", "ci_high"] > m.loc["1000", "ci_low"]
 
 
 def test_trend_labels(trend_study):
-    df = A.load_scores(trend_study, MODELS)
-    tr = A.trend_labels(df, n_boot=N_BOOT).set_index("category")
+    df = load_scores(trend_study, MODELS)
+    tr = trend_labels(df, n_boot=N_BOOT).set_index("category")
     assert tr.loc["extraction", "label"] == "improving"
     assert tr.loc["extraction", "slope"] == pytest.approx(0.2, abs=0.03)
     assert tr.loc["math", "label"] == "plateau"
@@ -179,30 +184,30 @@ def test_trend_labels(trend_study):
 
 def test_trend_unknown_with_one_scale(tmp_path):
     scores = {m: {"math": [[0.5], [0.6]]} for m in ["base", "100"]}
-    df = A.load_scores(build_study(tmp_path / "s", scores), ["base", "100"])
-    tr = A.trend_labels(df, n_boot=N_BOOT).set_index("category")
+    df = load_scores(build_study(tmp_path / "s", scores), ["base", "100"])
+    tr = trend_labels(df, n_boot=N_BOOT).set_index("category")
     assert tr.loc["math", "label"] == "unknown"
-    assert A.paper_comparison(tr.reset_index()).set_index("category").loc["math", "verdict"] == "cannot tell"
+    assert paper_comparison(tr.reset_index()).set_index("category").loc["math", "verdict"] == "cannot tell"
 
 
 def test_judge_spread(trend_study, tmp_path):
-    df = A.load_scores(trend_study, MODELS)
-    sp = A.judge_spread(df).set_index("category")
+    df = load_scores(trend_study, MODELS)
+    sp = judge_spread(df).set_index("category")
     assert sp.loc["math", "runs"] == 3 and sp.loc["math", "n_items"] > 0
     assert 0 < sp.loc["math", "mean_std"] < 0.1
-    one = A.load_scores(build_study(tmp_path / "one", {m: {"math": [[0.5], [1.0]]} for m in MODELS}), MODELS)
-    sp1 = A.judge_spread(one).set_index("category")
+    one = load_scores(build_study(tmp_path / "one", {m: {"math": [[0.5], [1.0]]} for m in MODELS}), MODELS)
+    sp1 = judge_spread(one).set_index("category")
     assert sp1.loc["math", "n_items"] == 0 and math.isnan(sp1.loc["math", "mean_std"])
     assert math.isnan(sp1.loc["math", "share_disagree"])
     df2 = pd.DataFrame({"model": "100", "examples": 100, "id": ["a"] * 3 + ["b"] * 3, "category": "math",
                         "run": [0, 1, 2] * 2, "score": [0.5, 0.5, 0.5, 0.2, 0.5, 0.5]})
-    assert A.judge_spread(df2).set_index("category").loc["math", "share_disagree"] == 0.5
+    assert judge_spread(df2).set_index("category").loc["math", "share_disagree"] == 0.5
 
 
 def _paper_levels(agree: bool) -> dict:
     levels = {}
     for c in CATEGORIES:
-        claim = A.PAPER_CLAIMS.get(c, "flat")
+        claim = PAPER_CLAIMS.get(c, "flat")
         if agree:
             levels[c] = {"flat": flat(0.3), "improving": rising(), "good_early": flat(0.8)}[claim]
         else:
@@ -213,25 +218,25 @@ def _paper_levels(agree: bool) -> dict:
 @pytest.mark.parametrize("agree", [True, False])
 def test_paper_comparison(tmp_path, agree):
     d = build_study(tmp_path / "s", synthetic(_paper_levels(agree), n_items=30))
-    tr = A.trend_labels(A.load_scores(d, MODELS), n_boot=N_BOOT)
-    pc = A.paper_comparison(tr)
-    assert len(pc) == 11 and set(pc["category"]) == set(A.PAPER_CLAIMS)
+    tr = trend_labels(load_scores(d, MODELS), n_boot=N_BOOT)
+    pc = paper_comparison(tr)
+    assert len(pc) == 11 and set(pc["category"]) == set(PAPER_CLAIMS)
     want = "agrees" if agree else "disagrees"
     assert (pc["verdict"] == want).all(), pc[["category", "label", "verdict", "reason"]].to_string()
     assert pc["reason"].str.len().gt(0).all()
 
 
 def test_paper_comparison_missing_category():
-    pc = A.paper_comparison(pd.DataFrame(columns=["category", "label"]))
+    pc = paper_comparison(pd.DataFrame(columns=["category", "label"]))
     assert (pc["verdict"] == "cannot tell").all()
 
 
 def test_lowest_items(tmp_path):
     scores = {m: {"math": [[0.9], [0.1], [0.5], [np.nan]], "code": [[0.3], [0.2]]} for m in MODELS}
     d = build_study(tmp_path / "s", scores, answers={("10000", "math-1"): "<b>worst</b>"})
-    df = A.load_scores(d, MODELS)
-    from helpers.files import read_jsonl
-    low = A.lowest_items(df, A.load_answers(d, MODELS), read_jsonl(d / "eval.jsonl"), "10000", k=2)
+    df = load_scores(d, MODELS)
+    from helpers.study.files import read_jsonl
+    low = lowest_items(df, load_answers(d, MODELS), read_jsonl(d / "eval.jsonl"), "10000", k=2)
     math_rows = low[low["category"] == "math"]
     assert math_rows["id"].tolist() == ["math-1", "math-2"]
     r = math_rows.iloc[0]
@@ -241,7 +246,7 @@ def test_lowest_items(tmp_path):
 
 
 def test_write_results(trend_study):
-    res = A.write_results(trend_study, ["10000", "base", "100", "1000"], n_boot=N_BOOT)
+    res = write_results(trend_study, ["10000", "base", "100", "1000"], n_boot=N_BOOT)
     csv = pd.read_csv(trend_study / "results.csv")
     assert list(csv.columns) == ["category", "model", "examples", "mean", "ci_low", "ci_high", "n", "n_null"]
     assert {"overall", "overall_items"} <= set(csv["category"])
@@ -253,7 +258,7 @@ def test_write_results(trend_study):
         assert key in js, key
     assert js["models"] == MODELS and js["judges"]["all"] == ["llm"]
     assert js["error_analysis"]["model"] == "10000" and len(js["lowest_items"]) == 9
-    pt = A.pretty_table(js["table"])
+    pt = pretty_table(js["table"])
     assert pt.index[-2:].tolist() == ["Overall", "Overall (per item)"] and pt.columns[0] == "base (0)"
     assert pt.loc["Extraction", "100"].count("[") == 1
     assert res["null_counts"]["total"] == 0
@@ -265,21 +270,21 @@ def _is_png(p: Path) -> bool:
 
 
 def test_figures(trend_study, tmp_path):
-    res = A.write_results(trend_study, MODELS, n_boot=N_BOOT)
-    out = F.all_figures(trend_study, res, read_json(trend_study / "data_stats.json"), tmp_path / "figs")
+    res = write_results(trend_study, MODELS, n_boot=N_BOOT)
+    out = all_figures(trend_study, res, read_json(trend_study / "data_stats.json"), tmp_path / "figs")
     assert set(out) == {"figure1", "score_curves", "composition", "loss_curves", "judge_spread"}
     for p in out.values():
         assert _is_png(Path(p)), p
     assert not [p for p in (tmp_path / "figs").iterdir() if p.name.endswith(".tmp")]
     # one run only, and a scale without a training log: still valid figures
-    sp = A.judge_spread(pd.DataFrame({"model": "100", "examples": 100, "id": ["a"], "category": "math",
+    sp = judge_spread(pd.DataFrame({"model": "100", "examples": 100, "id": ["a"], "category": "math",
                                       "run": [0], "score": [0.5]}))
-    assert _is_png(F.judge_spread(sp, tmp_path / "one.png"))
-    assert _is_png(F.loss_curves(trend_study, SCALES + ["20000"], tmp_path / "loss.png"))
+    assert _is_png(figures.judge_spread(sp, tmp_path / "one.png"))
+    assert _is_png(loss_curves(trend_study, SCALES + ["20000"], tmp_path / "loss.png"))
 
 
 def test_model_palette_consistent():
-    a = F.model_palette(MODELS)
-    b = F.model_palette(SCALES)
-    assert all(a[m] == b[m] for m in SCALES) and a["base"] == F.BASE_COLOR
+    a = model_palette(MODELS)
+    b = model_palette(SCALES)
+    assert all(a[m] == b[m] for m in SCALES) and a["base"] == BASE_COLOR
     assert len(set(a.values())) == len(MODELS)

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from helpers.__main__ import main
-from helpers.config import StudyConfig
-from helpers.files import write_jsonl
+from helpers.study.config import StudyConfig
+from helpers.study.files import write_jsonl
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 
@@ -99,8 +99,8 @@ def test_the_data_stage_stops_and_keeps_earlier_results(tmp_path, capsys, train,
     ("placeholder", "http://127.0.0.1:9/v1", "judge requests failed after their retries"),
 ])
 def test_judge_without_key_or_server_stops_and_keeps_answers(tmp_path, monkeypatch, key, base_url, message):
-    from helpers.judge import judge_answers
-    from helpers.llm_judge import JudgeError
+    from helpers.judge.answers import judge_answers
+    from helpers.judge.llm import JudgeError
 
     if key:
         monkeypatch.setenv("BAD_INPUT_KEY", key)

@@ -31,13 +31,13 @@ What is asserted at the end:
   half-written one is passed over), from the answers already on disk, and without training at
   all when every model of the run was already published;
 * identical files: pool, eval set, subsets, removed items, data statistics, answers (byte for
-  byte), offline-judge scores of the answers (``helpers.scoring``), LLM judgments, results.csv;
+  byte), offline-judge scores of the answers (``helpers.judge.offline``), LLM judgments, results.csv;
   the adapters of both scales within 1e-5 (max abs) of the reference, their training logs the same
   steps, losses and tokens seen;
 * no partial or corrupt file under ``data/<study>/``: every JSONL line and JSON/notebook file
   parses, every PNG is complete, every safetensors file loads; no half-trained work folder, no
   half-published model, and no leftover ``.<name>.<random>.tmp`` file of an interrupted atomic
-  write either (a run removes them before it starts, holding the study lock, helpers.lock);
+  write either (a run removes them before it starts, holding the study lock, helpers.study.lock);
 * paid requests, counted on the server (``FakeOpenAI.answered``: 200 replies written to a socket;
   ``to_closed``: those written after the client had already closed its connection):
 
@@ -87,11 +87,11 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-
 from fake_openai import FakeOpenAI
-from helpers.config import REPO, load_config
-from helpers.files import read_json, read_jsonl
-from helpers.lock import HOLDER, KERNELS, STUDY_LOCK
+
+from helpers.study.config import REPO, load_config
+from helpers.study.files import read_json, read_jsonl
+from helpers.study.lock import HOLDER, KERNELS, STUDY_LOCK
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -431,7 +431,7 @@ class Study:
 def watch_cache_file(sd: Path, seen: dict, stop: threading.Event) -> None:
     """Poll the judge cache every millisecond: when each request key's line became visible."""
     pos, buf = 0, b""
-    path = sd / "judge_cache" / "fake-judge.jsonl"  # helpers.llm_judge.cache_path for judge.model fake-judge
+    path = sd / "judge_cache" / "fake-judge.jsonl"  # helpers.judge.llm.cache_path for judge.model fake-judge
     while not stop.is_set():
         try:
             size = path.stat().st_size
@@ -528,8 +528,8 @@ def reference(tmp_path_factory, server):
 
 def request_keys(config: Path, sd: Path) -> dict[str, tuple[str, int]]:
     """The judge cache key of every request of the study -> the server's key (prompt, run)."""
-    from helpers.loaders import canonical_category
-    from helpers.llm_judge import build_prompt, load_prompts, request_key
+    from helpers.judge.llm import build_prompt, load_prompts, request_key
+    from helpers.study.categories import canonical_category
 
     cfg = load_config(config)
     prompts = load_prompts(cfg.judge.prompts_file)
@@ -591,7 +591,7 @@ def integrity_problems(sd: Path) -> tuple[list[str], list[str]]:
 
 
 def offline_scores(sd: Path, models: list[str]) -> dict:
-    from helpers.scoring import score_answer
+    from helpers.judge.offline import score_answer
 
     items = {it["id"]: it for it in read_jsonl(sd / "eval.jsonl")}
     return {(m, a["id"]): score_answer(items[a["id"]], a["answer"])[0]

@@ -1,6 +1,6 @@
 import pytest
 
-from helpers.config import REPO, ConfigError, load_config
+from helpers.study.config import REPO, ConfigError, load_config
 
 
 @pytest.mark.parametrize("name", ["default", "micro", "paper"])

@@ -1,9 +1,11 @@
 import pytest
-
-from helpers import CATEGORIES
-from helpers.data import check_contamination, nested_subsets, prepare
-from helpers.files import read_json, read_jsonl
 from conftest import make_config
+
+from helpers.data.build import check_contamination, nested_subsets, prepare
+from helpers.data.selection import random_order, selection_order, stratified_order
+from helpers.study.categories import CATEGORIES
+from helpers.study.config import STRATEGIES
+from helpers.study.files import read_json, read_jsonl
 
 
 def test_prepare_writes_schema_valid_nested_files(tmp_path):
@@ -51,9 +53,8 @@ def test_an_eval_question_found_in_the_pool_stops_the_study():
 
 from collections import Counter  # noqa: E402
 
-from helpers import selection  # noqa: E402
-from helpers.config import QualityConfig  # noqa: E402
-from helpers.tasks import build_suite  # noqa: E402
+from helpers.data.suite import build_suite  # noqa: E402
+from helpers.study.config import QualityConfig  # noqa: E402
 
 
 def _skewed_pool():
@@ -78,7 +79,7 @@ def test_random_strategy_is_todays_seeded_permutation():
     assert nested_subsets(pool, [5, 20], seed=7)[20] == [pool[i] for i in order[:20]]
 
 
-@pytest.mark.parametrize("strategy", selection.STRATEGIES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_is_nested_and_deterministic(strategy):
     pool = _skewed_pool()
     scales = [10, 30, 50, 100]
@@ -93,10 +94,10 @@ def test_every_strategy_is_nested_and_deterministic(strategy):
 def test_stratified_holds_the_pool_proportions_at_every_scale():
     pool = _skewed_pool()
     shares = {c: n / len(pool) for c, n in Counter(r["category"] for r in pool).items()}
-    order = selection.stratified_order([r["category"] for r in pool], seed=0)
+    order = stratified_order([r["category"] for r in pool], seed=0)
     assert sorted(order) == list(range(len(pool)))
     worst_random = 0.0
-    rand = selection.random_order(len(pool), 0)
+    rand = random_order(len(pool), 0)
     for k in range(1, len(pool) + 1):
         counts = Counter(pool[i]["category"] for i in order[:k])
         assert all(abs(counts[c] - k * p) <= 1 for c, p in shares.items()), k
@@ -126,7 +127,7 @@ def test_quality_filters_count_every_reason():
          "output": "The Great Wall is a series of fortifications built across northern China."},
     ]
     limits = QualityConfig(max_question_chars=60, min_output_chars=2, max_output_chars=100)
-    order, removed, report = selection.selection_order(pool, "quality", 0, limits)
+    order, removed, report = selection_order(pool, "quality", 0, limits)
     assert report["reasons"] == {"self_reference": 3, "multimodal": 3, "question_too_long": 1,
                                  "output_too_short": 1, "output_too_long": 1, "language_mismatch": 1}
     assert report["removed"] == len(removed) == 10 and report["candidates"] == len(order) == 8
@@ -136,7 +137,7 @@ def test_quality_filters_count_every_reason():
 
 def test_quality_filters_keep_the_whole_builtin_suite():
     pool, _ = build_suite(0, 3000, 1)
-    _, removed, report = selection.selection_order(pool, "quality", 0, QualityConfig())
+    _, removed, report = selection_order(pool, "quality", 0, QualityConfig())
     assert removed == [] and report["candidates"] == 3000
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import dedup
-from helpers.dedup import Deduper, dedup_records, find_contamination, minhash_of, signatures, verbatim_hits
+from helpers.study import dedup
+from helpers.study.dedup import Deduper, dedup_records, find_contamination, minhash_of, ngrams, signatures, verbatim_hits
 
 DISTINCT = ["请写一首关于春天的诗。", "把这句话翻译成英文：我喜欢猫。", "计算：12乘以7等于多少？",
             "列出三种适合夏天的水果。", "用一句话概括下面这段文字的主要内容。", "判断这条评论是正面还是负面：物流很快。",
@@ -64,7 +64,8 @@ def test_only_kept_texts_are_compared_so_chains_do_not_cascade():
     a = "今天天气很好，我们一起去公园散步吧，顺便看看湖边的花。"
     b = "今天天气很好，我们一起去公园散步吧，顺便看看湖边的柳树。"
     c = "今天天气不错，我们一起去公园跑步吧，顺便看看湖边的柳树。"
-    exact_j = lambda x, y: len(dedup.ngrams(x, 5) & dedup.ngrams(y, 5)) / len(dedup.ngrams(x, 5) | dedup.ngrams(y, 5))
+    def exact_j(x, y):
+        return len(ngrams(x, 5) & ngrams(y, 5)) / len(ngrams(x, 5) | ngrams(y, 5))
     assert exact_j(a, b) >= 0.7 and exact_j(a, c) < 0.5
     d = Deduper(threshold=0.7, ngram=5)
     assert [d.add(t) for t in (a, b, c)] == [True, False, True]

@@ -3,7 +3,7 @@ import tomllib
 
 import yaml
 
-from helpers.config import REPO
+from helpers.study.config import REPO
 
 
 def test_environment_yml_matches_pyproject():

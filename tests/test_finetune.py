@@ -2,12 +2,14 @@ import json
 
 import pytest
 import torch
-
-from helpers.files import read_jsonl, write_jsonl
-from helpers.finetune import IGNORE, LabelOnlyHeadTrainer, compute_estimate, tokenize, train
-from helpers.model import load_causal_lm, load_tokenizer
-from helpers.prompt import format_prompt
 from conftest import make_config
+
+from helpers.finetune.head import LabelOnlyHeadTrainer
+from helpers.finetune.run import compute_estimate, train
+from helpers.finetune.tokens import IGNORE, tokenize
+from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.models import load_causal_lm, load_tokenizer
+from helpers.study.prompt import format_prompt
 
 RECORDS = [
     {"id": f"t{i}", "instruction": f"把数字{i}加一", "input": "" if i % 2 else f"数字：{i}",
@@ -94,7 +96,7 @@ def assert_same_weights(a, b):
 
 def test_prefix_schedule_equals_separate_runs(tmp_path, tiny_model_dir):
     """One pass over the largest subset, saved at each boundary, is the same as each scale alone."""
-    from helpers.finetune import _train
+    from helpers.finetune.run import _train
 
     records = nested_records(12)
     common = dict(scales=[4, 12], train={"batch_size": 2, "per_device_batch_size": 2, "max_length": 32,
@@ -138,7 +140,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
 
     import yaml
 
-    from helpers.config import REPO
+    from helpers.study.config import REPO
 
     records = nested_records(24)
     raw = {"study": "kill", "seed": 0, "scales": [24], "data": {"pool_size": 40, "eval_per_category": 1},
@@ -177,9 +179,9 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
 
     import yaml
 
-    from helpers.config import REPO, load_config
-    from helpers.finetune import launch_command
-    from helpers.lock import KERNEL_ENV, KERNELS
+    from helpers.finetune.launch import launch_command
+    from helpers.study.config import REPO, load_config
+    from helpers.study.lock import KERNEL_ENV, KERNELS
 
     raw = {"study": "ddp", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
            "model": {"base": str(tiny_model_dir)},
@@ -203,7 +205,7 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
 
 
 def test_full_fine_tuning_saves_a_model_that_generation_loads(tmp_path, tiny_model_dir):
-    from helpers.model import load_for_generation
+    from helpers.study.models import load_for_generation
 
     cfg = make_config(tiny_model_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "max_length": 64, "bf16": False})

@@ -1,9 +1,9 @@
 import pytest
-
-from helpers.files import read_jsonl, write_jsonl
-from helpers.generate import cut_at_stop, generate_answers, plan_batches
-from helpers.model import load_tokenizer
 from conftest import make_config
+
+from helpers.generate.answers import cut_at_stop, generate_answers, plan_batches
+from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.models import load_tokenizer
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": "问题" * (i + 1), "reference": "答"}
          for i, cat in enumerate(["math", "code", "math", "rewrite", "code", "math", "translation"])]

@@ -4,16 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-
-from helpers import CATEGORIES
-from helpers import analysis as A
-from helpers import figures as F
-from helpers.config import REPO, ConfigError, load_config, split_model
-from helpers.data import prepare
-from helpers.files import read_json, read_jsonl, write_json
-from helpers.runner import plan
 from conftest import make_config
-from test_data import _file_study, _train_records, EVALS
+from test_data import EVALS, _file_study, _train_records
+
+from helpers.analysis.figures import all_figures, model_label, model_palette
+from helpers.analysis.results import write_results
+from helpers.analysis.trends import PAPER_CLAIMS
+from helpers.data.build import prepare
+from helpers.study.categories import CATEGORIES
+from helpers.study.config import ConfigError, load_config, split_model
+from helpers.study.files import read_json, read_jsonl, write_json
+from helpers.study.runner import plan
 
 GRID = ["random", "stratified", "quality"]
 
@@ -125,7 +126,7 @@ def grid_study(tmp_path):
 def build_study_grid(sd, scores):
     """A judged study dir from ``scores[model][category]`` = items x runs (``test_analysis.build_study``
     for grid model names)."""
-    from helpers.files import write_jsonl
+    from helpers.study.files import write_jsonl
 
     models = list(scores)
     ev = [{"id": f"{c}-{i}", "category": c, "question": f"Q {c} {i}", "reference": f"R {c} {i}", "check": None}
@@ -149,7 +150,7 @@ def build_study_grid(sd, scores):
 
 
 def test_strategy_comparison_finds_the_one_use_case_where_quality_helps(grid_study):
-    res = A.write_results(grid_study, ["base"] + [f"{st}-{n}" for st in ("random", "quality") for n in SCALES],
+    res = write_results(grid_study, ["base"] + [f"{st}-{n}" for st in ("random", "quality") for n in SCALES],
                           n_boot=300)
     assert res["models"] == ["base", "random-100", "random-1000", "random-10000",
                              "quality-100", "quality-1000", "quality-10000"]
@@ -170,27 +171,27 @@ def test_strategy_comparison_finds_the_one_use_case_where_quality_helps(grid_stu
     assert steps == {("base", "random-100"), ("random-100", "random-1000"), ("random-1000", "random-10000"),
                      ("base", "quality-100"), ("quality-100", "quality-1000"), ("quality-1000", "quality-10000")}
     assert {r["strategy"] for r in res["paper_comparison"]} == {"random", "quality"}
-    assert len(res["paper_comparison"]) == 2 * len(A.PAPER_CLAIMS)
+    assert len(res["paper_comparison"]) == 2 * len(PAPER_CLAIMS)
 
 
 def test_a_one_strategy_study_has_no_strategy_columns(tmp_path):
     scores = grid_scores()
     sd = tmp_path / "study"
     build_study_grid(sd, {"base": scores["base"], **{str(n): scores[f"random-{n}"] for n in SCALES}})
-    res = A.write_results(sd, ["base", "100", "1000", "10000"], n_boot=50)
+    res = write_results(sd, ["base", "100", "1000", "10000"], n_boot=50)
     assert res["strategies"] == [] and res["strategy_comparison"] == []
     assert "strategy" not in res["trends"][0] and "strategy" not in res["changes"][0]
 
 
 def test_grid_figures_and_report(grid_study, tmp_path):
-    from helpers.report import build_report
+    from helpers.analysis.report import build_report
 
     models = ["base"] + [f"{st}-{n}" for st in ("random", "quality") for n in SCALES]
-    res = A.write_results(grid_study, models, n_boot=50)
-    pal = F.model_palette(models)
+    res = write_results(grid_study, models, n_boot=50)
+    pal = model_palette(models)
     assert len(set(pal.values())) == len(models)
-    assert F.model_label("quality-10000") == "quality 10k" and F.model_label("10000") == "10k"
-    paths = F.all_figures(grid_study, res, read_json(grid_study / "data_stats.json"))
+    assert model_label("quality-10000") == "quality 10k" and model_label("10000") == "10k"
+    paths = all_figures(grid_study, res, read_json(grid_study / "data_stats.json"))
     assert all(p.stat().st_size > 10_000 for p in paths.values())
     index = build_report(grid_study, tmp_path / "report", "grid", [], {}, {})
     text = index.read_text(encoding="utf-8")
@@ -202,7 +203,7 @@ def test_grid_figures_and_report(grid_study, tmp_path):
 def test_a_strategy_that_selects_what_random_selects_is_flagged_from_data_to_report(tmp_path, grid_study):
     """The built-in suite has nothing for the quality filters to remove: quality's subsets are random's,
     so its models repeat random's and the report must not let its zero difference pass for a finding."""
-    from helpers.report import build_report
+    from helpers.analysis.report import build_report
 
     stats = prepare(grid_config(), tmp_path / "data")
     assert stats["filters"]["selection"]["removed"] == 0
@@ -212,7 +213,7 @@ def test_a_strategy_that_selects_what_random_selects_is_flagged_from_data_to_rep
     write_json(grid_study / "data_stats.json", {**read_json(grid_study / "data_stats.json"), "identical_subsets": [
         {"strategy": "quality", "same_as": "random", "scales": [100, 1000]}]})
     models = ["base"] + [f"{st}-{n}" for st in ("random", "quality") for n in SCALES]
-    res = A.write_results(grid_study, models, n_boot=50)
+    res = write_results(grid_study, models, n_boot=50)
     assert res["identical_subsets"] == [{"strategy": "quality", "same_as": "random", "scales": [100, 1000]}]
     text = build_report(grid_study, tmp_path / "report", "grid", [], {}, {}).read_text(encoding="utf-8")
     assert "<b>quality</b> trained on the same items in the same order as <b>random</b> at 100, 1,000 examples" \
@@ -222,7 +223,7 @@ def test_a_strategy_that_selects_what_random_selects_is_flagged_from_data_to_rep
 @pytest.mark.slow
 def test_a_grid_study_runs_through_the_runner_to_one_report(tmp_path, tiny_model_dir):
     """The notebooks, papermill and the report with models named <strategy>-<scale> (tiny model)."""
-    from helpers.runner import run_study
+    from helpers.study.runner import run_study
 
     config = tmp_path / "grid.yaml"
     config.write_text(yaml.safe_dump({
@@ -255,7 +256,7 @@ def test_a_grid_study_runs_through_the_runner_to_one_report(tmp_path, tiny_model
 
 
 def test_the_dry_run_counts_one_pass_per_strategy_under_prefix(tmp_path):
-    from helpers.runner import compute_plan
+    from helpers.study.runner import compute_plan
 
     prefix = grid_config(strategies=["random", "quality"],
                          train={"schedule": "prefix", "batch_size": 4, "per_device_batch_size": 4})

@@ -1,8 +1,8 @@
 import pytest
-
-from helpers.files import read_jsonl, write_jsonl
-from helpers.judge import judge_answers
 from conftest import make_config
+
+from helpers.judge.answers import judge_answers
+from helpers.study.files import read_jsonl, write_jsonl
 
 ITEMS = [
     {"id": "m1", "category": "math", "question": "2+3=?", "reference": "5", "check": {"type": "number", "answer": 5}},

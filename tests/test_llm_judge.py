@@ -10,18 +10,16 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 
 import pytest
-
 from fake_openai import NO_SCORE_REPLY, FakeOpenAI, score_for
-from helpers import CATEGORIES
-from helpers.loaders import canonical_category
-from helpers.config import REPO, StudyConfig
-from helpers.files import read_jsonl, write_jsonl
-from helpers.judge import judge_answers, parse_score
-from helpers.llm_judge import (JudgeError, JudgeIncomplete, build_prompt, cache_path, load_prompts,
-                               uses_reference)
+
+from helpers.judge.answers import judge_answers
+from helpers.judge.llm import JudgeError, JudgeIncomplete, build_prompt, cache_path, load_prompts, uses_reference
+from helpers.judge.parse import parse_score
+from helpers.study.categories import CATEGORIES, canonical_category
+from helpers.study.config import REPO, StudyConfig
+from helpers.study.files import read_jsonl, write_jsonl
 
 KEY = "test-SECRET-9f3b2c7d1e5a-not-a-real-key"
 ENV = "STUDY_TEST_JUDGE_KEY"

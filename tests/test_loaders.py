@@ -8,10 +8,13 @@ import json
 
 import pytest
 
-from helpers import CATEGORIES
 from helpers.__main__ import main
-from helpers.loaders import (SYNONYMS, DataError, canonical_category, load_eval, load_judge_prompts, load_seeds,
-                             load_train, validate)
+from helpers.data.loaders import load_eval, load_train
+from helpers.judge.prompts import load_judge_prompts
+from helpers.selfinstruct.seeds import load_seeds
+from helpers.study.categories import CATEGORIES, SYNONYMS, canonical_category
+from helpers.study.records import DataError
+from helpers.validate import validate
 
 
 def jsonl(path, records, **kw):
@@ -339,7 +342,7 @@ def test_judge_prompts(tmp_path):
 
 
 def test_the_shipped_judge_prompts_validate():
-    from helpers.config import REPO
+    from helpers.study.config import REPO
 
     path = REPO / "configs" / "judge_prompts.jsonl"
     if not path.exists():
@@ -371,7 +374,8 @@ def test_validate_command_exits_nonzero_naming_file_and_record(tmp_path, capsys)
 def test_a_generated_id_that_collides_with_a_given_one_is_an_error(tmp_path):
     import json
 
-    from helpers.loaders import DataError, load_train
+    from helpers.data.loaders import load_train
+    from helpers.study.records import DataError
 
     f = tmp_path / "t.jsonl"
     rec = {"instruction": "计算：1+1", "input": "", "output": "2", "category": "math"}

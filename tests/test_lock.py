@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers.config import REPO
-from helpers.lock import KERNEL_ENV, KERNELS, StudyBusy, hold_in_kernel, remove_leftovers, study_lock
+from helpers.study.config import REPO
+from helpers.study.lock import KERNEL_ENV, KERNELS, StudyBusy, hold_in_kernel, remove_leftovers, study_lock
 
 
 def hold(tmp_path, code: str) -> subprocess.Popen:
@@ -20,7 +20,7 @@ def hold(tmp_path, code: str) -> subprocess.Popen:
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from helpers.lock import *
+        from helpers.study.lock import *
         sd = Path({str(tmp_path / 'sd')!r})
     """) + textwrap.dedent(code) + "\nprint('held', flush=True)\ntime.sleep(60)\n"
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -38,7 +38,8 @@ def test_a_second_run_of_the_same_study_stops_at_once_and_names_the_first(tmp_pa
         assert time.monotonic() - t0 < 5
         assert f"pid {first.pid}" in str(e.value) and "configs/first.yaml" in str(e.value)
     finally:
-        first.kill(); first.wait()
+        first.kill()
+        first.wait()
     with study_lock(tmp_path / "sd", "second.yaml"):  # a killed holder leaves nothing to remove by hand
         assert os.environ[KERNEL_ENV] == str(tmp_path / "sd" / KERNELS)
     assert KERNEL_ENV not in os.environ
@@ -53,7 +54,8 @@ def test_the_cli_exits_non_zero_when_the_study_is_busy(tmp_path):
         out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", str(config), "--root", str(tmp_path)],
                              cwd=REPO, capture_output=True, text=True, timeout=120)
     finally:
-        first.kill(); first.wait()
+        first.kill()
+        first.wait()
     assert out.returncode == 1, out.stderr
     assert "in use by another run of this study" in out.stderr and f"pid {first.pid}" in out.stderr
     assert not (sd / "pool.jsonl").exists()
@@ -79,7 +81,8 @@ def test_a_run_waits_for_every_process_of_a_killed_run(tmp_path, monkeypatch):
             assert list(locks.iterdir()) == []  # the dead processes' lock files are gone
     finally:
         for proc in (kernel, training):
-            proc.kill(); proc.wait()
+            proc.kill()
+            proc.wait()
     assert 1.0 < waited < 20
 
 
@@ -88,7 +91,7 @@ def test_kernels_started_by_papermill_under_the_lock_hold_the_kernel_lock(tmp_pa
 
     sd = tmp_path / "sd"
     nb = new_notebook(cells=[new_code_cell(
-        "from pathlib import Path\nfrom helpers import lock\n"
+        "from pathlib import Path\nfrom helpers.study import lock\n"
         f"lock.hold_in_kernel(Path({str(sd)!r}))\nprint('held:', len(lock._held))")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "in.ipynb")
@@ -108,7 +111,8 @@ def test_a_notebook_stepped_through_by_hand_warns_of_a_batch_run(tmp_path, capsy
     try:
         hold_in_kernel(tmp_path / "sd")
     finally:
-        first.kill(); first.wait()
+        first.kill()
+        first.wait()
     out = capsys.readouterr().out
     assert "a batch run of this study is in progress" in out and f"pid {first.pid}" in out
 

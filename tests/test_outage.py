@@ -5,12 +5,12 @@ import threading
 import time
 
 import pytest
-
 from fake_openai import FakeOpenAI
-from helpers.files import read_jsonl
-from helpers.judge import judge_answers
-from helpers.llm_judge import JudgeIncomplete
 from test_llm_judge import ENV, KEY, make_cfg, study  # noqa: F401  (study is a fixture)
+
+from helpers.judge.answers import judge_answers
+from helpers.judge.llm import JudgeIncomplete
+from helpers.study.files import read_jsonl
 
 OUTAGE_S = 30
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import analysis as A
-from helpers import figures as F
-from helpers import report as R
-from helpers.files import read_json, write_json, write_jsonl
+from helpers.analysis.figures import all_figures
+from helpers.analysis import report as R
+from helpers.analysis.report import build_report
+from helpers.analysis.results import write_results
+from helpers.study.files import read_json, write_json, write_jsonl
 
 XSS = "<script>alert(1)</script>"
 MODELS = ["base", "10", "100"]
@@ -56,8 +57,8 @@ class Links(HTMLParser):
 @pytest.fixture
 def built(tmp_path):
     study = make_study(tmp_path / "data" / "s")
-    res = A.write_results(study, MODELS, n_boot=50)
-    F.all_figures(study, res, read_json(study / "data_stats.json"))
+    res = write_results(study, MODELS, n_boot=50)
+    all_figures(study, res, read_json(study / "data_stats.json"))
     report_dir = tmp_path / "reports" / "s"
     (report_dir / "notebooks").mkdir(parents=True)
     (report_dir / "notebooks" / "05_analysis.html").write_text("<html></html>")
@@ -65,7 +66,7 @@ def built(tmp_path):
                  {"title": "02 finetune (10)", "href": "notebooks/02_finetune_10.html"}]  # not rendered
     manifest = {"seed": 0, "config": {"judge": {"api_key": "sk-secret-value", "model": "gpt"}},
                 "versions": {"pandas": "x"}, "note": XSS}
-    index = R.build_report(study, report_dir, f"Study {XSS}", notebooks,
+    index = build_report(study, report_dir, f"Study {XSS}", notebooks,
                            {"data": 1.5, "finetune": {"10": 130.0, "100": 200.0}}, manifest)
     return index, report_dir
 
@@ -101,7 +102,7 @@ def test_report_content(built):
 
 def test_report_written_atomically(tmp_path, monkeypatch):
     study = make_study(tmp_path / "s")
-    A.write_results(study, MODELS, n_boot=20)
+    write_results(study, MODELS, n_boot=20)
     report_dir = tmp_path / "r"
     calls = []
     real = os.replace
@@ -111,12 +112,12 @@ def test_report_written_atomically(tmp_path, monkeypatch):
         return real(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
-    index = R.build_report(study, report_dir, "t", [], {}, {})
+    index = build_report(study, report_dir, "t", [], {}, {})
     assert any(d == index and s.parent == index.parent and s != index for s, d in calls)
     assert not [p for p in report_dir.rglob("*") if p.name.endswith(".tmp")]
     # a failed rebuild leaves the previous page intact
     before = index.read_text(encoding="utf-8")
     monkeypatch.setattr(R, "_errors", lambda res: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        R.build_report(study, report_dir, "other", [], {}, {})
+        build_report(study, report_dir, "other", [], {}, {})
     assert index.read_text(encoding="utf-8") == before

@@ -1,10 +1,11 @@
 import subprocess
 import sys
 
-from helpers.config import REPO
-from helpers.files import write_json, write_jsonl
-from helpers.runner import fingerprint, hash_path, is_current, plan, record_path
 from conftest import make_config
+
+from helpers.study.config import REPO
+from helpers.study.files import write_json, write_jsonl
+from helpers.study.runner import fingerprint, hash_path, is_current, plan, record_path
 
 
 def finish(cfg, sd, run):

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from helpers import scoring
-from helpers.scoring import score_answer
+from helpers.judge.offline import count_units, score_answer
 
 
 def item(check: dict | None, reference: str = "", id: str = "t-1") -> dict:
@@ -98,7 +97,7 @@ def test_constraints_length_out_of_bounds_halves_c():
     ("苹果、香蕉、橙子", 3), ("今天天气很好，我们去公园吧。", 1),
 ])
 def test_count_units_items(func, count):
-    assert scoring.count_units(func, "items") == count
+    assert count_units(func, "items") == count
 
 
 def test_facts():

@@ -17,17 +17,22 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from fake_openai import FakeOpenAI, teacher_reply
-from helpers import CATEGORIES
-from helpers.config import REPO, ConfigError, SelfInstructConfig, StudyConfig, load_config
-from helpers.dedup import normalize
-from helpers.files import read_json, read_jsonl, write_jsonl
-from helpers.loaders import load_seeds
-from helpers.prompt import question
-from helpers.selfinstruct import (REASONS, Collector, SelfInstructError, SelfInstructIncomplete, build_request,
-                                  filter_reason, generate_pool, heuristic_category, load_prompt, load_seed_tasks,
-                                  parse_tasks, reason_table, sample_examples)
+
+from helpers.data.suite import generate
+from helpers.selfinstruct.collector import REASONS, Collector
+from helpers.selfinstruct.filters import filter_reason
+from helpers.selfinstruct.label import heuristic_category
+from helpers.selfinstruct.parse import parse_tasks
+from helpers.selfinstruct.request import SelfInstructError, SelfInstructIncomplete, build_request, load_prompt
+from helpers.selfinstruct.run import generate_pool
+from helpers.selfinstruct.seeds import load_seed_tasks, load_seeds, sample_examples
+from helpers.selfinstruct.tables import reason_table
+from helpers.study.categories import CATEGORIES
+from helpers.study.config import REPO, ConfigError, SelfInstructConfig, StudyConfig, load_config
+from helpers.study.dedup import normalize
+from helpers.study.files import read_json, read_jsonl, write_jsonl
+from helpers.study.prompt import question
 
 KEY = "test-SECRET-5d2e8a1c9b7f-not-a-real-key"
 ENV = "STUDY_TEST_TEACHER_KEY"
@@ -152,11 +157,10 @@ def test_our_seed_file_is_valid_and_covers_every_use_case():
 
 
 def test_heuristic_labels_agree_with_the_seeds_and_the_builtin_suite():
-    from helpers import tasks
 
     seeds, _ = load_seeds(REPO / "configs" / "seeds_zh.jsonl")
     assert all(heuristic_category(sd["instruction"], sd["instances"][0]["input"]) == sd["category"] for sd in seeds)
-    items = [(c, r) for c in CATEGORIES for r in tasks.generate(c, 100, seed=3)]
+    items = [(c, r) for c in CATEGORIES for r in generate(c, 100, seed=3)]
     right = sum(heuristic_category(r["instruction"], r["input"], r["output"]) == c for c, r in items)
     assert right / len(items) >= 0.9
 
@@ -396,7 +400,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path, server):
     config = tmp_path / "si.json"
     config.write_text(json.dumps(cfg.model_dump(mode="json")))
     sd = tmp_path / "killed"
-    code = ("import sys\nfrom helpers.config import load_config\nfrom helpers.selfinstruct import generate_pool\n"
+    code = ("import sys\nfrom helpers.study.config import load_config\nfrom helpers.selfinstruct.run import generate_pool\n"
             "generate_pool(load_config(sys.argv[1]), sys.argv[2], progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(config), str(sd)], env={**os.environ},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -481,7 +485,7 @@ def test_config_source_generate(tmp_path):
 
 
 def test_the_runner_plans_the_stage_only_for_a_generated_pool(tmp_path):
-    from helpers.runner import STAGE_NAMES, plan
+    from helpers.study.runner import STAGE_NAMES, plan
 
     assert STAGE_NAMES[0] == "selfinstruct"
     runs = plan(cfg_for(), tmp_path)
@@ -493,7 +497,7 @@ def test_the_runner_plans_the_stage_only_for_a_generated_pool(tmp_path):
 
 
 def test_the_data_stage_reads_the_generated_pool(tmp_path, server):
-    from helpers.data import load_sources
+    from helpers.data.build import load_sources
 
     cfg = cfg_for(server, target=60)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"eval_per_category": 2})})
@@ -516,7 +520,7 @@ def test_the_whole_study_from_seeds_through_the_report(tmp_path, monkeypatch):
     local fake server: seeds -> generated.jsonl -> pool -> training -> answers -> judgments -> report."""
     import yaml
 
-    from helpers.runner import run_study
+    from helpers.study.runner import run_study
 
     monkeypatch.setenv(ENV, KEY)
     raw = yaml.safe_load((REPO / "configs" / "selfinstruct_micro.yaml").read_text(encoding="utf-8"))

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import CATEGORIES
-from helpers.config import REPO, load_config
-from helpers.files import read_json, read_jsonl
-from helpers.runner import run_study
+from helpers.study.categories import CATEGORIES
+from helpers.study.config import REPO, load_config
+from helpers.study.files import read_json, read_jsonl
+from helpers.study.runner import run_study
 
 pytestmark = pytest.mark.slow
 

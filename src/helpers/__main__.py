@@ -1,11 +1,11 @@
-"""Command line: ``python -m helpers run --config FILE [--force] [--only STAGE] [--dry-run]``,
+"""Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run]``,
 ``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from helpers.config import ConfigError
+from helpers.study.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,10 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--force", action="store_true", help="rerun stages even when up to date")
     run.add_argument("--only", default=None, help="run only this stage (selfinstruct, data, finetune, generate, judge, analysis)")
     run.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; run nothing")
+    run.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
+                     help="override a config value, e.g. --set train.lr=1e-4 (repeatable; recorded in the manifest)")
     train = sub.add_parser("train", help="train one scale (what accelerate launch runs on many devices)")
     train.add_argument("--config", required=True)
     train.add_argument("--root", default=None)
     train.add_argument("--scale", default=None, help="the scale to train (train.schedule: separate)")
+    train.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     check = sub.add_parser("validate", help="load a data file, print a JSON summary; exit 2 on bad input")
     check.add_argument("--kind", required=True, choices=("train", "eval", "seeds", "judge-prompts"))
     check.add_argument("file", help="a JSON/JSONL/parquet file (train: also a data folder or a hub dataset name)")
@@ -30,30 +33,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            from helpers.lock import StudyBusy
-            from helpers.runner import StageFailed, run_study
+            from helpers.analysis.report import build_index
+            from helpers.study.lock import StudyBusy
+            from helpers.study.runner import StageFailed, run_study
 
             try:
-                run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run)
+                run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
+                          overrides=args.overrides, report=build_index)
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
         elif args.command == "train":
-            from helpers.config import load_config, study_dir
-            from helpers.finetune import train
-            from helpers.lock import hold_in_kernel
+            from helpers.finetune.run import train
+            from helpers.study.config import load_config, study_dir
+            from helpers.study.lock import hold_in_kernel
 
-            cfg = load_config(args.config)
+            cfg = load_config(args.config, args.overrides)
             hold_in_kernel(study_dir(cfg, args.root))  # launched by a notebook under the runner: a rerun waits for it
             train(cfg, study_dir(cfg, args.root), args.scale)
         elif args.command == "validate":
             import json
 
-            from helpers.loaders import validate
+            from helpers.validate import validate
 
             extra = {}
             if args.config:
-                from helpers.config import load_config
+                from helpers.study.config import load_config
 
                 extra.update(load_config(args.config).data.category_map)
             for item in args.map:

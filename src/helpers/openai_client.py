@@ -1,11 +1,11 @@
 """The OpenAI-compatible chat client that the LLM judge and the self-instruct teacher share.
 
-Both stages (``helpers.llm_judge``, ``helpers.selfinstruct``) talk to an OpenAI-compatible
+Both stages (``helpers.judge.llm``, ``helpers.selfinstruct.run``) talk to an OpenAI-compatible
 endpoint (OpenAI, vLLM, llama.cpp's server, ...) under the same rules for retries, backoff,
 stops, the request cache and resuming after a kill. The rules live here, once; each stage keeps
 what is its own (prompts, reading the replies, what a failure means for its results).
 ``<section>`` below is the stage's config section, ``judge`` or ``selfinstruct``
-(``helpers.config.EndpointConfig``).
+(``helpers.study.config.EndpointConfig``).
 
 Requests (``ChatEndpoint``)
     ``openai.AsyncOpenAI`` with the SDK's own retries off (``max_retries=0``) and ours
@@ -45,12 +45,15 @@ from pathlib import Path
 
 import openai
 
-from helpers.config import EndpointConfig
-from helpers.files import dumps, read_jsonl
+from helpers.study.config import EndpointConfig
+from helpers.study.files import dumps, read_jsonl
 
 log = logging.getLogger(__name__)
 
+
 RETRY_AFTER_CAP_S = 600.0
+
+
 """A Retry-After longer than this is cut to it (a misconfigured server must not stall the study for hours)."""
 
 
@@ -73,8 +76,6 @@ def check_api_key(settings: EndpointConfig, section: str, who: str, error: type[
             f"without keys any placeholder value works)")
     return key
 
-
-# ------------------------------------------------------------------------------------ cache
 
 class JsonlAppender:
     """Whole JSON lines appended to one file, flushed at once and fsynced behind the writes.
@@ -148,8 +149,6 @@ class RequestCache:
     def close(self) -> None:
         self._out.close()
 
-
-# ------------------------------------------------------------------------------------ requests
 
 def retry_after_s(headers) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), capped."""
@@ -301,8 +300,6 @@ class ChatEndpoint:
     async def close(self) -> None:
         await self.client.close()
 
-
-# ------------------------------------------------------------------------------------ running
 
 def run_coroutine(make):
     """``asyncio.run(make())``, also from inside a running loop (a Jupyter kernel): then in a

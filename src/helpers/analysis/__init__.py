@@ -1,0 +1,18 @@
+"""Stage 05 (``notebooks/05_analysis.ipynb``): what changed with more data, per use case, and the report.
+
+Reads ``eval.jsonl``, ``data_stats.json``, ``answers/`` and ``judgments/`` of every model and the
+training logs; writes ``results.csv``, ``results.json`` and ``figures/``; ``report`` writes
+``manifest.json`` and ``reports/<study>/index.html`` after every run of the study.
+
+    results    the stage: every table into results.csv / results.json (``write_results``)
+    scores     judgments to item scores, category x model means with bootstrap CIs
+    changes    paired changes between scales and between strategies
+    trends     the trend per use case and the comparison with the paper's findings
+    bootstrap  seeded percentile bootstrap over items
+    order      model names and their order in tables and figures
+    figures    the paper's Figure 1 and the other PNGs
+    report     the HTML report and the study's manifest
+"""
+from helpers.analysis.results import pretty_table, write_results
+
+__all__ = ["write_results", "pretty_table"]

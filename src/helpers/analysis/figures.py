@@ -1,0 +1,314 @@
+"""The study's figures, each written to a PNG whose path is returned.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never
+through pyplot's global state, so importing this module does not switch a
+notebook's backend; show a figure in a notebook with ``IPython.display.Image(path)``.
+Every PNG is saved to a temporary name beside the target and renamed over it.
+
+Colours: one per model, the same in every figure -- ``base`` is grey and the
+trained scales run from dark to light along viridis in order of example count; in a
+strategy grid each strategy has its own hue (``STRATEGY_COLORMAPS``), darker for more data.
+Category names are the paper's (``analysis.DISPLAY_NAMES``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from helpers.analysis.order import OVERALL, examples_of, model_order, strategy_groups, strategy_of
+from helpers.study.categories import CATEGORIES, category_order, display_name
+from helpers.study.files import read_jsonl
+
+BASE_COLOR = "#8c8c8c"
+
+
+STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
+
+
+STRATEGY_COLORMAPS = {"random": "Blues", "stratified": "Greens", "quality": "Oranges"}
+
+
+STRATEGY_LINES = {"random": "#2f5f98", "stratified": "#2e7d4f", "quality": "#c4621b"}
+
+
+def model_palette(models) -> dict[str, tuple]:
+    """``{model: colour}``: base grey; scales along viridis by example count, or in a
+    strategy grid along the strategy's own colormap (light to dark with more data)."""
+    pal = {"base": BASE_COLOR} if "base" in models else {}
+    for strategy, chain in strategy_groups(models).items():
+        scales = [m for m in chain if m != "base"]
+        if strategy is None:
+            cmap, pos = colormaps["viridis"], np.linspace(0.05, 0.85, len(scales)) if len(scales) > 1 else [0.35]
+        else:
+            cmap, pos = colormaps[STRATEGY_COLORMAPS[strategy]], np.linspace(0.45, 0.95, len(scales)) \
+                if len(scales) > 1 else [0.7]
+        pal.update({m: tuple(cmap(p)) for m, p in zip(scales, pos)})
+    return pal
+
+
+def category_palette(categories=CATEGORIES) -> dict[str, tuple]:
+    """A fixed colour per category (the paper's 12 first, in order)."""
+    cats = list(dict.fromkeys(list(CATEGORIES) + list(categories)))
+    cols = sns.color_palette("tab20", len(cats)) if len(cats) > 10 else sns.color_palette("tab10", len(cats))
+    return dict(zip(cats, cols))
+
+
+def fmt_count(n: int) -> str:
+    """200000 -> '200k', 2000000 -> '2M', 600 -> '600'."""
+    n = int(n)
+    if n >= 1_000_000 and n % 100_000 == 0:
+        return f"{n / 1e6:g}M"
+    if n >= 1_000 and n % 100 == 0:
+        return f"{n / 1e3:g}k"
+    return str(n)
+
+
+def model_label(model: str) -> str:
+    """``base (0)``, ``640``, or ``quality 640`` in a strategy grid."""
+    if model == "base":
+        return "base (0)"
+    strategy = strategy_of(model)
+    return f"{strategy} {fmt_count(examples_of(model))}" if strategy else fmt_count(examples_of(model))
+
+
+def _new(figsize) -> Figure:
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _message(fig: Figure, text: str) -> None:
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+
+
+def figure1(table, path) -> Path:
+    """The paper's Figure 1: grouped bars of mean score per category plus Overall.
+
+    ``table`` is ``analysis.score_table`` output (or its records). One bar per
+    model in each group, whiskers = 95% bootstrap CI over items. "Overall" is the
+    headline mean over categories.
+    """
+    t = pd.DataFrame(table)
+    t = t[t["category"] != "overall_items"]
+    cats = [c for c in category_order(t["category"]) if c != OVERALL] + ([OVERALL] if (t["category"] == OVERALL).any() else [])
+    models = model_order(t["model"])
+    pal = model_palette(models)
+    with sns.axes_style("whitegrid", STYLE):
+        fig = _new((max(8, 1.05 * len(cats) + 2), 4.8))
+        ax = fig.add_subplot()
+        width = 0.8 / max(len(models), 1)
+        x = np.arange(len(cats))
+        for i, m in enumerate(models):
+            sub = t[t["model"] == m].set_index("category").reindex(cats)
+            mean = sub["mean"].to_numpy(float)
+            err = np.vstack([np.clip(mean - sub["ci_low"].to_numpy(float), 0, None),
+                             np.clip(sub["ci_high"].to_numpy(float) - mean, 0, None)])
+            err = np.nan_to_num(err)
+            ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(mean), width, yerr=err, color=pal[m],
+                   label=model_label(m), capsize=1.5, error_kw={"elinewidth": 0.8, "ecolor": "#333333"})
+        ax.set_xticks(x, [display_name(c) for c in cats], rotation=30, ha="right")
+        if OVERALL in cats:
+            ax.axvline(len(cats) - 1.5, color="#555555", lw=0.8, ls=":")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("Use case")
+        ax.set_ylabel("Mean judge score (0-1), 95% CI")
+        ax.set_title("Score per use case and amount of instruction data")
+        fig.legend(title="Training examples", fontsize=8, loc="outside right upper", frameon=False)
+    return _save(fig, path)
+
+
+def score_curves(table, path) -> Path:
+    """Score against training examples (log x), one panel per category (4 x 3).
+
+    Trained scales are joined by a line with a 95% CI band. A log axis cannot show
+    0 examples, so the base model is drawn as a separate point (with its CI) at a
+    position a factor 4 left of the smallest scale, ticked "base", not joined to
+    the curve, with a dotted line at its level for reference. In a strategy grid each
+    strategy is its own line and band in its own colour (legend at the right).
+    """
+    t = pd.DataFrame(table)
+    models = model_order(t["model"])
+    pal = model_palette(models)
+    chains = {st: [m for m in chain if m != "base"] for st, chain in strategy_groups(models).items()}
+    chains = {st: ms for st, ms in chains.items() if ms}
+    xs = np.array(sorted({examples_of(m) for ms in chains.values() for m in ms}), float)
+    x_base = xs.min() / 4 if len(xs) else 1.0
+    cats = [c for c in category_order(t["category"]) if c not in (OVERALL, "overall_items")]
+    ncols = 4
+    nrows = max(3, math.ceil(len(cats) / ncols))
+    with sns.axes_style("whitegrid", STYLE):
+        fig = _new((13, 2.7 * nrows))
+        axes = fig.subplots(nrows, ncols, sharex=True, sharey=True).ravel()
+        for ax, cat in zip(axes, cats):
+            sub = t[t["category"] == cat].set_index("model")
+            for strategy, scales in chains.items():
+                s = sub.reindex(scales)
+                x = np.array([examples_of(m) for m in scales], float)
+                band, line = ("#4c72b0", "#333333") if strategy is None else (STRATEGY_LINES[strategy],) * 2
+                ax.fill_between(x, s["ci_low"].to_numpy(float), s["ci_high"].to_numpy(float),
+                                color=band, alpha=0.18 if strategy is None else 0.12, lw=0)
+                ax.plot(x, s["mean"].to_numpy(float), color=line, lw=1.3,
+                        label=strategy if ax is axes[0] else None)
+                for xv, m in zip(x, scales):
+                    ax.plot([xv], [s.loc[m, "mean"]], "o", color=pal[m], ms=6, zorder=3)
+            if "base" in sub.index:
+                b = sub.loc["base"]
+                ax.errorbar([x_base], [b["mean"]], yerr=[[max(b["mean"] - b["ci_low"], 0)],
+                                                         [max(b["ci_high"] - b["mean"], 0)]],
+                            fmt="s", color=pal["base"], ms=6, capsize=2)
+                ax.axhline(b["mean"], color=pal["base"], lw=0.8, ls=":")
+            ax.set_title(display_name(cat), fontsize=10)
+        for ax in axes[len(cats):]:
+            ax.set_visible(False)
+        axes[0].set_xscale("log")
+        ticks = ([x_base] if "base" in models else []) + list(xs)
+        labels = (["base"] if "base" in models else []) + [fmt_count(v) for v in xs]
+        axes[0].set_xticks(ticks, labels)
+        axes[0].minorticks_off()
+        axes[0].set_ylim(-0.02, 1.02)
+        if len(ticks):
+            axes[0].set_xlim(min(ticks) / 1.8, max(ticks) * 1.8)
+        for ax in axes:
+            ax.minorticks_off()
+            ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        fig.supxlabel("Training examples (log scale; base = untuned model, 0 examples)")
+        fig.supylabel("Mean judge score (0-1), 95% CI band")
+        if any(st is not None for st in chains):
+            fig.legend(title="Selection strategy", fontsize=8, loc="outside right upper", frameon=False)
+    return _save(fig, path)
+
+
+def judge_spread(spread, path) -> Path:
+    """Judge agreement across repeated runs per category (``analysis.judge_spread``)."""
+    s = pd.DataFrame(spread)
+    cats = [c for c in s["category"] if c != OVERALL] + ([OVERALL] if (s["category"] == OVERALL).any() else [])
+    s = s.set_index("category").reindex(cats)
+    with sns.axes_style("whitegrid", STYLE):
+        fig = _new((11, 4.2))
+        if s["n_items"].fillna(0).sum() == 0:
+            runs = int(s["runs"].max()) if len(s) and s["runs"].notna().any() else 0
+            _message(fig, f"The judge ran {runs} time(s) per item:\nno spread across runs to show.")
+            return _save(fig, path)
+        names = [display_name(c) for c in cats]
+        ax1, ax2 = fig.subplots(1, 2, sharey=True)
+        y = np.arange(len(cats))
+        ax1.barh(y, s["mean_std"].fillna(0).to_numpy(float), color="#4c72b0")
+        ax2.barh(y, s["share_disagree"].fillna(0).to_numpy(float), color="#dd8452")
+        ax1.set_yticks(y, names)
+        ax1.invert_yaxis()
+        ax1.set_xlabel("Mean std of an item's score across runs")
+        ax2.set_xlabel("Share of items whose runs differ by > 0.1")
+        ax2.set_xlim(0, 1)
+        ax1.set_ylabel("Use case")
+        fig.suptitle(f"Judge spread across {int(s['runs'].max())} runs")
+    return _save(fig, path)
+
+
+def composition(data_stats: dict, path) -> Path:
+    """Training data per scale: stacked bars of examples per category.
+
+    Left: counts (total over each bar). Right: the same as shares of each subset,
+    since subsets that grow tenfold make the small ones unreadable in counts.
+    """
+    subsets = (data_stats or {}).get("subsets", {})
+    scales = model_order(subsets.keys())
+    cats = category_order({c for s in scales for c in (subsets[s].get("categories") or {})})
+    pal = category_palette(cats)
+    with sns.axes_style("whitegrid", STYLE):
+        fig = _new((max(9, 2 * len(scales) + 5), 4.6))
+        if not scales:
+            _message(fig, "No training subsets recorded in data_stats.json.")
+            return _save(fig, path)
+        ax1, ax2 = fig.subplots(1, 2)
+        x = np.arange(len(scales))
+        counts = np.array([[(subsets[s].get("categories") or {}).get(c, 0) for s in scales] for c in cats], float)
+        totals = counts.sum(axis=0)
+        shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        for ax, data in ((ax1, counts), (ax2, shares)):
+            bottom = np.zeros(len(scales))
+            for c, v in zip(cats, data):
+                ax.bar(x, v, 0.6, bottom=bottom, color=pal[c], label=display_name(c) if ax is ax1 else None)
+                bottom += v
+            ax.set_xticks(x, [model_label(s) for s in scales], rotation=30 if len(scales) > 6 else 0)
+            ax.set_xlabel("Training subset (examples)")
+        for xi, t in zip(x, totals):
+            ax1.text(xi, t, f"{int(t):,}", ha="center", va="bottom", fontsize=8)
+        ax1.set_ylabel("Examples per use case")
+        ax2.set_ylabel("Share of the subset")
+        ax2.set_ylim(0, 1)
+        fig.suptitle("Training data composition per scale")
+        fig.legend(title="Use case", fontsize=8, loc="outside right upper", frameon=False)
+    return _save(fig, path)
+
+
+def loss_curves(study_dir, scales, path, x: str = "step") -> Path:
+    """Training loss per scale against ``x`` ("step" or "tokens_seen").
+
+    Reads ``models/<scale>/train_log.jsonl``; a scale without a log is named in
+    the figure instead of being silently left out.
+    """
+    scales = model_order([s for s in scales if s != "base"])
+    pal = model_palette(scales)
+    missing = []
+    with sns.axes_style("whitegrid", STYLE):
+        fig = _new((8, 4.6))
+        ax = fig.add_subplot()
+        drawn = 0
+        for s in scales:
+            p = Path(study_dir) / "models" / s / "train_log.jsonl"
+            rows = read_jsonl(p) if p.exists() else []
+            pts = [(r.get(x), r.get("loss")) for r in rows if r.get(x) is not None and r.get("loss") is not None]
+            if not pts:
+                missing.append(s)
+                continue
+            xv, yv = zip(*pts)
+            ax.plot(xv, yv, color=pal[s], lw=1.3, label=model_label(s))
+            drawn += 1
+        if drawn:
+            ax.legend(title="Training examples", fontsize=8, frameon=False)
+        if missing:
+            ax.text(0.99, 0.98, "no training log: " + ", ".join(missing), transform=ax.transAxes,
+                    ha="right", va="top", fontsize=8, color="#a33")
+        ax.set_xlabel("Optimizer step" if x == "step" else "Tokens seen")
+        ax.set_ylabel("Training loss")
+        ax.set_title("Training loss per scale")
+    return _save(fig, path)
+
+
+def all_figures(study_dir, results: dict, data_stats: dict | None = None, out_dir=None) -> dict[str, Path]:
+    """Write every figure from ``results.json`` content into ``out_dir``
+    (default ``<study_dir>/figures``); returns ``{name: path}``."""
+    out = Path(out_dir) if out_dir else Path(study_dir) / "figures"
+    scales = [m for m in results["models"] if m != "base"]
+    return {
+        "figure1": figure1(results["table"], out / "figure1.png"),
+        "score_curves": score_curves(results["table"], out / "score_curves.png"),
+        "composition": composition(data_stats or {}, out / "composition.png"),
+        "loss_curves": loss_curves(study_dir, scales, out / "loss_curves.png"),
+        "judge_spread": judge_spread(results["judge_spread"], out / "judge_spread.png"),
+    }

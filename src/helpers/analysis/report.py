@@ -1,0 +1,357 @@
+"""The study's HTML report: one self-contained page that opens from disk.
+
+``build_report`` reads ``results.json`` (and the PNGs under ``<study>/figures/``),
+copies what it links to into the report folder and writes ``index.html`` there
+atomically. No server, no CDN, no script: inline CSS and relative links only.
+Every piece of model or judge text goes through ``html.escape``; notebook links
+whose target does not exist are shown as plain text rather than as dead links.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order
+from helpers.study.categories import display_name
+from helpers.study.config import StudyConfig
+from helpers.study.files import atomic_write_text, read_json, write_json
+from helpers.study.runner import Execution, manifest, stage_times
+
+FIGURES = [
+    ("figure1", "Figure 1 (after the paper): mean score per use case for each amount of instruction "
+                "data, with 95% bootstrap CIs over items. Overall = mean over use cases."),
+    ("score_curves", "Score against training examples (log scale) per use case; the base model "
+                     "(0 examples) is the separate square at the left."),
+    ("composition", "Training data composition per scale."),
+    ("loss_curves", "Training loss per scale."),
+    ("judge_spread", "Judge agreement across repeated runs."),
+]
+
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}
+tr.overall td{font-weight:600;background:#fafafa}
+img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{color:#555;font-size:13px}
+pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;margin:2px 0;max-height:22em;overflow:auto}
+.agrees{color:#1a7f37}.disagrees{color:#b42318}.cannot{color:#8a6d00}.note{color:#555}.warn{color:#8a6d00}
+"""
+
+
+_SECRET = re.compile(r"(api[_-]?key|apikey|secret|password|passwd|access[_-]?token|auth[_-]?token|hf[_-]?token)", re.I)
+
+
+def _e(x) -> str:
+    """Escaped text of anything (None -> empty)."""
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _num(x, fmt="{:.3f}") -> str:
+    return "&ndash;" if x is None else _e(fmt.format(x))
+
+
+def _redact(obj):
+    """Copy of ``obj`` with values under secret-looking keys replaced."""
+    if isinstance(obj, dict):
+        return {k: ("***redacted***" if isinstance(k, str) and _SECRET.search(k) and v else _redact(v))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redact(v) for v in obj]
+    return obj
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file through a temp name + rename."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _table(header: list[str], rows: list[list[str]], row_classes: list[str] | None = None) -> str:
+    """HTML table; cells are already-escaped HTML."""
+    out = ["<table><thead><tr>", *(f"<th>{h}</th>" for h in header), "</tr></thead><tbody>"]
+    for i, r in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(r) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _model_head(m: str) -> str:
+    return "base (0)" if m == "base" else _e(m)
+
+
+def _headline(res: dict) -> str:
+    table = res.get("table", [])
+    models = model_order(res.get("models") or {r["model"] for r in table})
+    cell = {(r["category"], r["model"]): r for r in table}
+    cats = [c for c in res.get("categories", []) if c not in (OVERALL, OVERALL_ITEMS)] + [OVERALL, OVERALL_ITEMS]
+    rows, classes = [], []
+    for c in cats:
+        row = [f"<td>{_e(display_name(c))}</td>"]
+        for m in models:
+            r = cell.get((c, m))
+            if r is None or r.get("mean") is None:
+                row.append('<td class="num">&ndash;</td>')
+                continue
+            nulls = f", {r['n_null']} null" if r.get("n_null") else ""
+            row.append(f'<td class="num">{_num(r["mean"], "{:.2f}")} '
+                       f'<small>[{_num(r.get("ci_low"), "{:.2f}")}, {_num(r.get("ci_high"), "{:.2f}")}]</small>'
+                       f'<br><small>n={_e(r.get("n"))}{_e(nulls)}</small></td>')
+        rows.append(row)
+        classes.append("overall" if c in (OVERALL, OVERALL_ITEMS) else "")
+    head = ["Use case"] + [f"{_model_head(m)}" for m in models]
+    return (
+        "<p>Mean judge score (0&ndash;1) per use case and model (column: training examples), "
+        "95% bootstrap CI over items in brackets, n = items scored. <b>The headline <i>Overall</i> is the "
+        "mean over use cases</b> (each use case weighs the same, as in the paper); <i>Overall (per item)</i> "
+        "is the mean over all items. Failed judgments (null) are counted, never scored as 0.</p>"
+        + _table(head, rows, classes))
+
+
+def _strategy_cell(res: dict, r: dict) -> list[str]:
+    """A leading Strategy cell in a strategy grid, nothing otherwise."""
+    return [f"<td>{_e(r.get('strategy'))}</td>"] if res.get("strategies") else []
+
+
+def _strategy_head(res: dict) -> list[str]:
+    return ["Strategy"] if res.get("strategies") else []
+
+
+def _trends(res: dict) -> str:
+    s = res.get("settings", {})
+    rows = []
+    for r in res.get("trends", []):
+        rows.append(_strategy_cell(res, r) + [f"<td>{_e(display_name(r['category']))}</td>",
+                     f'<td class="num">{_num(r.get("slope"), "{:+.3f}")}</td>',
+                     f'<td class="num">[{_num(r.get("ci_low"), "{:+.3f}")}, {_num(r.get("ci_high"), "{:+.3f}")}]</td>',
+                     f"<td>{_e(r.get('label'))}</td>",
+                     f'<td class="num">{_num(r.get("base_mean"), "{:.2f}")}</td>',
+                     f'<td class="num">{_num(r.get("first_mean"), "{:.2f}")}</td>',
+                     f'<td class="num">{_num(r.get("last_mean"), "{:.2f}")}</td>'])
+    intro = (f"<p>Slope of the mean score against log10(training examples) over the trained scales "
+             f"(score per tenfold more data; the base model is left out because log10(0) is undefined). "
+             f"Improving: CI lower bound &gt; {_e(s.get('improve'))}; declining: CI upper bound &lt; "
+             f"&minus;{_e(s.get('decline'))}; otherwise plateau.</p>")
+    t = _table(_strategy_head(res) + ["Use case", "Slope / 10&times;", "95% CI", "Label", "Base", "First scale",
+                                      "Last scale"], rows)
+    comp = []
+    for r in res.get("paper_comparison", []):
+        cls = {"agrees": "agrees", "disagrees": "disagrees"}.get(r.get("verdict"), "cannot")
+        comp.append(_strategy_cell(res, r) + [f"<td>{_e(r.get('name') or display_name(r['category']))}</td>",
+                     f"<td>{_e(r.get('claim'))}</td>", f"<td>{_e(r.get('label'))}</td>",
+                     f'<td class="{cls}">{_e(r.get("verdict"))}</td>', f"<td>{_e(r.get('reason'))}</td>"])
+    return (intro + t + "<h3>Against the paper's claims</h3>"
+            + _table(_strategy_head(res) + ["Use case", "Paper says", "Our label", "Verdict", "Why"], comp))
+
+
+def _versus(res: dict) -> str:
+    """The strategy grid's question: at equal data, does a selection strategy beat the reference?"""
+    rows = res.get("strategy_comparison") or []
+    if not rows:
+        return ""
+    ref = rows[0].get("reference")
+    cells, classes = [], []
+    for r in rows:
+        sign = "" if not r.get("significant") else ("agrees" if (r.get("diff") or 0) > 0 else "disagrees")
+        cells.append([f'<td class="num">{_e("{:,}".format(r["examples"]))}</td>', f"<td>{_e(r['strategy'])}</td>",
+                      f"<td>{_e(display_name(r['category']))}</td>",
+                      f'<td class="num {sign}">{_num(r.get("diff"), "{:+.3f}")}</td>',
+                      f'<td class="num">[{_num(r.get("ci_low"), "{:+.3f}")}, {_num(r.get("ci_high"), "{:+.3f}")}]</td>',
+                      f'<td class="num">{_e(r.get("n_pairs"))}</td>'])
+        classes.append("overall" if r["category"] == OVERALL else "")
+    same = "".join(
+        f"<p class=\"warn\"><b>{_e(d['strategy'])}</b> trained on the same items in the same order as "
+        f"<b>{_e(d['same_as'])}</b> at {_e(', '.join('{:,}'.format(n) for n in d['scales']))} examples (its "
+        "selection changed nothing in this pool), so its rows there are 0 by construction, not a finding.</p>"
+        for d in res.get("identical_subsets") or [])
+    return ("<h2>Selection strategies at equal data</h2>"
+            f"<p>Score of each strategy minus <b>{_e(ref)}</b> on the same items at the same number of training "
+            "examples (paired bootstrap 95% CI). Green or red: the CI excludes 0.</p>" + same
+            + _table(["Examples", "Strategy", "Use case", f"Change vs {_e(ref)}", "95% CI", "Items"], cells, classes))
+
+
+def _changes(res: dict) -> str:
+    rows = []
+    for r in res.get("changes", []):
+        rows.append([f"<td>{_e(display_name(r['category']))}</td>",
+                     f"<td>{_model_head(r['from'])} &rarr; {_model_head(r['to'])}</td>",
+                     f'<td class="num">{_num(r.get("diff"), "{:+.3f}")}</td>',
+                     f'<td class="num">[{_num(r.get("ci_low"), "{:+.3f}")}, {_num(r.get("ci_high"), "{:+.3f}")}]</td>',
+                     f'<td class="num">{_e(r.get("n_pairs"))}</td>',
+                     f"<td>{'yes' if r.get('significant') else ''}</td>"])
+    return ("<details><summary>Paired change between consecutive models (same items, paired bootstrap CI)"
+            "</summary>" + _table(["Use case", "Step", "Change", "95% CI", "Items", "CI excludes 0"], rows)
+            + "</details>")
+
+
+def _spread(res: dict) -> str:
+    rows = []
+    for r in res.get("judge_spread", []):
+        rows.append([f"<td>{_e(display_name(r['category']))}</td>", f'<td class="num">{_e(r.get("runs"))}</td>',
+                     f'<td class="num">{_e(r.get("n_items"))}</td>',
+                     f'<td class="num">{_num(r.get("mean_std"))}</td>',
+                     f'<td class="num">{_num(r.get("share_disagree"), "{:.2f}")}</td>'])
+    return _table(["Use case", "Runs", "Items with &ge;2 runs", "Mean std across runs",
+                   "Share of items with runs differing by &gt; 0.1"], rows)
+
+
+def _usage(res: dict) -> str:
+    """Judge tokens and cost per judge model and per judge stage (model judged)."""
+    u = res.get("judge_usage") or {}
+    total = u.get("total") or {}
+    if not total.get("requests"):
+        return "<p>No judge API requests (the offline judge costs nothing).</p>"
+
+    def row(label, v):
+        cells = ["{:,}".format(int(v.get(k) or 0)) for k in ("requests", "prompt_tokens", "completion_tokens")]
+        cells.append("${:,.4f}".format(float(v.get("cost") or 0)))
+        return [f"<td>{label}</td>"] + [f'<td class="num">{_e(c)}</td>' for c in cells]
+
+    rows = [row(f"judge {_e(j)}", v) for j, v in (u.get("by_judge") or {}).items()]
+    rows += [row(f"stage judge-{_e(m)}", v) for m, v in (u.get("by_model") or {}).items()]
+    rows.append(row("<b>total</b>", total))
+    return ("<p>Requests that got a reply (retries for a missing score included), tokens as reported by the "
+            "endpoint, cost in USD at the config's prices. Replies taken from the judge cache on a rerun are "
+            "counted once, when they were paid for.</p>"
+            + _table(["", "Requests", "Input tokens", "Output tokens", "Cost"], rows,
+                     [""] * (len(rows) - 1) + ["overall"]))
+
+
+def _errors(res: dict) -> str:
+    ea = res.get("error_analysis") or {}
+    items = res.get("lowest_items") or []
+    if not items:
+        return "<p>No items to show.</p>"
+    out = [f"<p>The {_e(ea.get('k'))} lowest-scoring items per use case for model "
+           f"<b>{_model_head(str(ea.get('model')))}</b>, next to the base model's answer.</p>"]
+    by_cat: dict[str, list] = {}
+    for it in items:
+        by_cat.setdefault(it["category"], []).append(it)
+    for cat, its in by_cat.items():
+        out.append(f"<details><summary>{_e(display_name(cat))} ({len(its)})</summary>")
+        for it in its:
+            out.append(
+                f"<table><tr><th>id</th><td>{_e(it.get('id'))} &mdash; score {_num(it.get('score'), '{:.2f}')}</td></tr>"
+                f"<tr><th>Question</th><td><pre>{_e(it.get('question'))}</pre></td></tr>"
+                f"<tr><th>Reference</th><td><pre>{_e(it.get('reference'))}</pre></td></tr>"
+                f"<tr><th>Answer</th><td><pre>{_e(it.get('answer'))}</pre></td></tr>"
+                f"<tr><th>Base answer</th><td><pre>{_e(it.get('base_answer'))}</pre></td></tr>"
+                f"<tr><th>Judge</th><td><pre>{_e(it.get('rationale'))}</pre></td></tr></table>")
+        out.append("</details>")
+    return "".join(out)
+
+
+def _stage_times(stage_times: dict) -> str:
+    rows = []
+
+    def walk(prefix, v):
+        if isinstance(v, dict):
+            for k, vv in v.items():
+                walk(f"{prefix} / {k}" if prefix else str(k), vv)
+        else:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                val = f"{v:,.1f} s" + (f" ({v / 60:.1f} min)" if v >= 120 else "")
+            else:
+                val = "" if v is None else str(v)
+            rows.append([f"<td>{_e(prefix)}</td>", f'<td class="num">{_e(val)}</td>'])
+
+    walk("", stage_times or {})
+    return _table(["Stage", "Time"], rows) if rows else "<p>No stage times recorded.</p>"
+
+
+def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
+                 stage_times: dict, manifest: dict) -> Path:
+    """Write ``report_dir/index.html`` for the study in ``study_dir``; return its path.
+
+    Copies ``results.csv``, ``results.json`` and the PNGs of ``<study_dir>/figures``
+    into ``report_dir`` and links them relatively. ``notebooks`` entries are
+    ``{"title", "href"}`` with ``href`` relative to ``report_dir``; a missing
+    target is listed without a link. ``manifest`` is shown as JSON with values
+    under secret-looking keys redacted.
+    """
+    study_dir, report_dir = Path(study_dir), Path(report_dir)
+    res = read_json(study_dir / "results.json")
+    report_dir.mkdir(parents=True, exist_ok=True)
+
+    links = []
+    for name in ("results.csv", "results.json"):
+        if (study_dir / name).exists():
+            _copy(study_dir / name, report_dir / name)
+            links.append(f'<li><a href="{_e(name)}">{_e(name)}</a></li>')
+
+    fig_dir = study_dir / "figures"
+    pngs = {p.stem: p for p in sorted(fig_dir.glob("*.png"))} if fig_dir.is_dir() else {}
+    captions = dict(FIGURES)
+    order = [n for n, _ in FIGURES if n in pngs] + [n for n in pngs if n not in captions]
+    figs = []
+    for name in order:
+        _copy(pngs[name], report_dir / "figures" / pngs[name].name)
+        src = "figures/" + pngs[name].name
+        figs.append(f'<figure><img src="{_e(src)}" alt="{_e(name)}">'
+                    f"<figcaption>{_e(captions.get(name, name))}</figcaption></figure>")
+
+    nb = []
+    for n in notebooks or []:
+        href, t = n.get("href"), n.get("title") or n.get("href")
+        if href and (report_dir / href).is_file():
+            nb.append(f'<li><a href="{_e(href)}">{_e(t)}</a></li>')
+        else:
+            nb.append(f'<li>{_e(t)} <span class="note">(not rendered)</span></li>')
+
+    judges = (res.get("judges") or {}).get("all") or []
+    judge_note = ""
+    if "offline" in judges:
+        judge_note = (" The offline judge scores answers against the reference without an LLM (one run per "
+                      "item), so its numbers are not comparable with the paper's ChatGPT scores.")
+    nulls = res.get("null_counts") or {}
+    missing = {m: n for m, n in (res.get("missing_judgments") or {}).items() if n}
+    manifest_json = json.dumps(_redact(manifest or {}), indent=2, ensure_ascii=False, default=str, sort_keys=True)
+
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p>Scores produced by judge: <b>{_e(', '.join(judges) or 'unknown')}</b>.{_e(judge_note)} "
+        f"Null judgments: {_e(nulls.get('total', 0))} of {_e(nulls.get('judgments', 0))}."
+        + (f" Items without any judgment: {_e(missing)}." if missing else "") + "</p>",
+        "<h2>Scores per use case</h2>", _headline(res),
+        "<h2>Figures</h2>", "".join(figs) or "<p>No figures found.</p>",
+        "<h2>Trends with the amount of data</h2>", _trends(res), _changes(res), _versus(res),
+        "<h2>Judge spread</h2>", _spread(res),
+        "<h2>Judge tokens and cost</h2>", _usage(res),
+        "<h2>Error analysis</h2>", _errors(res),
+        "<h2>Notebooks</h2>", f"<ul>{''.join(nb)}</ul>" if nb else "<p>None listed.</p>",
+        "<h2>Data</h2>", f"<ul>{''.join(links)}</ul>" if links else "<p>No results files.</p>",
+        "<h2>Stage times</h2>", _stage_times(stage_times),
+        "<h2>Provenance</h2>",
+        f"<details><summary>Manifest (config, seed, versions)</summary><pre>{_e(manifest_json)}</pre></details>",
+    ]
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    index = report_dir / "index.html"
+    atomic_write_text(index, page)
+    return index
+
+
+def build_index(cfg: StudyConfig, config_path: Path, sd: Path, rd: Path, runs: list[Execution]) -> Path:
+
+    man = manifest(cfg, config_path, sd, runs)
+    write_json(sd / "manifest.json", man)
+    notebooks = [{"title": r.label, "href": f"notebooks/{r.label}.html"}
+                 for r in runs if (rd / "notebooks" / f"{r.label}.html").exists()]
+    return build_report(sd, rd, title=f"Instruction-data scaling study: {cfg.study}", notebooks=notebooks,
+                        stage_times=stage_times(sd, runs), manifest=man)

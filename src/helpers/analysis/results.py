@@ -1,0 +1,198 @@
+"""Per-use-case scores, their uncertainty, and how they change with the amount of data.
+
+Pure functions over tidy pandas frames; only ``load_scores``, ``load_answers`` and
+``write_results`` touch files. The one frame everything starts from is the *long*
+frame of ``load_scores``: one row per (model, item, judge run).
+
+Conventions used throughout
+---------------------------
+* A model is ``"base"`` (the untuned model, 0 training examples) or a scale name,
+  the training-example count as a string (``"600"``); in a strategy grid a scale name
+  carries its selection strategy (``"quality-600"``). Models are ordered base first,
+  then strategy by strategy (``config.STRATEGIES`` order), each by example count.
+* Trends, paired changes and the paper comparison are computed per strategy, on the
+  chain base -> smallest -> ... -> largest scale of that strategy; ``strategy_comparison``
+  sets strategies against each other at equal scale on the same items.
+* A judge that failed leaves ``score`` null. A null is **never** averaged as 0: an
+  item's score is the mean of its non-null runs, an item with no non-null run has no
+  score (it is left out of the means) and every null judgment is counted (``n_null``).
+* Confidence intervals are 95% percentile bootstraps that resample *items* (the eval
+  questions), because the items are the sample we want to generalise from; judge
+  runs are averaged first. Every bootstrap draws from a generator seeded by ``seed``
+  and the cell's name, so results do not depend on the order cells are computed in.
+* The headline ``"overall"`` score is the mean of the per-category means, so each use
+  case weighs the same whatever its item count (as the paper's "Overall" does);
+  ``"overall_items"`` is the plain mean over items, shown next to it for contrast.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
+from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order, strategy_of
+from helpers.analysis.scores import (
+    item_scores,
+    judge_spread,
+    judge_usage,
+    load_answers,
+    load_scores,
+    missing_judgments,
+    score_table,
+)
+from helpers.analysis.trends import paper_comparison, trend_labels
+from helpers.study.categories import DISPLAY_NAMES, category_order, display_name
+from helpers.study.config import STRATEGIES
+from helpers.study.files import atomic_write_text, read_json, read_jsonl, write_json
+
+
+def lowest_items(df: pd.DataFrame, answers: dict, eval: list[dict] | dict, model: str, k: int = 3) -> pd.DataFrame:
+    """Per category, the ``k`` lowest-scoring items of ``model`` for reading.
+
+    ``answers`` maps model -> {id: answer record} (as ``load_answers`` returns) or
+    model -> list of records; ``eval`` is the eval records (list, or {id: record}).
+    Items with no score (every judge run failed) are not ranked. Ties break by id.
+
+    Columns: category, id, score, question, reference, answer, base_answer,
+    rationale (the judge's ``raw`` text, one paragraph per run).
+    """
+    def by_id(recs):
+        if isinstance(recs, dict):
+            return {str(k_): v for k_, v in recs.items()}
+        return {str(r["id"]): r for r in recs or []}
+
+    ev = by_id(eval)
+    ans = by_id(answers.get(model, {}))
+    base = by_id(answers.get("base", {}))
+    sub = df[df["model"] == model]
+    items = item_scores(sub).dropna(subset=["score"])
+    rows = []
+    for cat in category_order(items["category"]):
+        ci = items[items["category"] == cat].sort_values(["score", "id"]).head(k)
+        for it in ci.itertuples():
+            runs = sub[sub["id"] == it.id].sort_values("run")
+            raw = "\n\n".join(
+                (f"[run {int(r.run)}] " if len(runs) > 1 else "") + ("" if r.raw is None else str(r.raw))
+                for r in runs.itertuples())
+            e = ev.get(it.id, {})
+            rows.append({"category": cat, "id": it.id, "score": float(it.score),
+                         "question": e.get("question"), "reference": e.get("reference"),
+                         "answer": ans.get(it.id, {}).get("answer"),
+                         "base_answer": base.get(it.id, {}).get("answer"),
+                         "rationale": raw})
+    return pd.DataFrame(rows, columns=["category", "id", "score", "question", "reference",
+                                       "answer", "base_answer", "rationale"])
+
+
+def _clean(obj):
+    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return _clean(frame.astype(object).where(frame.notna(), None).to_dict("records"))
+
+
+def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 1000, seed: int = 0,
+                  improve: float = 0.02, decline: float = 0.02, high: float = 0.6,
+                  flat_tol: float = 0.1, k: int = 3, error_model: str | None = None) -> dict:
+    """Compute everything and write ``results.csv`` and ``results.json`` atomically.
+
+    ``results.csv`` is the tidy table (category, model, examples, mean, ci_low,
+    ci_high, n, n_null), including the ``overall`` (headline, mean over
+    categories) and ``overall_items`` rows. ``results.json`` holds the same table
+    and the analyses around it (see the keys of the returned dict). Error analysis
+    uses ``error_model`` (default: the largest scale). Returns the JSON content.
+    """
+    study_dir = Path(study_dir)
+    models = model_order(models)
+    df = load_scores(study_dir, models)
+    eval_items = read_jsonl(study_dir / "eval.jsonl")
+    table = score_table(df, n_boot=n_boot, seed=seed)
+    trends = per_strategy(df, models, lambda d, _: trend_labels(d, improve=improve, decline=decline,
+                                                                 n_boot=n_boot, seed=seed))
+    comparison = per_strategy(df, models, lambda d, chain: paper_comparison(
+        trends[trends["strategy"] == strategy_of(chain[-1])] if "strategy" in trends else trends,
+        high=high, flat_tol=flat_tol))
+    spread = judge_spread(df)
+    changes = per_strategy(df, models, lambda d, chain: scale_changes(d, n_boot=n_boot, seed=seed, models=chain))
+    versus = strategy_comparison(df, n_boot=n_boot, seed=seed)
+    missing = missing_judgments(df, eval_items)
+    for m, n in missing.items():
+        if n:
+            warnings.warn(f"{study_dir / 'judgments' / (m + '.jsonl')}: {n} eval items have no judgment")
+    error_model = error_model or models[-1]
+    answers = load_answers(study_dir, list(dict.fromkeys([error_model, "base"])))
+    low = lowest_items(df, answers, eval_items, error_model, k=k)
+
+    judges = {m: sorted({str(j) for j in g["judge"].dropna()}) for m, g in df.groupby("model", sort=False)}
+    nulls = df[df["score"].isna()]
+    null_counts = {
+        "total": int(len(nulls)),
+        "judgments": int(len(df)),
+        "by_model": {m: int((nulls["model"] == m).sum()) for m in models},
+        "by_category": {c: int((nulls["category"] == c).sum()) for c in category_order(df["category"])},
+    }
+    cols = ["category", "model", "examples", "mean", "ci_low", "ci_high", "n", "n_null"]
+    result = {
+        "models": models,
+        "categories": category_order(df["category"]),
+        "display_names": DISPLAY_NAMES,
+        "judges": {"all": sorted({j for v in judges.values() for j in v}), "by_model": judges},
+        "headline": ("'overall' is the mean of the per-category means (each use case weighs the same, "
+                     "as the paper's Overall); 'overall_items' is the mean over items."),
+        "table": _records(table[cols]),
+        "overall": _records(table[table["category"].isin([OVERALL, OVERALL_ITEMS])][cols]),
+        "trends": _records(trends),
+        "paper_comparison": _records(comparison),
+        "judge_spread": _records(spread),
+        "changes": _records(changes),
+        "strategies": sorted({st for m in models if (st := strategy_of(m))}, key=STRATEGIES.index),
+        "strategy_comparison": _records(versus),
+        "identical_subsets": (read_json(study_dir / "data_stats.json").get("identical_subsets", [])
+                              if (study_dir / "data_stats.json").exists() else []),
+        "null_counts": null_counts,
+        "judge_usage": judge_usage(study_dir, models),
+        "missing_judgments": missing,
+        "error_analysis": {"model": error_model, "k": k},
+        "lowest_items": _records(low),
+        "settings": {"n_boot": n_boot, "seed": seed, "ci": 0.95, "improve": improve, "decline": decline,
+                     "high": high, "flat_tol": flat_tol, "slope_unit": "score per tenfold training examples"},
+    }
+    atomic_write_text(study_dir / "results.csv", table[cols].to_csv(index=False))
+    write_json(study_dir / "results.json", result)
+    return result
+
+
+def pretty_table(table) -> pd.DataFrame:
+    """The score table for reading: rows in the paper's words (Overall last), one
+    column per model, cells ``"0.62 [0.55, 0.70]"``. Takes ``score_table`` output
+    or the ``table`` records of ``results.json``."""
+    t = pd.DataFrame(table)
+    cats = [c for c in category_order(t["category"]) if c not in (OVERALL, OVERALL_ITEMS)]
+    cats += [c for c in (OVERALL, OVERALL_ITEMS) if (t["category"] == c).any()]
+    models = model_order(t["model"])
+
+    def cell(r):
+        if r is None or pd.isna(r["mean"]):
+            return "-"
+        return f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+
+    idx = {(r["category"], r["model"]): r for r in t.to_dict("records")}
+    out = pd.DataFrame([[cell(idx.get((c, m))) for m in models] for c in cats],
+                       index=[display_name(c) for c in cats],
+                       columns=["base (0)" if m == "base" else m for m in models])
+    out.index.name = "use case"
+    return out

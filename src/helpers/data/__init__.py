@@ -1,0 +1,17 @@
+"""Stage 01 (``notebooks/01_data.ipynb``): the instruction pool, the eval set and the nested subsets.
+
+Reads the configured source: the built-in suite (``suite``), train and eval files or a Hugging
+Face dataset (``loaders``), or ``generated.jsonl`` of the self-instruct stage. Writes, under
+``data/<study>/``: ``pool.jsonl``, ``eval.jsonl``, ``subsets/<model>.jsonl``, ``removed.jsonl``
+and ``data_stats.json``.
+
+    build      the stage: load, contamination, de-duplication, selection, subsets (``prepare``)
+    loaders    train and eval file formats (Alpaca, BELLE, chat records, parquet, hub datasets)
+    suite      the built-in generated Chinese suite for the 12 use cases
+    selection  subset order per strategy: random, stratified, quality
+    stats      lengths and composition per subset, the notebook's tables
+"""
+from helpers.data.build import prepare
+from helpers.data.stats import filter_table, length_table
+
+__all__ = ["prepare", "filter_table", "length_table"]

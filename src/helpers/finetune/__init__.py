@@ -1,0 +1,15 @@
+"""Stage 02 (``notebooks/02_finetune.ipynb``): fine-tuning the base model on each subset.
+
+Reads ``subsets/<model>.jsonl``; writes ``models/<model>/`` (LoRA adapter or full weights) with
+``train_log.jsonl`` and ``train_summary.json``; a killed run resumes from ``models/.<run>.tmp/``.
+
+    run      the stage: model, Trainer arguments, resume, publish (``train``)
+    tokens   prompt + response tokenization, labels on the response only
+    head     the Trainer whose output projection runs on labelled positions only
+    log      the training log and the prefix schedule's snapshots
+    launch   ``accelerate launch`` for several processes (DDP, DeepSpeed)
+"""
+from helpers.finetune.launch import launch_command
+from helpers.finetune.run import train
+
+__all__ = ["train", "launch_command"]

@@ -1,0 +1,219 @@
+"""Supervised fine-tuning of one scale: LoRA (default) or full, with transformers' Trainer.
+
+Why Trainer and not TRL's SFTTrainer: we need one change to the loss that
+SFTTrainer does not offer. Gemma's 262k-word vocabulary makes the output
+projection most of a small model's compute, and only response tokens carry a
+label, so ``LabelOnlyHeadTrainer`` runs the projection on those positions only.
+Everything else (optimizer, schedule, accumulation, bf16 autocast, devices,
+accelerate/DeepSpeed launch) is Trainer's own.
+
+Loss is on the response and the EOS token only; the prompt comes from
+``helpers.study.prompt`` so training and generation see the same text.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from transformers import DataCollatorForSeq2Seq, TrainingArguments
+
+from helpers.finetune.head import LabelOnlyHeadTrainer
+from helpers.finetune.launch import is_main_process, world_size
+from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
+from helpers.finetune.tokens import IGNORE, tokenize
+from helpers.study.config import StudyConfig, split_model
+from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
+from helpers.study.imports import code_hashes, module_closure
+from helpers.study.models import base_model_path, bf16_supported, load_causal_lm, load_tokenizer
+
+
+def use_bf16(setting: str | bool) -> bool:
+    return bf16_supported() if setting == "auto" else bool(setting)
+
+
+def compute_estimate(n_tokens: int, n_params: int, n_trainable: int, epochs: float) -> dict:
+    """FLOPs by the usual rule: 2 per parameter per token forward, 4 backward.
+
+    With LoRA the frozen weights still run forward and pass gradients back to the
+    adapters but compute no weight gradients of their own, so about 4 per frozen
+    parameter per token, plus 6 per trainable one.
+    """
+    frozen = n_params - n_trainable
+    flops = epochs * n_tokens * (4 * frozen + 6 * n_trainable)
+    return {"tokens": n_tokens, "epochs": epochs, "params": n_params, "trainable": n_trainable, "flops": flops}
+
+
+def build_model(cfg: StudyConfig, base: str):
+    model = load_causal_lm(base)
+    if cfg.train.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = cfg.train.lora
+        model = get_peft_model(model, LoraConfig(
+            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=lora.targets, task_type="CAUSAL_LM"))
+    return model
+
+
+def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> TrainingArguments:
+    accumulation = cfg.train.batch_size // (cfg.train.per_device_batch_size * cfg.train.num_processes)
+    return TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=cfg.train.per_device_batch_size,
+        gradient_accumulation_steps=accumulation, num_train_epochs=cfg.train.epochs,
+        learning_rate=cfg.train.lr, lr_scheduler_type=cfg.train.lr_scheduler,
+        warmup_steps=cfg.train.warmup_ratio, weight_decay=cfg.train.weight_decay,
+        bf16=use_bf16(cfg.train.bf16), use_cpu=not torch.cuda.is_available(), logging_steps=1,
+        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=1,
+        report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
+        train_sampling_strategy=sampling, dataloader_num_workers=0, optim="adamw_torch", disable_tqdm=False,
+    )
+
+
+def run_key(cfg: StudyConfig, records: list[dict]) -> str:
+    """What a checkpoint was made from: resuming is only safe when this is unchanged."""
+    raw = {"train": cfg.train.model_dump(mode="json"), "model": cfg.model.base, "seed": cfg.seed,
+           "data": hashlib.sha256(json.dumps(records, ensure_ascii=False).encode()).hexdigest(),
+           "code": code_hashes(module_closure({__name__}))}
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+def finished_by(model_dir: Path, key: str) -> bool:
+    """Whether ``model_dir`` is a published model (renamed into place whole) of the run with ``key``."""
+    try:
+        return json.loads((model_dir / "train_summary.json").read_text()).get("run_key") == key
+    except (OSError, ValueError):
+        return False
+
+
+def last_checkpoint(work: Path, key: str) -> Path | None:
+    """The newest complete checkpoint an interrupted run of the same training left, if any.
+
+    Trainer writes ``trainer_state.json`` last, so a checkpoint without a readable one
+    was cut off mid-save and is passed over for the one before it.
+    """
+    marker = work / "run.json"
+    if not marker.exists() or json.loads(marker.read_text()).get("key") != key:
+        return None
+    found = sorted((work / "trainer").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for ckpt in found:
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            return ckpt
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def train(cfg: StudyConfig, study_dir: Path, scale: str | None = None) -> list[Path]:
+    """Train what the config's schedule asks for; returns the saved model folders.
+
+    ``separate``: one run on ``subsets/<scale>.jsonl`` (``scale`` is a model name such as
+    ``640`` or ``quality-640``). ``prefix``: one run on the largest subset of a strategy in
+    nested order, saving every scale of it at its boundary; ``scale`` names the strategy or
+    one of its models (default: the first strategy).
+    """
+    if cfg.train.schedule == "prefix":
+        strategy = scale if scale in cfg.strategies else (split_model(scale)[0] if scale else None)
+        strategy = strategy or cfg.strategies[0]
+        scales = [m for m in cfg.strategy_models(strategy) if m not in cfg.model.checkpoints]
+        name = f"prefix-{strategy}" if cfg.grid else "prefix"
+        return _train(cfg, study_dir, name=name, data=scales[-1], scales=scales, sampling="sequential")
+    if scale is None:
+        raise ValueError("train: a scale is needed when train.schedule is separate")
+    return _train(cfg, study_dir, name=scale, data=scale, scales=[scale], sampling="group_by_length")
+
+
+def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list[str], sampling: str) -> list[Path]:
+    """The one training loop behind both schedules.
+
+    Work happens in ``models/.<name>.tmp/``: Trainer checkpoints every ``save_steps``
+    so a killed run resumes (same weights as an uninterrupted run), and each finished
+    model is saved to a temporary folder and renamed into ``models/<scale>/``, so later
+    stages never see a half-written model.
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size()))
+    base = base_model_path(cfg)
+    tok = load_tokenizer(base)
+    records = read_jsonl(study_dir / "subsets" / f"{data}.jsonl")
+    key = run_key(cfg, records)
+    if all(finished_by(study_dir / "models" / s, key) for s in scales):
+        # e.g. killed after the last model was published but before the runner recorded the stage
+        print(f"already trained: {', '.join(scales)} (models/ holds the finished models of this run)", flush=True)
+        return [study_dir / "models" / s for s in scales]
+    rows = tokenize(records, tok, cfg.train.max_length)
+    model = build_model(cfg, base)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_tokens = sum(len(r["input_ids"]) for r in rows)
+    est = compute_estimate(n_tokens, n_params, n_trainable, cfg.train.epochs)
+    print(f"training {'scales ' + ', '.join(scales) if len(scales) > 1 else 'scale ' + scales[0]}: "
+          f"{len(rows)} examples, {n_tokens} tokens x {cfg.train.epochs} epochs, "
+          f"{n_trainable:,} of {n_params:,} parameters trained, about {est['flops'] / 1e12:.2f} TFLOPs", flush=True)
+
+    models = study_dir / "models"
+    work = models / f".{name}.tmp"
+    resume = last_checkpoint(work, key)
+    resumed_from = None
+    if resume:
+        print(f"resuming from {resume.name}", flush=True)
+        kept = trim_log(work / "train_log.jsonl", int(resume.name.split("-")[-1]))
+        resumed_from = kept[-1] if kept else None
+    elif is_main_process():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        atomic_write_text(work / "run.json", json.dumps({"key": key}))
+    ref: list = []
+    summary = {"examples": len(rows), "bf16": use_bf16(cfg.train.bf16), "method": cfg.train.method,
+               "schedule": cfg.train.schedule, "estimate": est, "run_key": key}
+
+    def publish(scale: str, step: int) -> Path:
+        trainer = ref[0]
+        out, tmp = models / scale, models / f".{scale}.publish"
+        if is_main_process():
+            shutil.rmtree(tmp, ignore_errors=True)
+        trainer.save_model(str(tmp))
+        if not is_main_process():
+            return out
+        log = read_jsonl(work / "train_log.jsonl") if (work / "train_log.jsonl").exists() else []
+        log = [r for r in log if r["step"] <= step]
+        write_jsonl(tmp / "train_log.jsonl", log)
+        wall = time.perf_counter() - t0
+        atomic_write_text(tmp / "train_summary.json", json.dumps({
+            **summary, "scale": scale, "examples": split_model(scale)[1], "steps": step,
+            "wall_seconds": round(wall, 2), "tokens_seen": log[-1]["tokens_seen"] if log else 0,
+            "tokens_per_s": log[-1]["tokens_per_s"] if log else None, "final_loss": log[-1]["loss"] if log else None,
+            "peak_mem_mb": peak_memory_mb()}, indent=2) + "\n")
+        # the old model goes aside by a rename, so models/<scale> is missing for two renames at most
+        old = models / f".{scale}.old.publish"
+        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+        print(f"saved scale {scale} at step {step} to {out}", flush=True)
+        return out
+
+    # a resumed run only passes the boundaries after its checkpoint; earlier ones were saved before
+    boundaries = {split_model(s)[1] // cfg.train.batch_size: s for s in scales[:-1]}
+    trainer = LabelOnlyHeadTrainer(
+        model=model, args=training_arguments(cfg, work / "trainer", sampling), train_dataset=rows,
+        data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest"),
+        callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
+                   PrefixSnapshots(boundaries, publish)],
+    )
+    if resumed_from:  # the skipped batches are not passed to compute_loss again
+        trainer.tokens_seen = int(resumed_from["tokens_seen"]) // world_size()
+    ref.append(trainer)
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    final = publish(scales[-1], trainer.state.global_step)
+    if is_main_process():
+        shutil.rmtree(work, ignore_errors=True)
+    return [models / s for s in scales[:-1]] + [final]

@@ -1,0 +1,62 @@
+"""Stage 04: scoring every answer 0..1, one row per item per judge run.
+
+Two judges write the same rows ``{id, run, score (0..1 or null), raw, judge, usage}``
+to ``judgments/<model>.jsonl`` (atomically, at the end):
+
+* ``judge.kind: offline`` (the default): deterministic, no network (``helpers.judge.offline``);
+  it checks each answer against the item's machine-checkable ``check`` and reference,
+  gives the same numbers every time and runs once (run 0); ``usage`` is ``{}``.
+* ``judge.kind: openai``: an LLM behind any OpenAI-compatible endpoint scores each
+  answer with the rubric prompt of its use case, ``judge.runs`` times
+  (``helpers.judge.llm``: concurrency, retries, the request cache, token usage and
+  cost). Its reply is read by ``parse_score``; a reply without a readable score is
+  stored as a null with the text and a ``reason``, never as 0.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers.study.config import StudyConfig
+from helpers.study.files import read_jsonl, write_jsonl
+
+OFFLINE = "offline"
+
+
+def load_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> tuple[dict[str, dict], list[dict]]:
+    """(eval items by id, answers in file order); every item answered, every answer an item."""
+    items = {it["id"]: it for it in read_jsonl(study_dir / "eval.jsonl")}
+    answers_file = study_dir / "answers" / f"{model_name}.jsonl"
+    answers = read_jsonl(answers_file)
+    missing = sorted(set(items) - {a["id"] for a in answers})
+    if missing:
+        raise ValueError(f"{answers_file}: {len(missing)} eval items have no answer, e.g. {missing[:5]}")
+    seen = set()
+    for i, a in enumerate(answers, start=1):
+        if a["id"] not in items:
+            raise ValueError(f"{answers_file}: line {i}: id {a['id']!r} is not in eval.jsonl")
+        if a["id"] in seen:
+            raise ValueError(f"{answers_file}: line {i}: id {a['id']!r} is answered twice")
+        seen.add(a["id"])
+    return items, answers
+
+
+def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
+    """Write ``judgments/<model>.jsonl`` for the answers of ``model_name``."""
+    study_dir = Path(study_dir)
+    if cfg.judge.kind == OFFLINE:
+        items, answers = load_answers(cfg, model_name, study_dir)
+        from helpers.judge.offline import score_answer
+
+        rows = []
+        for a in answers:
+            score, why = score_answer(items[a["id"]], a["answer"])
+            rows.append({"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}})
+    else:
+        from helpers.judge.llm import judge_key, judge_with_llm
+
+        judge_key(cfg)  # before reading anything, so a missing key fails fast
+        items, answers = load_answers(cfg, model_name, study_dir)
+        rows = judge_with_llm(cfg, items, answers, study_dir)
+    path = study_dir / "judgments" / f"{model_name}.jsonl"
+    write_jsonl(path, rows)
+    return path

@@ -1,0 +1,248 @@
+"""The LLM judge: an OpenAI-compatible chat model scores answers 0..1 with a rubric per use case.
+
+After Ji et al. (2023), who had ChatGPT score each answer against a per-use-case rubric
+and, where one exists, the reference answer, averaging three runs. Everything here
+works with any OpenAI-compatible endpoint (``judge.base_url``: OpenAI, vLLM,
+llama.cpp's server, ...).
+
+Prompts
+    ``judge.prompts_file`` (default ``configs/judge_prompts.jsonl``, written for this
+    project) holds one ``{"class": ..., "prompt": ...}`` object per line, BELLE's format,
+    so a file in that format can replace ours. Labels are mapped to the canonical names
+    (``helpers.categories``: "Open QA", "brainstorm", "数学" ...); an unknown label, a
+    label given twice or a use case of the eval set without a prompt is an error. The
+    request is one user message: the rubric, then the question, the reference answer
+    (left out for generation, brainstorming and rewrite, the use cases without one, and
+    wherever the item has none) and the answer under 【问题】/【参考答案】/【待评回答】.
+    The rubric asks for the score as ``得分：x``, read by ``helpers.judge.parse.parse_score``.
+
+Requests
+    ``helpers.openai_client.ChatEndpoint`` with the ``judge`` section's settings: at most
+    ``judge.concurrency`` requests in flight, up to ``judge.max_retries`` retries with
+    backoff after a 429, a 5xx, a timeout or a dropped connection, a stop without retries
+    on a refused key, a wrong model or an exhausted quota (the rules are that module's,
+    shared with the self-instruct stage's teacher). The run index is sent as ``seed``. The
+    key is read from the environment variable named by ``judge.api_key_env`` only, checked
+    before any request, and never written or printed.
+
+Nulls
+    A reply without a readable score is asked again up to ``judge.parse_retries`` times,
+    then stored as ``score: null`` with the last reply as ``raw`` and a ``reason``. A
+    request that still fails after its retries is stored the same way (reason
+    "request failed ..."); more than ``judge.max_failures`` of those stop the stage with
+    an error *without* writing the judgments file: run it again and only the missing
+    requests are sent. A null is never a 0.
+
+Cache
+    Every completed request (a reply received, with or without a score) is appended to
+    ``judge_cache/<judge model>.jsonl`` under the study folder, one line per reply
+    ``{key, attempt, id, run, text, usage, time}``, flushed at once and fsynced right
+    behind (``helpers.openai_client.RequestCache``), keyed by the sha256 of
+    (judge model, temperature, prompt template, question, reference as sent, answer,
+    run index). A rerun, or a run resumed
+    after a kill, takes those replies from the cache and never sends a request whose
+    reply is cached (only replies in flight when the process is killed, at most
+    ``judge.concurrency``, are lost and asked again: tests/test_chaos.py counts them);
+    a torn last line left by a kill is dropped on read. Scores are
+    parsed again from the cached text, so a better parser needs no new requests. Keep to
+    one judge process per study at a time (the cache file has a single writer).
+
+Usage
+    Each judgment row's ``usage`` sums its requests: ``requests``, ``prompt_tokens``,
+    ``completion_tokens`` and ``cost`` (USD, from ``judge.price_per_1k_input/output``).
+    Cached replies carry their original usage, so a rerun writes the same rows.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+from helpers.judge.parse import parse_score
+from helpers.judge.prompts import load_judge_prompts
+from helpers.openai_client import ChatEndpoint, RequestCache, RequestFailed, check_api_key, run_coroutine
+from helpers.study.categories import canonical_category
+from helpers.study.config import StudyConfig, resolve
+from helpers.study.records import DataError
+
+NO_REFERENCE = frozenset({"generation", "brainstorming", "rewrite"})
+
+
+"""The paper's use cases judged without a reference answer."""
+
+
+class JudgeError(RuntimeError):
+    """The judge cannot run or must stop (missing key, refused key, wrong model, bad prompts file)."""
+
+
+class JudgeIncomplete(JudgeError):
+    """More requests failed than ``judge.max_failures`` allows; rerun to send only those again."""
+
+
+def judge_key(cfg: StudyConfig) -> str:
+    """The judge's API key from the environment variable named by ``judge.api_key_env``; JudgeError if unset."""
+    return check_api_key(cfg.judge, "judge", "the LLM judge", JudgeError)
+
+
+def load_prompts(path: str | Path) -> dict[str, str]:
+    """``{canonical category: rubric prompt}`` from a ``{class, prompt}`` JSONL file (BELLE's format).
+
+    Labels are mapped by ``helpers.data.loaders``; unknown labels, a second prompt for the same use
+    case or an empty prompt stop the stage with the file and record named.
+    """
+    path = resolve(path)
+    if not path.is_file():
+        raise JudgeError(f"judge.prompts_file: {path} not found")
+    try:
+        records, _ = load_judge_prompts(path)
+    except DataError as e:
+        raise JudgeError(str(e)) from None
+    return {r["category"]: r["prompt"].strip() for r in records}
+
+
+def uses_reference(item: dict) -> bool:
+    cat = canonical_category(item.get("category")) or item.get("category")
+    return cat not in NO_REFERENCE and bool(str(item.get("reference") or "").strip())
+
+
+def build_prompt(template: str, item: dict, answer: str) -> str:
+    """The one user message: rubric, question, reference (where used), answer."""
+    parts = [template.strip(), "", "【问题】", str(item["question"]).strip(), ""]
+    if uses_reference(item):
+        parts += ["【参考答案】", str(item["reference"]).strip(), ""]
+    parts += ["【待评回答】", str(answer).strip() or "（空回答）"]
+    return "\n".join(parts)
+
+
+def request_key(cfg: StudyConfig, template: str, item: dict, answer: str, run: int) -> str:
+    """sha256 of what makes a request: judge model, temperature, template, question, reference, answer, run."""
+    parts = {"model": cfg.judge.model, "temperature": cfg.judge.temperature, "template": template.strip(),
+             "question": str(item["question"]), "reference": str(item.get("reference") or "") if uses_reference(item)
+             else None, "answer": str(answer), "run": int(run)}
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def cache_path(cfg: StudyConfig, study_dir: Path) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.judge.model).strip("._") or "judge"
+    return Path(study_dir) / "judge_cache" / f"{slug}.jsonl"
+
+
+class _Judge:
+    def __init__(self, cfg: StudyConfig, key: str, prompts: dict[str, str], cache: RequestCache, progress=None):
+        self.cfg, self.j = cfg, cfg.judge
+        self.prompts, self.cache, self.progress = prompts, cache, progress
+        self.api = ChatEndpoint(self.j, key, section="judge", what="judge", error=JudgeError)
+        self.cached = 0     # judgments taken whole from the cache
+        self.failed = 0     # judgments whose request gave up
+        self.failures: list[str] = []
+
+    async def call(self, prompt: str, run: int) -> tuple[str, dict]:
+        """One request with retries; returns (reply text, usage) or raises RequestFailed / JudgeError."""
+        r = await self.api.complete(prompt, run, temperature=self.j.temperature, max_tokens=self.j.max_tokens)
+        return r.text, r.usage
+
+    def _usage(self, recs: list[dict]) -> dict:
+        pi = sum(int(r["usage"].get("prompt_tokens", 0)) for r in recs)
+        po = sum(int(r["usage"].get("completion_tokens", 0)) for r in recs)
+        cost = pi / 1000 * self.j.price_per_1k_input + po / 1000 * self.j.price_per_1k_output
+        return {"requests": len(recs), "prompt_tokens": pi, "completion_tokens": po, "cost": round(cost, 8)}
+
+    def _row(self, item_id, run, score, raw, recs, reason=None) -> dict:
+        row = {"id": item_id, "run": run, "score": score, "raw": raw, "judge": self.j.model, "usage": self._usage(recs)}
+        if score is None:
+            row["reason"] = reason
+        return row
+
+    async def judge_one(self, item: dict, answer: str, run: int) -> dict:
+        row = await self._judge_one(item, answer, run)
+        if self.progress is not None:
+            self.progress.update(1)
+        return row
+
+    async def _judge_one(self, item: dict, answer: str, run: int) -> dict:
+        template = self.prompts[canonical_category(item["category"]) or item["category"]]
+        key = request_key(self.cfg, template, item, answer, run)
+        recs = list(self.cache.get(key))
+        for i, r in enumerate(recs):
+            score = parse_score(r["text"])
+            if score is not None:
+                self.cached += 1
+                return self._row(item["id"], run, score, r["text"], recs[: i + 1])
+        prompt = build_prompt(template, item, answer)
+        max_replies = 1 + self.j.parse_retries
+        if len(recs) >= max_replies:
+            self.cached += 1
+        while len(recs) < max_replies:
+            try:
+                text, usage = await self.call(prompt, run)
+            except RequestFailed as e:
+                self.failed += 1
+                self.failures.append(f"{item['id']} run {run}: {e}")
+                return self._row(item["id"], run, None, recs[-1]["text"] if recs else None, recs,
+                                 reason=f"request failed: {e}")
+            rec = {"key": key, "attempt": len(recs), "id": item["id"], "run": run, "text": text, "usage": usage,
+                   "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            self.cache.add(rec)
+            recs.append(rec)
+            score = parse_score(text)
+            if score is not None:
+                return self._row(item["id"], run, score, text, recs)
+        return self._row(item["id"], run, None, recs[-1]["text"], recs,
+                         reason=f"no score found in {len(recs)} replies (parse_score)")
+
+    async def judge_all(self, jobs: list[tuple[dict, str, int]]) -> list[dict]:
+        tasks = [asyncio.ensure_future(self.judge_one(*job)) for job in jobs]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            await self.api.close()
+
+
+def judge_with_llm(cfg: StudyConfig, items: dict[str, dict], answers: list[dict], study_dir: Path) -> list[dict]:
+    """Judgment rows for ``answers`` (``judge.runs`` per answer, in answer order)."""
+    key = judge_key(cfg)
+    prompts = load_prompts(cfg.judge.prompts_file)
+    cats = {canonical_category(it["category"]) or it["category"] for it in items.values()}
+    missing = sorted(cats - set(prompts))
+    if missing:
+        raise JudgeError(f"judge.prompts_file {resolve(cfg.judge.prompts_file)}: no prompt for use case(s) {missing} "
+                         f"of eval.jsonl")
+    cache = RequestCache(cache_path(cfg, study_dir))
+    jobs = [(items[a["id"]], a.get("answer") or "", run) for a in answers for run in range(cfg.judge.runs)]
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    with tqdm(total=len(jobs), desc=f"judge {cfg.judge.model}", unit="req", mininterval=5) as bar:
+        judge = None
+
+        async def main():
+            nonlocal judge
+            judge = _Judge(cfg, key, prompts, cache, progress=bar)
+            return await judge.judge_all(jobs)
+
+        try:
+            rows = run_coroutine(main)
+        finally:
+            cache.close()
+    s = judge.api.stats
+    cost = (s.prompt_tokens / 1000 * cfg.judge.price_per_1k_input
+            + s.completion_tokens / 1000 * cfg.judge.price_per_1k_output)
+    nulls = sum(r["score"] is None for r in rows)
+    print(f"judge {cfg.judge.model}: {len(rows)} judgments ({len(answers)} answers x {cfg.judge.runs} runs), "
+          f"{nulls} null; {s.sent} requests answered now ({s.attempts} attempts, {s.retries} retries), "
+          f"{judge.cached} judgments from the cache ({cache.path}); this session: {s.prompt_tokens} input + "
+          f"{s.completion_tokens} output tokens, ${cost:.4f}; {time.perf_counter() - t0:.1f} s")
+    if judge.failed > cfg.judge.max_failures:
+        raise JudgeIncomplete(
+            f"{judge.failed} of {len(rows)} judge requests failed after their retries (judge.max_failures is "
+            f"{cfg.judge.max_failures}), e.g. {judge.failures[:3]}. Every reply received is cached in {cache.path}: "
+            f"run the stage again to send only the missing requests.")
+    return rows

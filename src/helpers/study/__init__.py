@@ -1,0 +1,17 @@
+"""What every stage shares: the study config, the runner, files, locks, the prompt, categories, models.
+
+    config      the study config (pydantic), ``extends:`` and ``--set`` overrides, study paths
+    runner      runs every stage notebook for every model with papermill, skipping what is up to date
+    imports     which helpers modules a notebook can run (the code part of a stage's fingerprint)
+    notebook    the one call each notebook's setup cell makes
+    files       JSON / JSON lines, written to a temporary file and renamed into place
+    lock        one batch run per study; kernels and training processes hold locks of their own
+    prompt      BELLE's prompt template, the one definition training and generation share
+    categories  the 12 use cases, their many spellings in real files, their display names
+    records     reading instruction files: encodings, truncation, per-record problems
+    cleaning    the content checks (self-reference, media, length, language) data and self-instruct share
+    dedup       exact and MinHash near-duplicate removal, contamination n-grams
+    models      the base model: the embedded GGUF converted once, loading for training and generation
+
+Nothing here imports a stage; stages import from here.
+"""

