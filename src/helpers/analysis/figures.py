@@ -13,8 +13,6 @@ Category names are the paper's (``analysis.DISPLAY_NAMES``).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ from matplotlib.figure import Figure
 
 from helpers.analysis.order import OVERALL, examples_of, model_order, strategy_groups, strategy_of
 from helpers.study.categories import CATEGORIES, category_order, display_name
-from helpers.study.files import read_jsonl
+from helpers.study.files import atomic_path, read_jsonl
 
 BASE_COLOR = "#8c8c8c"
 
@@ -88,15 +86,8 @@ def _new(figsize) -> Figure:
 
 def _save(fig: Figure, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order
 from helpers.study.categories import display_name
 from helpers.study.config import StudyConfig
-from helpers.study.files import atomic_write_text, read_json, write_json
+from helpers.study.files import atomic_path, atomic_write_text, read_json, write_json
 from helpers.study.runner import Execution, manifest, stage_times
 
 FIGURES = [
@@ -70,14 +68,8 @@ def _redact(obj):
 
 def _copy(src: Path, dst: Path) -> None:
     """Copy a file through a temp name + rename."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -57,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import time
 from pathlib import Path
 
@@ -126,8 +125,7 @@ def request_key(cfg: StudyConfig, template: str, item: dict, answer: str, run: i
 
 
 def cache_path(cfg: StudyConfig, study_dir: Path) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.judge.model).strip("._") or "judge"
-    return Path(study_dir) / "judge_cache" / f"{slug}.jsonl"
+    return Path(study_dir) / "judge_cache" / f"{cfg.judge.cache_name('judge')}.jsonl"
 
 
 class _Judge:
@@ -147,7 +145,7 @@ class _Judge:
     def _usage(self, recs: list[dict]) -> dict:
         pi = sum(int(r["usage"].get("prompt_tokens", 0)) for r in recs)
         po = sum(int(r["usage"].get("completion_tokens", 0)) for r in recs)
-        cost = pi / 1000 * self.j.price_per_1k_input + po / 1000 * self.j.price_per_1k_output
+        cost = self.j.cost(pi, po)
         return {"requests": len(recs), "prompt_tokens": pi, "completion_tokens": po, "cost": round(cost, 8)}
 
     def _row(self, item_id, run, score, raw, recs, reason=None) -> dict:
@@ -233,8 +231,7 @@ def judge_with_llm(cfg: StudyConfig, items: dict[str, dict], answers: list[dict]
         finally:
             cache.close()
     s = judge.api.stats
-    cost = (s.prompt_tokens / 1000 * cfg.judge.price_per_1k_input
-            + s.completion_tokens / 1000 * cfg.judge.price_per_1k_output)
+    cost = cfg.judge.cost(s.prompt_tokens, s.completion_tokens)
     nulls = sum(r["score"] is None for r in rows)
     print(f"judge {cfg.judge.model}: {len(rows)} judgments ({len(answers)} answers x {cfg.judge.runs} runs), "
           f"{nulls} null; {s.sent} requests answered now ({s.attempts} attempts, {s.retries} retries), "

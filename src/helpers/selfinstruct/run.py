@@ -57,7 +57,6 @@ import asyncio
 import hashlib
 import json
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +88,9 @@ class Paths:
     @classmethod
     def of(cls, cfg: StudyConfig, study_dir: Path) -> "Paths":
         sd = Path(study_dir)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.selfinstruct.model).strip("._") or "teacher"
         return cls(sd / "generated.jsonl", sd / "generated_dropped.jsonl", sd / "generated_stats.json",
                    sd / "selfinstruct" / "requests.jsonl", sd / "selfinstruct" / "state.json",
-                   sd / "selfinstruct" / "cache" / f"{slug}.jsonl")
+                   sd / "selfinstruct" / "cache" / f"{cfg.selfinstruct.cache_name('teacher')}.jsonl")
 
 
 def settings_hash(cfg: StudyConfig, seeds: list[dict], parts: PromptParts) -> str:
@@ -207,8 +205,7 @@ class _Run:
             return
         c = self.collector
         drops = ", ".join(f"{r} {n}" for r, n in c.dropped.most_common(3) if n)
-        cost = (c.usage["prompt_tokens"] / 1000 * self.s.price_per_1k_input
-                + c.usage["completion_tokens"] / 1000 * self.s.price_per_1k_output)
+        cost = self.s.cost(c.usage["prompt_tokens"], c.usage["completion_tokens"])
         self.progress.set_postfix_str(
             f"req {c.requests} ({self.from_cache} cached, {c.failed} failed), dropped {sum(c.dropped.values())}"
             f"{f' ({drops})' if drops else ''}, tokens {c.usage['prompt_tokens']}+{c.usage['completion_tokens']}, "
@@ -304,8 +301,7 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
             o.close()
         cache.close()
     summary = collector.summary()
-    cost = (summary["tokens"]["prompt"] / 1000 * s.price_per_1k_input
-            + summary["tokens"]["completion"] / 1000 * s.price_per_1k_output)
+    cost = s.cost(summary["tokens"]["prompt"], summary["tokens"]["completion"])
     api = run.api.stats if run.api is not None else None
     stats = {
         "teacher": s.model, "target": s.target, "reached_target": collector.kept >= s.target, **summary,

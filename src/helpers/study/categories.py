@@ -77,6 +77,25 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 itself always maps to itself)."""
 
 
+def check_map_targets(mapping: dict, allowed: set[str] | None = None) -> dict:
+    """``mapping`` (label -> use case) if every target is in ``allowed``; else a ValueError naming the bad ones.
+
+    ``allowed`` defaults to the 12 use cases plus ``unlabelled``.
+
+    >>> check_map_targets({"poetry": "generation"})
+    {'poetry': 'generation'}
+    >>> check_map_targets({"poetry": "poems"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown target use case(s) {'poetry': 'poems'}; known: brainstorming, classification, ...
+    """
+    allowed = allowed if allowed is not None else set(CATEGORIES) | {UNLABELLED}
+    bad = {k: t for k, t in mapping.items() if t not in allowed}
+    if bad:
+        raise ValueError(f"unknown target use case(s) {bad}; known: {', '.join(sorted(allowed))}")
+    return mapping
+
+
 def label_key(label) -> str:
     """The comparison key of a label: NFKC, case-folded, letters and digits only.
 

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from helpers.study.categories import CATEGORIES
+from helpers.study.categories import CATEGORIES, check_map_targets
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -102,10 +102,7 @@ class DataConfig(_Strict):
     @field_validator("category_map")
     @classmethod
     def _known_targets(cls, v):
-        bad = {k: t for k, t in v.items() if t not in CATEGORIES and t != "unlabelled"}
-        if bad:
-            raise ValueError(f"unknown target use case(s) {bad}; known: {', '.join(CATEGORIES)}, unlabelled")
-        return v
+        return check_map_targets(v)
 
     @model_validator(mode="after")
     def _needs_files(self):
@@ -222,6 +219,14 @@ class EndpointConfig(_Strict):
     max_failures: int = Field(0, ge=0)
     """Requests that may still fail after every retry before the stage stops with an error (the judge stores
     each as a null, the self-instruct stage skips and counts it); a rerun takes the cached replies and goes on."""
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for this many tokens at ``price_per_1k_input`` / ``price_per_1k_output``."""
+        return prompt_tokens / 1000 * self.price_per_1k_input + completion_tokens / 1000 * self.price_per_1k_output
+
+    def cache_name(self, fallback: str) -> str:
+        """The model name as a file name (``Qwen/Qwen2.5-7B`` -> ``Qwen_Qwen2.5-7B``) for its reply cache."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("._") or fallback
 
 
 class JudgeConfig(EndpointConfig):

@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from helpers.study.categories import CATEGORIES, UNLABELLED, canonical_category
+from helpers.study.categories import CATEGORIES, UNLABELLED, canonical_category, check_map_targets
 
 MAX_LISTED = 20
 
@@ -221,10 +221,10 @@ class Labels:
     def __init__(self, category_map: dict | None, allow_unlabelled: bool = False):
         self.allowed = set(CATEGORIES) | ({UNLABELLED} if allow_unlabelled else set())
         self.map = dict(category_map or {})
-        bad = {k: v for k, v in self.map.items() if v not in self.allowed}
-        if bad:
-            raise ValueError(f"category map: unknown target use case(s) {bad}; "
-                             f"known: {', '.join(sorted(self.allowed))}")
+        try:
+            check_map_targets(self.map, self.allowed)
+        except ValueError as e:
+            raise ValueError(f"category map: {e}") from None
         self.unknown: Counter = Counter()
         self.first: dict[str, str] = {}
         self.mapped: Counter = Counter()
