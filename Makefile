@@ -22,13 +22,14 @@ study: setup
 dry-run: setup
 	$(BIN)/python -m helpers run --config $(CONFIG) --dry-run
 
-# Unit tests, a micro study end to end through papermill, then nbval over every notebook
+# Lint (ruff: pyflakes, pycodestyle, import order), unit tests, a micro study end to end through papermill, then nbval over every notebook
 # on the micro config (in a scratch root so nothing under data/ is touched).
 # The report test drives Debian's chromium headless (installed here when missing; needs root).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 test: setup browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 

@@ -63,3 +63,45 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_a_config_extends_another_and_says_only_what_differs(tmp_path):
+    (tmp_path / "base.yaml").write_text("study: base\nscales: [4, 8]\ntrain: {lr: 0.1, batch_size: 4, per_device_batch_size: 4}\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("extends: ../base.yaml\nstudy: child\ntrain: {lr: 0.2}\nscales: [8]\n")
+    cfg = load_config(child)
+    assert (cfg.study, cfg.scales, cfg.train.lr, cfg.train.batch_size) == ("child", [8], 0.2, 4)
+
+
+def test_strategies_config_is_the_default_study_with_a_list_of_strategies():
+    default, grid = load_config("configs/default.yaml"), load_config("configs/strategies.yaml")
+    assert grid.strategies == ["random", "stratified", "quality"] and grid.study == "strategies"
+    same = {k: v for k, v in grid.model_dump().items() if k not in ("study", "strategy")}
+    assert same == {k: v for k, v in default.model_dump().items() if k not in ("study", "strategy")}
+    assert len((REPO / "configs" / "strategies.yaml").read_text().split("\n")) < 10
+
+
+def test_extends_errors_name_the_files(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\nstudy: a\n")
+    b.write_text("extends: a.yaml\nscales: [1]\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(a)
+    b.write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing\.yaml: config file not found \(extended by .*b\.yaml\)"):
+        load_config(a)
+
+
+def test_set_overrides_take_yaml_values_and_are_checked():
+    cfg = load_config("configs/default.yaml", ["train.lr=1e-4", "scales=[64, 128]", "train.lora.r=8", "study=lr"])
+    assert (cfg.train.lr, cfg.scales, cfg.train.lora.r, cfg.study) == (1e-4, [64, 128], 8, "lr")
+    assert load_config("configs/default.yaml").train.lr == 3e-4  # the file itself is untouched
+    with pytest.raises(ConfigError, match=r"with --set train\.lerning_rate=1: invalid config\n  train\.lerning_rate: unknown key"):
+        load_config("configs/default.yaml", ["train.lerning_rate=1"])
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        load_config("configs/default.yaml", ["train.lr"])
+    with pytest.raises(ConfigError, match="study is not a section"):
+        load_config("configs/default.yaml", ["study.name=x"])
+    with pytest.raises(ConfigError, match=r"\n  train\.lr: "):
+        load_config("configs/default.yaml", ["train.lr=-1"])

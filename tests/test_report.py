@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.analysis.figures import all_figures
 from helpers.analysis import report as R
+from helpers.analysis.figures import all_figures
 from helpers.analysis.report import build_report
 from helpers.analysis.results import write_results
 from helpers.study.files import read_json, write_json, write_jsonl

@@ -92,3 +92,29 @@ def test_cli_reports_config_errors(tmp_path):
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", str(bad), "--dry-run"],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "trian: unknown key" in out.stderr
+
+
+def test_overrides_reach_fingerprints_manifest_notebooks_and_training_processes(tmp_path):
+    from helpers.finetune.launch import launch_command
+    from helpers.study.config import load_config
+    from helpers.study.runner import manifest
+
+    plain = load_config("configs/micro.yaml")
+    changed = load_config("configs/micro.yaml", ["train.lr=1e-4"])
+    a, b = by_label(plan(plain, tmp_path)), by_label(plan(changed, tmp_path))
+    assert fingerprint(plain, a["data"]) == fingerprint(changed, b["data"])
+    assert fingerprint(plain, a["finetune-4"]) != fingerprint(changed, b["finetune-4"])
+    man = manifest(changed, REPO / "configs/micro.yaml", tmp_path, list(b.values()), ("train.lr=1e-4",))
+    assert man["overrides"] == ["train.lr=1e-4"] and man["config"]["train"]["lr"] == 1e-4
+    cmd = launch_command(changed, "configs/micro.yaml", tmp_path, "4", ["train.lr=1e-4"])
+    assert cmd[cmd.index("--set") + 1] == "train.lr=1e-4"
+
+
+def test_cli_set_changes_the_plan(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--root", str(tmp_path),
+                          "--set", "scales=[4, 8, 12]", "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "generate-8" in out.stdout and "scales 4, 8, 12" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--set", "trian.lr=1",
+                          "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--set trian.lr=1" in out.stderr and "trian: unknown key" in out.stderr

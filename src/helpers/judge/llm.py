@@ -9,7 +9,7 @@ Prompts
     ``judge.prompts_file`` (default ``configs/judge_prompts.jsonl``, written for this
     project) holds one ``{"class": ..., "prompt": ...}`` object per line, BELLE's format,
     so a file in that format can replace ours. Labels are mapped to the canonical names
-    (``helpers.categories``: "Open QA", "brainstorm", "数学" ...); an unknown label, a
+    (``helpers.study.categories``: "Open QA", "brainstorm", "数学" ...); an unknown label, a
     label given twice or a use case of the eval set without a prompt is an error. The
     request is one user message: the rubric, then the question, the reference answer
     (left out for generation, brainstorming and rewrite, the use cases without one, and

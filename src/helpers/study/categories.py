@@ -119,7 +119,7 @@ _LOOKUP = _lookup_table()
 
 
 def canonical_category(label, extra_map: dict | None = None) -> str | None:
-    """The canonical use-case name of ``label`` (one of ``helpers.CATEGORIES``), or None.
+    """The canonical use-case name of ``label`` (one of ``helpers.study.categories.CATEGORIES``), or None.
 
     ``extra_map`` (the config's ``data.category_map``) maps further labels, compared the same
     way, and wins over the built-in table.

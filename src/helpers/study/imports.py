@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-"""``src/helpers``: module ``helpers.a.b`` is ``a/b.py`` or ``a/b/__init__.py`` under it."""
+"""``src/helpers``: module helpers.<pkg>.<mod> is <pkg>/<mod>.py or <pkg>/<mod>/__init__.py under it."""
 
 
 def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> Path | None:
@@ -51,7 +51,7 @@ def imports_of(source: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
 
 
 def parents(name: str) -> list[str]:
-    """``helpers.a.b`` -> ``['helpers', 'helpers.a']``: the packages Python imports before it."""
+    """The packages Python imports before module ``name``, outermost first."""
     parts = name.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 

@@ -1,0 +1,162 @@
+"""The house rules: one package per stage, no import cycles, fingerprints that cover every module a
+stage can run, notebooks stored as their own clean source, and a README whose paths exist."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers.study.config import REPO, load_config, study_dir
+from helpers.study.imports import find_cycle, import_graph, imports_of, module_closure, notebook_modules, notebook_source
+from helpers.study.runner import NOTEBOOKS, STAGES, fingerprint, plan
+
+PACKAGE = REPO / "src" / "helpers"
+ALL_MODULES = {"helpers." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+               for p in PACKAGE.rglob("*.py")} - {"helpers.__init__"} | {"helpers"}
+STAGE_PACKAGES = ("selfinstruct", "data", "finetune", "generate", "judge", "analysis")
+
+
+def test_one_package_per_stage_named_as_its_notebook():
+    notebooks = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    assert [n.split("_", 1)[1] for n in notebooks] == list(STAGE_PACKAGES)
+    for name in STAGE_PACKAGES:
+        init = PACKAGE / name / "__init__.py"
+        doc = init.read_text(encoding="utf-8")
+        assert f"notebooks/{notebooks[STAGE_PACKAGES.index(name)]}.ipynb" in doc, f"{init}: say which notebook"
+        assert "reads" in doc.lower() and "writes" in doc.lower(), f"{init}: say what the stage reads and writes"
+
+
+def test_no_import_cycles():
+    assert find_cycle(import_graph(ALL_MODULES)) is None
+
+
+def test_find_cycle_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_the_shared_part_imports_no_stage():
+    shared = {m for m in ALL_MODULES if m.startswith("helpers.study") or m == "helpers.openai_client"}
+    graph = import_graph(shared)
+    for module in shared:
+        stages = {m for m in graph[module] if m.split(".")[1] in STAGE_PACKAGES}
+        assert not stages, f"{module} imports the stage modules {stages}"
+
+
+def test_a_stage_imports_no_later_stage():
+    graph = import_graph(ALL_MODULES)
+    order = {name: i for i, name in enumerate(STAGE_PACKAGES)}
+    for module, imported in graph.items():
+        part = module.split(".")[1] if "." in module else ""
+        for other in imported:
+            other_part = other.split(".")[1] if "." in other else ""
+            if part in order and other_part in order:
+                assert order[other_part] <= order[part], f"{module} (stage {part}) imports {other}"
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_fingerprint_covers_every_module_a_notebook_imports(stage):
+    """Run the notebook's imports in a fresh interpreter: every helpers module loaded must be in the fingerprint."""
+    nb = NOTEBOOKS / stage.notebook
+    source = notebook_source(nb)
+    import ast
+
+    imports = "\n".join(ast.unparse(n) for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.Import, ast.ImportFrom)))
+    code = imports + "\nimport sys, json\nprint(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'helpers')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    covered = notebook_modules(nb)
+    assert loaded <= covered, f"{stage.notebook}: modules run but not in the fingerprint: {sorted(loaded - covered)}"
+    assert f"helpers.{stage.name}" in covered
+
+
+def test_imports_inside_functions_and_of_packages_count(tmp_path):
+    """A module reached only through an import inside a function, or through a package's __init__, is covered."""
+    pkg = tmp_path / "helpers"
+    (pkg / "stage").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "stage" / "__init__.py").write_text("from helpers.stage.run import go\n")
+    (pkg / "stage" / "run.py").write_text("def go():\n    from helpers.stage import deep\n    return deep.X\n")
+    (pkg / "stage" / "deep.py").write_text("from helpers.shared import Y\nX = Y\n")
+    (pkg / "shared.py").write_text("Y = 1\n")
+    (pkg / "unused.py").write_text("")
+    assert imports_of("from helpers.stage import go", pkg) == {"helpers.stage"}
+    closure = module_closure({"helpers.stage"}, pkg)
+    assert closure == {"helpers", "helpers.stage", "helpers.stage.run", "helpers.stage.deep", "helpers.shared"}
+
+
+def test_a_change_in_a_module_reached_only_indirectly_makes_the_stage_stale(tmp_path, monkeypatch):
+    """judge.text_metrics is reached only through judge.offline: editing it must change the judge's fingerprint."""
+    cfg = load_config("configs/micro.yaml")
+    run = next(r for r in plan(cfg, study_dir(cfg, tmp_path)) if r.stage.name == "judge")
+    assert "helpers.judge.text_metrics" in notebook_modules(NOTEBOOKS / run.stage.notebook)
+    before = fingerprint(cfg, run)
+    from helpers.study import imports
+
+    real = imports.module_file
+
+    def edited(name, package_dir=imports.PACKAGE_DIR):
+        path = real(name, package_dir)
+        if name == "helpers.judge.text_metrics":
+            copy = tmp_path / "text_metrics.py"
+            copy.write_text(path.read_text() + "\n# an edit\n")
+            return copy
+        return path
+
+    monkeypatch.setattr(imports, "module_file", edited)
+    assert fingerprint(cfg, run) != before
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebooks_are_stored_clean_with_stable_ids(notebook):
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    ids = [c.get("id") for c in nb["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), f"{notebook.name}: every cell needs its own id"
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, \
+                f"{notebook.name} cell {cell['id']}: stored with outputs; clear them before committing"
+    params = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and "overrides = []" in "".join(params[0]["source"])
+    assert "open_study(config, root, overrides)" in notebook_source(notebook)
+
+
+def test_no_notebook_code_is_kept_in_python_strings():
+    """The notebooks are edited as notebooks: nothing outside tests/ writes their cells."""
+    for path in REPO.rglob("*.py"):
+        if {"tests", ".venv", "data", "reports"} & set(path.relative_to(REPO).parts[:1]) or path.name.startswith("."):
+            continue
+        assert "new_code_cell" not in path.read_text(encoding="utf-8"), f"{path} builds notebook cells"
+
+
+def test_paths_the_readme_names_exist():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"(?<![\w/.])((?:src/helpers|notebooks|configs|benchmarks|tests)/[\w./-]*\w)", readme))
+    assert len(paths) > 10
+    missing = sorted(p for p in paths if not (REPO / p).exists())
+    assert not missing, f"README names paths that do not exist: {missing}"
+
+
+def test_the_functions_the_docs_name_are_importable_there():
+    import importlib
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    for path in (REPO / "src").rglob("*.py"):
+        text += path.read_text(encoding="utf-8")
+    names = set(re.findall(r"``(helpers(?:\.\w+)+)``", text)) | set(re.findall(r"`(helpers(?:\.\w+)+)`", text))
+    names.add("helpers.judge.parse_score")  # named by users of the judge
+    for name in sorted(names):
+        module, attrs = name, []
+        while True:
+            try:
+                obj = importlib.import_module(module)
+                break
+            except ModuleNotFoundError:
+                module, _, attr = module.rpartition(".")
+                attrs.insert(0, attr)
+                assert module, f"{name}: no such module"
+        for attr in attrs:
+            assert hasattr(obj, attr), f"{name}: {module} has no {'.'.join(attrs)}"
+            obj = getattr(obj, attr)
