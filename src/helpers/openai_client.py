@@ -50,10 +50,7 @@ from helpers.study.files import dumps, read_jsonl
 
 log = logging.getLogger(__name__)
 
-
 RETRY_AFTER_CAP_S = 600.0
-
-
 """A Retry-After longer than this is cut to it (a misconfigured server must not stall the study for hours)."""
 
 

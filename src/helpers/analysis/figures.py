@@ -28,12 +28,9 @@ from helpers.study.files import atomic_path, read_jsonl
 
 BASE_COLOR = "#8c8c8c"
 
-
 STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
-
 STRATEGY_COLORMAPS = {"random": "Blues", "stratified": "Greens", "quality": "Oranges"}
-
 
 STRATEGY_LINES = {"random": "#2f5f98", "stratified": "#2e7d4f", "quality": "#c4621b"}
 

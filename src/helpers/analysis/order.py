@@ -11,7 +11,6 @@ from helpers.study.config import STRATEGIES, split_model
 
 OVERALL = "overall"
 
-
 OVERALL_ITEMS = "overall_items"
 
 

@@ -30,7 +30,6 @@ FIGURES = [
     ("judge_spread", "Judge agreement across repeated runs."),
 ]
 
-
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
@@ -42,7 +41,6 @@ img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{color:#5
 pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;margin:2px 0;max-height:22em;overflow:auto}
 .agrees{color:#1a7f37}.disagrees{color:#b42318}.cannot{color:#8a6d00}.note{color:#555}.warn{color:#8a6d00}
 """
-
 
 _SECRET = re.compile(r"(api[_-]?key|apikey|secret|password|passwd|access[_-]?token|auth[_-]?token|hf[_-]?token)", re.I)
 

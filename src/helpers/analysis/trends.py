@@ -24,11 +24,8 @@ PAPER_CLAIMS = {
     "translation": "good_early", "rewrite": "good_early",
     "generation": "good_early", "brainstorming": "good_early",
 }
-
-
 """What Ji et al. (2023) report per use case as the data grows from 0.2M to 2M.
 Open QA is not given a clear trend in the paper, so it has no claim here."""
-
 
 CLAIM_TEXT = {
     "flat": "stays flat with more data",

@@ -34,9 +34,6 @@ from helpers.study.prompt import question
 from helpers.data.stats import count_tokens, length_tokenizer, subset_stats
 
 
-TRAIN_FIELDS = ("instruction", "input", "output")
-
-
 def load_sources(cfg: StudyConfig, study_dir: Path | None = None) -> tuple[list[dict], list[dict], list[dict]]:
     """(pool, eval items, source summaries) from the configured source.
 

@@ -36,9 +36,7 @@ from helpers.study.records import DataError, Labels, Problems, category_counts, 
 
 HUMAN_ROLES = {"human", "user", "人类", "用户", "提问者"}
 
-
 ASSISTANT_ROLES = {"assistant", "gpt", "chatgpt", "bot", "model", "ai", "助手", "回答者"}
-
 
 SYSTEM_ROLES = {"system", "系统"}
 

@@ -17,7 +17,6 @@ import tempfile
 
 CODE_TIMEOUT_S = 5.0
 
-
 CODE_MEMORY_MB = 512
 
 
@@ -54,7 +53,6 @@ def extract_code(answer: str) -> str | None:
 
 
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@|[A-Za-z_][\w.]*\s*=[^=])")
-
 
 _SANDBOX = r'''
 import builtins, io, json, os, resource, socket, sys

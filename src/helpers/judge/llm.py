@@ -68,8 +68,6 @@ from helpers.study.config import StudyConfig, resolve
 from helpers.study.records import DataError
 
 NO_REFERENCE = frozenset({"generation", "brainstorming", "rewrite"})
-
-
 """The paper's use cases judged without a reference answer."""
 
 

@@ -81,12 +81,9 @@ def _char_f1_score(answer: str, reference: str) -> tuple[float, str]:
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
 
-
 _CN_NUM = re.compile(r"[零〇一二两三四五六七八九十百千万]+")
 
-
 _CN_DIGIT = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
-
 
 _CN_UNIT = {"十": 10, "百": 100, "千": 1000}
 
@@ -182,7 +179,6 @@ def score_label(item: dict, check: dict, answer: str) -> tuple[float, str]:
 
 _SPAN_SEP = re.compile(r"[\s、,;:：。.!?/|()\[\]{}<>\"'“”‘’《》【】「」]+")
 
-
 _SPAN_JOIN = re.compile(r"[和与及跟]")
 
 
@@ -255,7 +251,6 @@ def score_translation(item: dict, check: dict, answer: str) -> tuple[float, str]
 
 
 _ITEM_MARK = re.compile(r"^\s*(?:\d+\s*[.、)）:：](?!\d)|[（(]\d+[)）]|[-*•·])")
-
 
 _INLINE_MARK = re.compile(r"(?:^|(?<=[\s，,；;。]))\d+\s*[.、)）](?!\d)")
 

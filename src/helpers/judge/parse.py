@@ -19,7 +19,6 @@ _SCORE = re.compile(
     r"(?:\s*/\s*(?P<den>\d+(?:\.\d+)?))?",
     re.IGNORECASE)
 
-
 _BARE = re.compile(r"[\s*\[【\"'“]*(?P<num>[-+]?(?:\d+(?:\.\d+)?|\.\d+))\s*(?P<unit>%|分)?[\s*\]】\"'”.。]*")
 
 

@@ -17,12 +17,8 @@ from helpers.study.prompt import question
 
 DEDUP_REASONS = ("seed_duplicate", "exact_duplicate", "near_duplicate")
 
-
 REASONS = PARSE_REASONS + FILTER_REASONS + DEDUP_REASONS + ("over_target",)
-
-
 """Every reason a task is dropped for, in the order the checks run."""
-
 
 REASON_TEXT = {
     "truncated": "last task of a reply cut off by the token limit",

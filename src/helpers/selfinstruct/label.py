@@ -33,7 +33,6 @@ _CATEGORY_RULES = [
     ("open_qa", r"[？?]\s*$|什么|为什么|如何|怎么|怎样|哪些|哪个|哪里|是谁|谁是|多少|多久|吗|介绍一下|解释"),
 ]
 
-
 _CATEGORY_PATTERNS = [(c, re.compile(p, re.IGNORECASE)) for c, p in _CATEGORY_RULES]
 
 

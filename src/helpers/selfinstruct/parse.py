@@ -5,55 +5,35 @@ import re
 
 PARSE_REASONS = ("truncated", "missing_instruction", "missing_output")
 
-
 _DIGIT = "0-9０-９"
 
-
 _DECOR = r"[ \t]*(?:[#>*\-]+[ \t]*)*"  # markdown: ###, >, **, -
-
 
 _LABEL_LINE = re.compile(
     rf"^{_DECOR}(?:(?:任务|task)?[ \t]*(?P<num>[{_DIGIT}]{{1,3}})[ \t]*[.．、:：)）]?[ \t]*(?:\*+[ \t]*)?)?"
     r"[*【\[]*[ \t]*(?P<label>任务指令|指令|输入|输出|类别)[ \t]*[*】\]]*"
     r"(?:[ \t]*[:：][ \t]*|[ \t]*$|[ \t]+(?=\S))", re.IGNORECASE)
-
-
 """A field label at the start of a line, optionally after a task number: ``1. 指令：``, ``**输入**:``, ``【输出】``."""
 
-
 _INLINE_LABEL = re.compile(r"(?<=[。！？!?.；;\s>）)])[ \t]*(?=(?:输入|输出|类别)[ \t]*[:：])")
-
-
 """Where a label line carries the next field on the same line (``指令：…。输入：…``)."""
-
 
 _NUMBER_LINE = re.compile(
     rf"^{_DECOR}(?:任务|task|第)?[ \t]*(?P<num>[{_DIGIT}]{{1,3}})[ \t]*(?:个任务|个|条)?[ \t]*[.．、:：)）]?[ \t]*\**[ \t]*$",
     re.IGNORECASE)
-
-
 """A line that is only a task number: ``3.``, ``### 任务 3``, ``第3个任务：``."""
 
-
 _NUMBERED = re.compile(rf"^[ \t]*(?:[#*]+[ \t]*)?(?P<num>[{_DIGIT}]{{1,3}})[ \t]*[.．、)）][ \t]*(?P<text>\S.*)$")
-
-
 """A numbered line with text: ``2. 列出三种水果`` (an instruction whose 指令 label is missing, or a list item)."""
-
 
 _SEPARATOR = re.compile(r"^[ \t]*(?:[-*_=#—]{3,}|#+)[ \t]*$")
 
-
 _FIELDS = {"任务指令": "instruction", "指令": "instruction", "输入": "input", "输出": "output", "类别": "category"}
-
 
 _RANK = {"instruction": 0, "input": 1, "output": 2}
 
-
 NO_INPUT = frozenset({"无输入", "无", "空", "noinput", "none", "na", "n/a", "无需输入", "不需要输入", "没有输入", "-", "—",
                       "……", "...", "无内容"})
-
-
 """What teachers write in the 输入 line of a task without input (compared without brackets and spaces)."""
 
 

@@ -17,22 +17,13 @@ CATEGORIES = (
     "closed_qa", "generation", "brainstorming", "rewrite", "translation",
     "summarization",
 )
-
-
 """The paper's 12 use cases, in its order, spelled the one canonical way."""
 
-
 UNLABELLED = "unlabelled"
-
-
 """The category of train records whose file carries no use-case label."""
 
-
 OPEN_ENDED = ("generation", "brainstorming", "rewrite")
-
-
 """Use cases whose eval items may come without a reference answer (BELLE leaves std_answer empty)."""
-
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "math": ("mathematics", "maths", "arithmetic", "calculation", "calculate", "math problem",
@@ -71,8 +62,6 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
                       "summarising", "text summarization", "abstract", "摘要", "总结", "文本摘要", "概括",
                       "文本总结", "摘要生成", "内容总结"),
 }
-
-
 """Known spellings per canonical category, compared after ``label_key`` (the canonical name
 itself always maps to itself)."""
 
@@ -157,8 +146,6 @@ DISPLAY_NAMES = {
     "overall": "Overall",
     "overall_items": "Overall (per item)",
 }
-
-
 """Category names as the paper writes them, for tables and figures."""
 
 

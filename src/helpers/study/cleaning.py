@@ -19,13 +19,9 @@ SELF_REFERENCE = re.compile(
     r"|\bas an? (ai|artificial intelligence|language model|large language model)\b"
     r"|\bi(?: am|'m) (?:just |only )?an? (ai|artificial intelligence|language model|large language model)\b",
     re.IGNORECASE)
-
-
 """An answer in which the generating model speaks about itself (BELLE removed these)."""
 
-
 _MEDIA = r"(?:图片|图像|照片|相片|截图|插图|配图|图表|视频|音频|录音|录像|语音|链接|网址|网页|二维码)"
-
 
 MULTIMODAL = re.compile(
     r"(?:这|那|此|该|以下|下面|下列|上面|附上|所附|给定|给出|提供|上传|附带|如下)的?一?(?:张|段|个|幅|份|条|篇)?" + _MEDIA
@@ -40,25 +36,17 @@ MULTIMODAL = re.compile(
     r"|screenshots?)\b"
     r"|\b(?:draw|generate|create|make) an? (?:image|picture|photo|video|drawing)\b",
     re.IGNORECASE)
-
-
 """An instruction about an image, link, file, audio or video that a text-only model cannot see."""
-
 
 TRANSLATION_OR_CODE = re.compile(
     r"翻译|译成|译为|译作|英文|英语|english|translat|代码|编程|程序|函数|脚本|正则|python|java|c\+\+|sql|html|css"
     r"|shell|bash|命令行|json|xml|markdown|latex", re.IGNORECASE)
-
-
 """An instruction for which an answer in English (or code) is expected."""
-
 
 CODE_LIKE = re.compile(r"```|\bdef |\bclass |\breturn\b|\bimport |#include|\bfunction\b|=>|;\s*$|\{\s*$",
                        re.MULTILINE)
 
-
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
 
 _LATIN = re.compile(r"[A-Za-z]")
 

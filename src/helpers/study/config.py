@@ -17,16 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from helpers.study.categories import CATEGORIES, check_map_targets
 
 REPO = Path(__file__).resolve().parents[3]
-
-
 """The checkout this package lives in (src layout): configs and notebooks are found from here."""
 
-
 STRATEGIES = ("random", "stratified", "quality")
-
-
 """Subset selection strategies (helpers.data.selection), in the order tables and figures show them."""
-
 
 Strategy = Literal["random", "stratified", "quality"]
 

@@ -37,22 +37,15 @@ import numpy as np
 
 _WS = re.compile(r"\s+")
 
-
 _P = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime as the polynomial base
-
 
 _FMIX64 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 
-
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35))
-
 
 _CHUNK = 1 << 17  # n-grams per signature block (x num_perm x 4 bytes of scratch)
 
-
 VERIFY_MARGIN = 0.2
-
-
 """LSH candidates whose signature-estimated similarity is more than this below the threshold are not
 checked exactly (with 64 permutations a pair at the threshold falls that low about once in 5,000)."""
 

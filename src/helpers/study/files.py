@@ -18,7 +18,6 @@ from typing import Iterable, Iterator
 
 _UMASK = os.umask(0)
 
-
 os.umask(_UMASK)
 
 

@@ -30,19 +30,13 @@ from filelock import FileLock, Timeout
 
 STUDY_LOCK = ".study.lock"
 
-
 KERNELS = ".kernels"
-
 
 HOLDER = ".study.lock.json"
 
-
 KERNEL_ENV = "STUDY_KERNEL_LOCKS"
-
-
 """Set by the runner for the kernels it starts (and inherited by their training processes): the
 folder of their locks."""
-
 
 _held: list[FileLock] = []  # this process's lock, kept for the life of the process
 

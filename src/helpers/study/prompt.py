@@ -6,14 +6,9 @@ model learns to continue is exactly the text it is asked to continue.
 from __future__ import annotations
 
 TEMPLATE = "Human: {question}\n\nAssistant: "
-
-
 """``question`` is the instruction, followed by a newline and the input when there is one."""
 
-
 STOP = "\nHuman:"
-
-
 """Generation stops when the model starts the next human turn."""
 
 

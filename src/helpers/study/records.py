@@ -19,8 +19,6 @@ from pathlib import Path
 from helpers.study.categories import CATEGORIES, UNLABELLED, canonical_category, check_map_targets
 
 MAX_LISTED = 20
-
-
 """Problems listed in one error message; the rest are counted."""
 
 

@@ -45,7 +45,6 @@ STAGES = (
     Stage("analysis", "05_analysis.ipynb", "study", ("analysis", "judge")),
 )
 
-
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
