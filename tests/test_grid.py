@@ -223,6 +223,7 @@ def test_a_strategy_that_selects_what_random_selects_is_flagged_from_data_to_rep
 @pytest.mark.slow
 def test_a_grid_study_runs_through_the_runner_to_one_report(tmp_path, tiny_model_dir):
     """The notebooks, papermill and the report with models named <strategy>-<scale> (tiny model)."""
+    from helpers.analysis.report import build_index
     from helpers.study.runner import run_study
 
     config = tmp_path / "grid.yaml"
@@ -235,7 +236,7 @@ def test_a_grid_study_runs_through_the_runner_to_one_report(tmp_path, tiny_model
         "generate": {"batch_size": 12, "max_new_tokens": {"default": 4}},
         "analysis": {"n_boot": 20}}))
     lines = []
-    index = run_study(config, root=tmp_path, out=lines.append)
+    index = run_study(config, root=tmp_path, out=lines.append, report=build_index)
     models = ["random-4", "random-8", "stratified-4", "stratified-8"]
     assert [line.split()[1] for line in lines if line.startswith("[done]")] == \
         ["data", "finetune-random", "finetune-stratified"] + [f"{stage}-{m}" for stage in ("generate", "judge")
@@ -251,7 +252,7 @@ def test_a_grid_study_runs_through_the_runner_to_one_report(tmp_path, tiny_model
     text = index.read_text(encoding="utf-8")
     assert "Selection strategies at equal data" in text and "notebooks/finetune-stratified.html" in text
     again = []
-    run_study(config, root=tmp_path, out=again.append)
+    run_study(config, root=tmp_path, out=again.append, report=build_index)
     assert not [line for line in again if line.startswith("[run ]")]
 
 

@@ -520,6 +520,7 @@ def test_the_whole_study_from_seeds_through_the_report(tmp_path, monkeypatch):
     local fake server: seeds -> generated.jsonl -> pool -> training -> answers -> judgments -> report."""
     import yaml
 
+    from helpers.analysis.report import build_index
     from helpers.study.runner import run_study
 
     monkeypatch.setenv(ENV, KEY)
@@ -531,11 +532,11 @@ def test_the_whole_study_from_seeds_through_the_report(tmp_path, monkeypatch):
         config = tmp_path / "selfinstruct_micro.yaml"
         config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
         lines = []
-        index = run_study(config, root=root, out=lines.append)
+        index = run_study(config, root=root, out=lines.append, report=build_index)
         sent = srv.total
         srv.reset_counts()
         again = []
-        run_study(config, root=root, out=again.append)
+        run_study(config, root=root, out=again.append, report=build_index)
         assert srv.total == 0 and not [x for x in again if x.startswith("[run ]")]
     ran = [line.split()[1] for line in lines if line.startswith("[done]")]
     assert ran[:2] == ["selfinstruct", "data"] and ran[-1] == "analysis" and "judge-12" in ran

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.analysis.report import build_index
 from helpers.study.categories import CATEGORIES
 from helpers.study.config import REPO, load_config
 from helpers.study.files import read_json, read_jsonl
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 def micro(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
     lines = []
-    index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append)
+    index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
     return root, index, lines
 
 
@@ -64,7 +65,7 @@ def test_a_second_run_skips_everything_in_seconds(micro):
     root, _, _ = micro
     lines = []
     t0 = time.perf_counter()
-    run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append)
+    run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
     assert time.perf_counter() - t0 < 30
     assert [line for line in lines if line.startswith("[run ]")] == []
     assert sum(line.startswith("[skip]") for line in lines) == 10
@@ -73,7 +74,7 @@ def test_a_second_run_skips_everything_in_seconds(micro):
 def test_only_reruns_one_stage_when_forced(micro):
     root, _, _ = micro
     lines = []
-    run_study(REPO / "configs" / "micro.yaml", root=root, only="judge", force=True, out=lines.append)
+    run_study(REPO / "configs" / "micro.yaml", root=root, only="judge", force=True, out=lines.append, report=build_index)
     assert [line.split()[1] for line in lines if line.startswith("[done]")] == ["judge-base", "judge-4", "judge-12"]
 
 

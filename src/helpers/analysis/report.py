@@ -68,7 +68,6 @@ def _copy(src: Path, dst: Path) -> None:
     """Copy a file through a temp name + rename."""
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        raise
 
 
 def _table(header: list[str], rows: list[list[str]], row_classes: list[str] | None = None) -> str:
@@ -337,9 +336,10 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
     return index
 
 
-def build_index(cfg: StudyConfig, config_path: Path, sd: Path, rd: Path, runs: list[Execution]) -> Path:
-
-    man = manifest(cfg, config_path, sd, runs)
+def build_index(cfg: StudyConfig, config_path: Path, sd: Path, rd: Path, runs: list[Execution],
+                overrides: tuple[str, ...] = ()) -> Path:
+    """Write ``manifest.json`` and the report index of a study the runner has just brought up to date."""
+    man = manifest(cfg, config_path, sd, runs, overrides)
     write_json(sd / "manifest.json", man)
     notebooks = [{"title": r.label, "href": f"notebooks/{r.label}.html"}
                  for r in runs if (rd / "notebooks" / f"{r.label}.html").exists()]
