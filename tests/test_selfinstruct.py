@@ -142,6 +142,77 @@ def test_a_reply_without_tasks_parses_to_nothing():
     assert parse_tasks("", "length") == ([], [])
 
 
+# the Alpaca / BELLE layout: "###" between blocks, the task number before every label, the text under it
+
+def numbered(n, ins, inp, out, colon=":"):
+    """One block of that layout (tasks written for these tests)."""
+    return f"{n}. 指令{colon} {ins}\n{n}. 输入{colon}\n{inp or '<无输入>'}\n{n}. 输出{colon}\n{out}\n###\n"
+
+
+NUMBERED_TASKS = [
+    ("介绍一下苏州园林的特色。", "", "苏州园林讲究移步换景，\n常以假山、池水和花窗营造意境。"),
+    ("把下面的句子改写成更正式的表达。", "这事儿我明天给你回话。", "此事我将于明日答复您。"),
+    ("计算 15 加 27 等于多少。", "", "42"),
+    ("从下面的句子中找出所有的地名。", "我去年从成都出发，经过西安，最后到了兰州。", "成都、西安、兰州"),
+]
+
+
+def test_the_numbered_label_layout_with_separators():
+    text = "###\n" + "".join(numbered(i, *t, colon=":" if i % 2 else "：")
+                             for i, t in enumerate(NUMBERED_TASKS, start=1))
+    tasks, dropped = parse_tasks(text, "stop")
+    assert [(t["instruction"], t["input"], t["output"]) for t in tasks] == NUMBERED_TASKS
+    assert [t["number"] for t in tasks] == [1, 2, 3, 4] and dropped == []
+    # no label number left at the end of a field, no "###" in an output
+    assert not any(t[f].rstrip().endswith((".", "#")) for t in tasks for f in ("instruction", "input", "output"))
+    # the same tasks with the separator before the number and a preamble: the same items
+    again = "好的，以下是新任务：\n\n" + "".join("###\n" + numbered(i, *t)[:-4] for i, t in enumerate(NUMBERED_TASKS, 1))
+    assert parse_tasks(again, "stop") == (tasks, [])
+
+
+@pytest.mark.parametrize("marker", ["<无输入>", "＜无输入＞", "< 无输入 >", "<无输入。>", "无输入", "（无）", "<noinput>", "无"])
+def test_no_input_markers_in_the_numbered_layout(marker):
+    under = f"1. 指令：说出一种常见的宠物。\n1. 输入：\n{marker}\n1. 输出：\n猫\n###\n"
+    same_line = f"2. 指令：说出一种常见的水果。\n2. 输入：{marker}\n2. 输出：\n苹果\n###\n"
+    one_line = f"3. 指令：说出一种常见的花。 3. 输入：{marker} 3. 输出：月季\n###\n"  # the marker, then a label
+    tasks, dropped = parse_tasks(under + same_line + one_line, "stop")
+    assert [(t["number"], t["instruction"], t["input"], t["output"]) for t in tasks] == [
+        (1, "说出一种常见的宠物。", "", "猫"), (2, "说出一种常见的水果。", "", "苹果"), (3, "说出一种常见的花。", "", "月季")]
+    assert dropped == []
+
+
+def test_a_reply_in_the_numbered_layout_cut_at_max_tokens():
+    whole = "".join(numbered(i, *t) for i, t in enumerate(NUMBERED_TASKS[:3], start=1))
+    kept = [t[0] for t in NUMBERED_TASKS[:3]]
+    cut_output = whole[:whole.index("42")] + "4"  # "42" cut to "4": the last block goes
+    assert [t["instruction"] for t in parse_tasks(cut_output, "length")[0]] == kept[:2]
+    assert parse_tasks(cut_output, "length")[1][0]["reason"] == "truncated"
+    for tail in ("", "4", "4. 指令: 写一", "4. 指令: 写一首关于\n4. 输"):  # block 3 closed by "###" before the cut
+        tasks, dropped = parse_tasks(whole + tail, "length")
+        assert [t["instruction"] for t in tasks] == kept, tail
+        assert [(d["number"], d["reason"]) for d in dropped] == ([(4, "truncated")] if "指令" in tail else [])
+    cut_label = whole + "4. 指"  # not a label yet: block 3 is not known to be closed
+    assert [t["instruction"] for t in parse_tasks(cut_label, "length")[0]] == kept[:2]
+    cut_sep = whole[:-2]  # "#" of the closing "###": not closed
+    assert [(d["number"], d["reason"]) for d in parse_tasks(cut_sep, "length")[1]] == [(3, "truncated")]
+
+
+def test_the_numbered_layout_with_a_missing_instruction_and_labels_in_an_output():
+    text = (numbered(1, "说说怎么登录邮箱。", "", "1. 打开邮箱网站\n2. 输入：账号和密码\n3. 点击登录") +
+            "2. 输入:\n我今天很开心。\n2. 输出:\nI am very happy today.\n###\n" +  # its 指令 line is missing
+            numbered(3, "说出一种乐器。", "", "二胡"))
+    tasks, dropped = parse_tasks(text, "stop")
+    assert [(t["number"], t["output"]) for t in tasks] == [(1, "1. 打开邮箱网站\n2. 输入：账号和密码\n3. 点击登录"),
+                                                           (3, "二胡")]
+    assert [(d["number"], d["reason"], d["output"]) for d in dropped] == [
+        (2, "missing_instruction", "I am very happy today.")]
+
+
+def test_a_bare_number_under_an_empty_label_is_the_value():
+    tasks, _ = parse_tasks("1. 指令：计算 6 乘以 6。\n输入：<无输入>\n输出：\n36\n\n2. 指令：计算 7 加 8。\n输入：<无输入>\n输出：\n15")
+    assert [t["output"] for t in tasks] == ["36", "15"]
+
+
 # ------------------------------------------------------------------------------ seeds, prompt, labels
 
 def test_our_seed_file_is_valid_and_covers_every_use_case():
@@ -360,6 +431,40 @@ def test_failures_within_the_allowance_are_skipped_and_counted(tmp_path, server)
     ledger = read_jsonl(tmp_path / "selfinstruct" / "requests.jsonl")
     assert ledger[1] == {"request": 1, "failed": "HTTP 500 after 1 attempts"}
     assert stats["requests_failed"] == 1 and stats["kept"] == 100
+
+
+def test_a_run_that_drops_nothing_writes_an_empty_dropped_file(tmp_path, server):
+    """A teacher in the numbered-label layout whose every task is kept: generated_dropped.jsonl is there, empty
+    (the runner checks that every output of the stage exists)."""
+    server.responder = lambda prompt, seed: ("###\n" + "".join(numbered(i, *t) for i, t in
+                                                                 enumerate(NUMBERED_TASKS, start=1)), "stop")
+    cfg = cfg_for(server, target=len(NUMBERED_TASKS), tasks_per_request=len(NUMBERED_TASKS), concurrency=1)
+    stats = generate_pool(cfg, tmp_path, progress=False)
+    assert stats["kept"] == 4 and not any(stats["dropped"].values())
+    assert (tmp_path / "generated_dropped.jsonl").read_bytes() == b""
+    assert [(r["instruction"], r["input"], r["output"]) for r in read_jsonl(tmp_path / "generated.jsonl")] == \
+        NUMBERED_TASKS
+    again = generate_pool(cfg, tmp_path, progress=False)  # resumed: still there, still empty
+    assert again["kept"] == 4 and (tmp_path / "generated_dropped.jsonl").read_bytes() == b""
+
+
+def test_a_prompt_file_in_the_numbered_layout_gets_its_label_line_under_the_instruction(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "selfinstruct_prompt.yaml").read_text(encoding="utf-8"))
+    raw["example"] = "###\n{number}. 指令: {instruction}\n{number}. 输入:\n{input}\n{number}. 输出:\n{output}"
+    raw["example_label"] = "类别: {category}"
+    path = tmp_path / "prompt.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    parts = load_prompt(path)
+    cfg = cfg_for()
+    examples = sample_examples(load_seed_tasks(cfg), 3, 0, 5)
+    request = build_request(parts, examples, 10, True)
+    assert "###\n1. 指令: " in request and "###\n类别" not in request
+    shown, dropped = parse_tasks(request.split("请参考示例")[0], "stop")
+    names = parts.category_names
+    assert [(t["instruction"], t["input"], t["label"]) for t in shown] == [
+        (ex["instruction"], ex["input"], names[ex["category"]]) for ex in examples] and dropped == []
 
 
 def test_a_missing_key_or_a_refused_key_stops_before_or_at_the_first_request(tmp_path, server, monkeypatch):

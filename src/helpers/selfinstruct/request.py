@@ -63,13 +63,15 @@ def load_prompt(path: str | Path) -> PromptParts:
 def build_request(parts: PromptParts, examples: list[dict], num_tasks: int, label: bool) -> str:
     """The one user message of a request: the template with the numbered examples filled in."""
     blocks = []
+    example = parts.example.strip()
+    if label:  # the 类别 line right under the line of the instruction (not under a "###" line above it)
+        lines = example.split("\n")
+        at = next(i for i, line in enumerate(lines) if "{instruction}" in line) + 1
+        example = "\n".join(lines[:at] + ["{category_line}"] + lines[at:])
     for n, ex in enumerate(examples, start=1):
-        block = parts.example.strip().format(number=n, instruction=ex["instruction"].strip(),
-                                             input=ex["input"].strip() or parts.no_input, output=ex["output"].strip())
-        if label:
-            first, _, rest = block.partition("\n")
-            block = f"{first}\n{parts.example_label.format(category=parts.category_names[ex['category']])}\n{rest}"
-        blocks.append(block)
+        category = parts.example_label.format(category=parts.category_names[ex["category"]]) if label else ""
+        blocks.append(example.format(number=n, instruction=ex["instruction"].strip(), category_line=category,
+                                     input=ex["input"].strip() or parts.no_input, output=ex["output"].strip()))
     template = parts.template if label else parts.template.replace("{label_rule}\n", "")
     layout = (parts.layout_with_label if label else parts.layout).strip().format(no_input=parts.no_input)
     return template.format(num_examples=len(examples), num_tasks=num_tasks, examples="\n\n".join(blocks),

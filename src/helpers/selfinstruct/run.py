@@ -16,9 +16,11 @@ One request
 Parsing (``parse_tasks``, pure)
     Blocks start at a 指令 label; half- and full-width colons, markdown decoration, a number on its
     own line, fields run together on one line, a missing 指令 label after a number and numbering
-    that restarts are all read. A block without an instruction or an output is dropped with that
-    reason; the last block of a reply cut off by the token limit (``finish_reason: length``) is
-    dropped as ``truncated`` even when it looks complete (its output may end mid-sentence).
+    that restarts are all read, and so is the Alpaca / BELLE layout (``###`` between blocks, the task
+    number before every label, each field's text on the lines under its label). A block without an
+    instruction or an output is dropped with that reason; the last block of a reply cut off by the
+    token limit (``finish_reason: length``) is dropped as ``truncated`` even when it looks complete
+    (its output may end mid-sentence), unless a ``###`` line closed it before the cut.
 
 Filters (``filter_reason``, pure; the first that applies names the reason)
     The checks of the ``quality`` selection strategy (``helpers.study.cleaning.check_reason``) with this
@@ -29,7 +31,8 @@ Filters (``filter_reason``, pure; the first that applies names the reason)
     de-duplication of instruction + input against the seed tasks and every item kept so far
     (``helpers.study.dedup.Deduper``, incremental MinHash LSH; no all-pairs scoring): ``seed_duplicate``,
     ``exact_duplicate``, ``near_duplicate``. Tasks of the reply that reaches the target beyond it are
-    ``over_target``. Every dropped task is written to ``generated_dropped.jsonl`` with its reason.
+    ``over_target``. Every dropped task is written to ``generated_dropped.jsonl`` with its reason (the
+    file is written, empty, when no task was dropped).
 
 Labels
     Each kept item gets a use case: ``heuristic_category`` (keyword rules, pure), or with
@@ -300,6 +303,7 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
         for o in outs:
             o.close()
         cache.close()
+    paths.dropped.touch()  # no task dropped is an outcome too: the file is there, empty (its appender never opened it)
     summary = collector.summary()
     cost = s.cost(summary["tokens"]["prompt"], summary["tokens"]["completion"])
     api = run.api.stats if run.api is not None else None
