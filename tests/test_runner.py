@@ -78,7 +78,9 @@ def test_training_settings_do_not_touch_the_data_stage(tmp_path):
 
 def test_paper_dry_run_prints_the_plan_offline():
     """Anywhere, the plan and the estimate; then the preflight says what this machine lacks (exit 2)."""
-    env = {"HF_HUB_OFFLINE": "1", "PATH": ""}
+    import os
+
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "", **{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}}
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/paper.yaml", "--dry-run"],
                          cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
     for text in ("finetune-2000000", "generate-base", "judge-1000000", "analysis", "3,800,000 examples",
