@@ -317,3 +317,35 @@ def test_the_builtin_pool_with_your_eval_file_uses_it_and_removes_overlap(tmp_pa
     plain = prepare(make_config("m", data={"source": "builtin", "pool_size": 40, "eval_per_category": 1}),
                     tmp_path / "p")
     assert plain["filters"]["contamination"]["action"] == "report" and plain["eval"]["n"] == 12
+
+
+def test_each_check_runs_only_where_a_stage_to_run_needs_it(tmp_path):
+    """Training alone needs no eval set and no judge: a missing eval file does not block --only finetune."""
+    from helpers.study.config import StudyConfig
+
+    cfg = StudyConfig.model_validate({**MICRO, "data": {"source": "builtin", "pool_size": 60,
+                                                         "eval_file": str(tmp_path / "missing.jsonl")}})
+    sd = study_dir(cfg, tmp_path)
+    runs = plan(cfg, sd)
+    checks = check_study(cfg, sd, [r for r in runs if r.stage.name == "finetune"], out=lambda s: None)
+    assert [c.name for c in checks] == ["files"]
+    with pytest.raises(PreflightFailed, match=r"data\.eval_file: .*missing\.jsonl not found"):
+        check_study(cfg, sd, [r for r in runs if r.stage.name in ("data", "finetune")], out=lambda s: None)
+
+
+def test_a_finished_study_has_nothing_costly_left_to_check(tmp_path):
+    from helpers.study.config import StudyConfig
+    from helpers.study.files import write_json
+    from helpers.study.runner import fingerprint, hash_path, record_path, to_run
+
+    cfg = StudyConfig.model_validate(MICRO)
+    sd = study_dir(cfg, tmp_path)
+    runs = plan(cfg, sd)
+    assert to_run(cfg, sd, runs, None, False) == runs
+    for r in runs:
+        for p in r.outputs:
+            write_jsonl(p / "x.jsonl" if not p.suffix else p, [{"stage": r.label}])
+        write_json(record_path(sd, r), {"fingerprint": fingerprint(cfg, r),
+                                        "outputs": {str(p): hash_path(p) for p in r.outputs}})
+    assert to_run(cfg, sd, runs, None, False) == []
+    assert [r.label for r in to_run(cfg, sd, runs, "judge", True)] == ["judge-base", "judge-4", "judge-12"]

@@ -83,8 +83,10 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
     """
     stages = {r.stage.name for r in runs}
     checks = []
-    items, eval_check = _eval_items(cfg, sd, "data" in stages)
-    checks.append(eval_check)
+    items = None
+    if stages & {"data", "judge"}:  # the data stage writes the eval set, the judge scores against it
+        items, eval_check = _eval_items(cfg, sd, "data" in stages)
+        checks.append(eval_check)
     checks.append(_files(cfg, stages))
     if "data" in stages and cfg.data.source in ("file", "hf"):
         checks.append(_pool_size(cfg))
