@@ -110,7 +110,8 @@ def probe_endpoint(settings: EndpointConfig, section: str, key: str, timeout_s: 
     if listed and settings.model not in listed:
         shown = ", ".join(repr(m) for m in sorted(listed)[:8]) + (" ..." if len(listed) > 8 else "")
         return (f"{section}.model: {settings.model!r} is not among the {len(listed)} models {where} lists "
-                f"({shown})")
+                f"({shown}); use the name the server lists (a single-model server such as llama.cpp's answers "
+                f"to that name too)")
     return None
 
 
