@@ -20,6 +20,12 @@ Requests (``ChatEndpoint``)
     (``check_api_key``), checked before any request, never written or printed, and masked in
     the server's messages.
 
+Preflight (``probe_endpoint``)
+    Before a study spends anything, ``helpers.preflight`` sends each endpoint it will use one
+    ``GET /models`` (the SDK's ``models.list``; 10 s, no retries): unreachable, a refused key,
+    a base_url that is not the API root, or a model the server does not list is reported with
+    the setting to fix, in seconds instead of after hours of training.
+
 Cache (``RequestCache``, ``JsonlAppender``)
     Every reply received is appended to a JSONL file as one line, flushed at once and fsynced
     right behind, so a killed process loses only the requests in flight; a torn last line left
