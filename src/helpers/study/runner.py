@@ -7,6 +7,11 @@ config sections it reads (after ``extends:`` and ``--set`` overrides) and the ha
 of the files it reads (which are the recorded outputs of earlier stages). Each finished execution leaves a
 record in ``data/<study>/.stages/`` with its fingerprint, the hashes of its outputs,
 and its time; an output edited or deleted by hand makes the execution stale.
+
+Before the first execution of a run that includes a costly stage (``COSTLY``), the runner calls the
+preflight it was given (the command line passes ``helpers.preflight.check_study``): everything those
+stages will need that can be known now is checked in seconds, and a problem stops the run before
+anything is trained, generated or paid for.
 """
 from __future__ import annotations
 
