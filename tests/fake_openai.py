@@ -33,6 +33,10 @@ A fake teacher for the self-instruct stage: set ``responder`` to a callable
 numbered list of tasks in the layouts real teachers use, with their usual faults) and every
 200 carries its text and finish reason instead of a judge reply.
 
+``GET /v1/models`` (the SDK's ``models.list``, the runner's preflight) lists ``models`` (empty by
+default, as some servers do) with the same key check; it is counted in ``model_lists`` only, never
+in the request counts above.
+
 The server stops by itself after ``lifetime_s`` and idle keep-alive connections are
 closed after 10 s, so nothing outlives a test run. Use it as a context manager.
 """
@@ -78,6 +82,8 @@ class FakeOpenAI:
         self.lifetime_s = lifetime_s
         self.on_request = None
         self.responder = None                # f(prompt, seed) -> (text, finish_reason): a fake teacher
+        self.models: list[str] = []          # what GET /v1/models lists
+        self.model_lists = 0                 # GET /v1/models requests
         self.on_answered = None              # f(key, n) after the n-th 200 reached the socket
         self.lock = threading.Lock()
         self.requests: Counter = Counter()   # key -> every request that arrived
@@ -207,6 +213,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
         self._send(status, {"error": {"message": message, "type": "fake_error", "code": code}}, headers)
+
+    def do_GET(self):
+        state = self.server_state
+        with state.lock:
+            state.model_lists += 1
+        if not self.path.rstrip("/").endswith("/models"):
+            return self._error(404, f"no route {self.path}")
+        if self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            return self._error(401, "Incorrect API key provided.", "invalid_api_key")
+        self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                                                    for m in state.models]})
 
     def do_POST(self):
         state = self.server_state

@@ -54,7 +54,7 @@ def test_finished_stages_are_current_until_something_changes(tmp_path):
     assert all(is_current(tmp_path, r, fingerprint(cfg, r)) for r in runs)
 
     # a changed judge section touches the judge and analysis stages, nothing upstream
-    cfg2 = make_config("m", judge={"kind": "offline", "runs": 1})
+    cfg2 = make_config("m", judge={"kind": "openai"})
     stale = {r.label for r in plan(cfg2, tmp_path) if not is_current(tmp_path, r, fingerprint(cfg2, r))}
     assert stale == {"judge-base", "judge-4", "judge-8", "analysis"}
 
@@ -77,13 +77,17 @@ def test_training_settings_do_not_touch_the_data_stage(tmp_path):
 
 
 def test_paper_dry_run_prints_the_plan_offline():
-    env = {"HF_HUB_OFFLINE": "1", "PATH": ""}
+    """Anywhere, the plan and the estimate; then the preflight says what this machine lacks (exit 2)."""
+    import os
+
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "", **{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}}
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/paper.yaml", "--dry-run"],
                          cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
     for text in ("finetune-2000000", "generate-base", "judge-1000000", "analysis", "3,800,000 examples",
-                 "FLOPs", "GPU-hours", "gpt-3.5-turbo x 3 runs"):
+                 "FLOPs", "GPU-hours", "gpt-3.5-turbo x 3 runs", "hub dataset(s) BelleGroup/train_2M_CN"):
         assert text in out.stdout
+    assert out.returncode == 2, out.stderr  # the environment above has no OPENAI_API_KEY
+    assert "judge.api_key_env: the environment variable OPENAI_API_KEY is not set" in out.stderr
 
 
 def test_cli_reports_config_errors(tmp_path):

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--root", default=None, help="where data/ and reports/ go (default: the checkout)")
     run.add_argument("--force", action="store_true", help="rerun stages even when up to date")
     run.add_argument("--only", default=None, help="run only this stage (selfinstruct, data, finetune, generate, judge, analysis)")
-    run.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; run nothing")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, a compute estimate and the preflight checks; run nothing")
     run.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
                      help="override a config value, e.g. --set train.lr=1e-4 (repeatable; recorded in the manifest)")
     train = sub.add_parser("train", help="train one scale (what accelerate launch runs on many devices)")
@@ -34,12 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             from helpers.analysis.report import build_index
+            from helpers.preflight import check_study
             from helpers.study.lock import StudyBusy
             from helpers.study.runner import StageFailed, run_study
 
             try:
                 run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
-                          overrides=args.overrides, report=build_index)
+                          overrides=args.overrides, report=build_index, preflight=check_study)
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1

@@ -20,6 +20,12 @@ Requests (``ChatEndpoint``)
     (``check_api_key``), checked before any request, never written or printed, and masked in
     the server's messages.
 
+Preflight (``probe_endpoint``)
+    Before a study spends anything, ``helpers.preflight`` sends each endpoint it will use one
+    ``GET /models`` (the SDK's ``models.list``; 10 s, no retries): unreachable, a refused key,
+    a base_url that is not the API root, or a model the server does not list is reported with
+    the setting to fix, in seconds instead of after hours of training.
+
 Cache (``RequestCache``, ``JsonlAppender``)
     Every reply received is appended to a JSONL file as one line, flushed at once and fsynced
     right behind, so a killed process loses only the requests in flight; a torn last line left
@@ -72,6 +78,47 @@ def check_api_key(settings: EndpointConfig, section: str, who: str, error: type[
             f"API key from there only (export {name}=... before running the {section} stage; for a local server "
             f"without keys any placeholder value works)")
     return key
+
+
+PROBE_TIMEOUT_S = 10.0
+"""The preflight's one request to an endpoint (``probe_endpoint``) waits at most this long."""
+
+
+def probe_endpoint(settings: EndpointConfig, section: str, key: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+    """One cheap request (``GET /models``, the openai SDK's ``models.list``), before a stage spends anything.
+
+    Returns None when the endpoint answers, accepts the key and lists ``<section>.model`` (or lists
+    nothing, as some servers do), else the problem, starting with the setting to fix. No retries: a
+    preflight must come back in seconds, and a server that is down now is worth knowing about now.
+    The key is never part of the message (a 401's body may echo it, so only the status is kept).
+    """
+    where = settings.base_url or "the OpenAI API"
+    client = openai.OpenAI(api_key=key, base_url=settings.base_url, max_retries=0, timeout=timeout_s)
+    try:
+        listed = [m.id for m in client.models.list()]
+    except openai.APIStatusError as e:
+        status = e.status_code
+        if status in (401, 403):
+            return (f"{section}.api_key_env: {where} refused the key in ${settings.api_key_env} (HTTP {status} to "
+                    f"GET /models); check the key and its permissions")
+        if status == 404:
+            return (f"{section}.base_url: {where} answered 404 to GET /models; base_url must be the API root "
+                    f"(such as http://host:8000/v1)")
+        return f"{section}.base_url: {where} answered HTTP {status} to GET /models"
+    except openai.APITimeoutError:
+        return f"{section}.base_url: {where} did not answer GET /models within {timeout_s:g} s"
+    except openai.APIConnectionError as e:
+        cause = e.__cause__
+        why = f"{type(cause).__name__}: {cause}" if cause else "no response"
+        return f"{section}.base_url: {where} is not reachable ({why[:160]})"
+    finally:
+        client.close()
+    if listed and settings.model not in listed:
+        shown = ", ".join(repr(m) for m in sorted(listed)[:8]) + (" ..." if len(listed) > 8 else "")
+        return (f"{section}.model: {settings.model!r} is not among the {len(listed)} models {where} lists "
+                f"({shown}); use the name the server lists (a single-model server such as llama.cpp's answers "
+                f"to that name too)")
+    return None
 
 
 class JsonlAppender:

@@ -19,7 +19,9 @@ removed and why; every removed pool item is listed in ``removed.jsonl`` with its
 
 Steps 3 and 4 have ``action: auto``: they remove for file/hf sources and only report for the
 built-in suite, whose pool and eval split are disjoint by construction (and whose templated
-items resemble each other by design); the default study's files are therefore unchanged.
+items resemble each other by design); the default study's files are therefore unchanged. With
+``data.eval_file`` on the built-in pool (your eval set, our pool) nothing guarantees that split,
+so step 4 removes there too; the verbatim check of step 2 runs for every source.
 """
 from __future__ import annotations
 
@@ -59,9 +61,15 @@ def load_sources(cfg: StudyConfig, study_dir: Path | None = None) -> tuple[list[
     if cfg.data.source == "builtin":
         from helpers.data.suite import build_suite
 
+        pool_summary = {"file": "builtin suite", "kind": "train", "records": cfg.data.pool_size}
+        if cfg.data.eval_file:  # the built-in pool, the user's eval set (the pool does not depend on the eval split)
+            from helpers.data.loaders import load_eval
+
+            pool, _ = build_suite(cfg.seed, cfg.data.pool_size, 0)
+            items, eval_summary = load_eval(resolve(cfg.data.eval_file), category_map=cfg.data.category_map)
+            return pool, items, [pool_summary, eval_summary]
         pool, items = build_suite(cfg.seed, cfg.data.pool_size, cfg.data.eval_per_category)
-        return pool, items, [{"file": "builtin suite", "kind": "train", "records": len(pool)},
-                             {"file": "builtin suite", "kind": "eval", "records": len(items)}]
+        return pool, items, [pool_summary, {"file": "builtin suite", "kind": "eval", "records": len(items)}]
     from helpers.data.loaders import load_eval, load_train
 
     if not cfg.data.eval_file:
@@ -107,8 +115,9 @@ def check_contamination(pool: list[dict], items: list[dict]) -> None:
                          f"data.contamination.verbatim: remove to drop those pool items")
 
 
-def _action(action: str, source: str) -> str:
-    return ("report" if source == "builtin" else "remove") if action == "auto" else action
+def _action(action: str, source: str, own_split: bool = True) -> str:
+    """``auto``: report for the built-in suite with its own eval split (disjoint by construction), else remove."""
+    return ("report" if source == "builtin" and own_split else "remove") if action == "auto" else action
 
 
 def _say(msg: str) -> None:
@@ -152,8 +161,8 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
          f"(character {dc.ngram}-grams, Jaccard >= {dc.threshold}); "
          f"{filters['dedup']['removed']} pool items removed")
 
-    # 4. contamination by n-gram overlap
-    action = _action(cc.action, cfg.data.source)
+    # 4. contamination by n-gram overlap (the built-in pool against a user's eval file: removed, as for files)
+    action = _action(cc.action, cfg.data.source, own_split=not cfg.data.eval_file)
     texts = [f"{_pool_question(r)}\n{r['output']}" for r in pool]
     found, info = find_contamination(texts, [it["question"] for it in items], cc.n, cc.threshold, cc.max_df)
     filters["contamination"] = {

@@ -357,3 +357,44 @@ SCORERS = {
     "constraints": score_constraints,
     "facts": score_facts,
 }
+
+
+_NEEDS = {
+    "number": lambda item, c: None if c.get("answer") is not None else "number check without 'answer'",
+    "python_tests": lambda item, c: None if c.get("tests") else "python_tests check without tests",
+    "label": lambda item, c: None if c.get("labels") and c.get("label") is not None
+    else "label check without 'labels' and 'label'",
+    "spans": lambda item, c: None if c.get("spans") else "spans check without spans",
+    "answer_in_passage": lambda item, c: None if c.get("answer") or _has_reference(item)
+    else "answer_in_passage check without 'answer' or a reference",
+    "text": lambda item, c: None if _has_reference(item) else "text check without a reference",
+    "translation": lambda item, c: None if _has_reference(item) else "translation check without a reference",
+    "constraints": lambda item, c: None,
+    "facts": lambda item, c: None if c.get("facts") or _has_reference(item) else "facts check without facts or a reference",
+}
+
+
+def _has_reference(item: dict) -> bool:
+    return item.get("reference") is not None and bool(str(item["reference"]).strip())
+
+
+def unscorable(item: dict) -> str | None:
+    """Why ``score_answer`` cannot score ``item`` whatever the answer, or None when it can.
+
+    Read from the item alone (no answer is scored, no code is run), so the preflight
+    (``helpers.preflight``) can refuse an eval set before any model is trained. BELLE's released
+    eval set leaves the reference empty for brainstorming, generation and much of rewrite: those
+    items have neither a check nor a reference, and only an LLM judge with a rubric can score them.
+
+    >>> unscorable({"id": "b1", "category": "brainstorming", "question": "给出三个周末活动的建议", "reference": ""})
+    'no check and no reference'
+    >>> unscorable({"id": "m1", "reference": "", "check": {"type": "number", "answer": 7}}) is None
+    True
+    """
+    check = item.get("check")
+    if not check:
+        return None if _has_reference(item) else "no check and no reference"
+    kind = check.get("type")
+    if kind not in _NEEDS:
+        return f"unknown check type {kind!r}"
+    return _NEEDS[kind](item, check)

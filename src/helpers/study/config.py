@@ -77,12 +77,14 @@ class DataConfig(_Strict):
     pool_size: int = Field(4000, gt=0)
     """builtin only: how many pool items to generate."""
     eval_per_category: int = Field(10, gt=0)
-    """builtin, and generate without an eval_file: eval items per use case (the built-in suite's held-out split)."""
+    """builtin or generate without an eval_file: eval items per use case (the built-in suite's held-out split)."""
     train_files: list[str] = []
     """file/hf source: local JSON/JSONL/parquet files, data folders or Hugging Face dataset names,
     concatenated into the pool (formats: helpers.data.loaders)."""
     eval_file: str | None = None
-    """file/hf source (optional for generate): an eval file in BELLE's ``{question, class, std_answer}`` format."""
+    """An eval file in BELLE's ``{question, class, std_answer}`` format (or ours): required for file/hf sources,
+    optional for builtin and generate, where it replaces the built-in suite's held-out split (your eval set on
+    the built-in pool is a real use; the contamination check then removes pool items that overlap it)."""
     category_map: dict[str, str] = {}
     """Extra category labels -> canonical use case (or "unlabelled"), for labels the built-in synonym
     table (helpers.study.categories.SYNONYMS) does not know."""
@@ -102,6 +104,9 @@ class DataConfig(_Strict):
     def _needs_files(self):
         if self.source in ("file", "hf") and not self.train_files:
             raise ValueError(f"data.train_files: required when data.source is {self.source!r}")
+        if self.source in ("file", "hf") and not self.eval_file:
+            raise ValueError(f"data.eval_file: required when data.source is {self.source!r} (the eval set; "
+                             "BELLE's {question, class, std_answer} lines or ours)")
         return self
 
 
@@ -297,6 +302,13 @@ class StudyConfig(_Strict):
     selfinstruct: SelfInstructConfig = SelfInstructConfig()
     """Read only with ``data.source: generate``."""
 
+    @model_validator(mode="after")
+    def _every_setting_applies(self):
+        problems = ignored_settings(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
+
     @field_validator("strategy")
     @classmethod
     def _strategies(cls, v):
@@ -357,6 +369,70 @@ class StudyConfig(_Strict):
         """Every model the study evaluates: the untuned base (zero examples), then every
         trained model, strategy by strategy, each from the smallest scale to the largest."""
         return ["base"] + [m for st in self.strategies for m in self.strategy_models(st)]
+
+
+def changed_fields(section: BaseModel, skip: tuple[str, ...] = ()) -> list[str]:
+    """The fields of ``section`` the config sets (pydantic's ``model_fields_set``) to a value other than
+    the default: a setting written out at its default changes nothing, so it is never an error to keep it."""
+    fields = type(section).model_fields
+    return [name for name in fields if name in section.model_fields_set and name not in skip
+            and getattr(section, name) != fields[name].get_default(call_default_factory=True)]
+
+
+def _keys(section: str, names: list[str]) -> str:
+    return ", ".join(f"{section}.{n}" for n in names)
+
+
+def ignored_settings(cfg: "StudyConfig") -> list[str]:
+    """Settings the config sets that no stage would read, each with what makes it so and how to fix it.
+
+    A setting with no effect is an error, not silence: a study that trains on the built-in suite while
+    the user believes it read their ``data.train_files``, or an offline judge that ignores the
+    ``judge.model`` written for it, produces numbers that answer another question than the one asked.
+    Only settings given a value other than the default count (``changed_fields``), so a config may
+    spell out defaults. Each problem starts with the key, as every config error does.
+    """
+    d, out = cfg.data, []
+    builtin_eval = d.source in ("builtin", "generate") and not d.eval_file
+    if d.source == "builtin" and d.train_files:
+        out.append("data.train_files: has no effect with data.source: builtin (the pool is the built-in suite); "
+                   "set data.source: file (local files) or hf (hub datasets) to train on them, or remove it")
+    if d.source == "generate" and d.train_files:
+        out.append("data.train_files: has no effect with data.source: generate (the pool is generated.jsonl of the "
+                   "self-instruct stage); set data.source: file to train on these files, or remove it")
+    if d.source != "builtin" and "pool_size" in changed_fields(d):
+        out.append(f"data.pool_size: has no effect with data.source: {d.source} (it sizes the built-in suite's pool "
+                   f"only); remove it")
+    if not builtin_eval and "eval_per_category" in changed_fields(d):
+        why = "the eval set is data.eval_file" if d.eval_file else f"data.source: {d.source} reads data.eval_file"
+        out.append(f"data.eval_per_category: has no effect here ({why}; it sizes the built-in suite's eval split "
+                   f"only); remove it")
+    if d.source == "builtin" and not d.eval_file and d.category_map:
+        out.append("data.category_map: has no effect with data.source: builtin and no data.eval_file (the built-in "
+                   "suite uses the canonical use-case names; the map is for labels in files); remove it")
+    if "quality" not in cfg.strategies and "quality" in changed_fields(d):
+        out.append(f"data.quality: has no effect without the quality strategy (strategy: {cfg.strategy}); "
+                   "add quality to strategy, or remove it")
+    if cfg.train.method == "full" and "lora" in changed_fields(cfg.train):
+        out.append("train.lora: has no effect with train.method: full; set method: lora, or remove it")
+    sampling = [n for n in changed_fields(cfg.generate) if n in ("temperature", "top_p")]
+    if not cfg.generate.do_sample and sampling:
+        out.append(f"{_keys('generate', sampling)}: {'has' if len(sampling) == 1 else 'have'} no effect with "
+                   "generate.do_sample: false (greedy decoding); set do_sample: true, or remove "
+                   f"{'it' if len(sampling) == 1 else 'them'}")
+    if cfg.judge.kind == "offline":
+        judge = changed_fields(cfg.judge, skip=("kind",))
+        if judge:
+            out.append(f"{_keys('judge', judge)}: {'has' if len(judge) == 1 else 'have'} no effect with judge.kind: "
+                       "offline (the offline judge calls no model, uses no prompts and runs once); set judge.kind: "
+                       f"openai to judge with an LLM, or remove {'it' if len(judge) == 1 else 'them'}")
+    if d.source != "generate":
+        si = changed_fields(cfg.selfinstruct)
+        if si:
+            out.append(f"{_keys('selfinstruct', si)}: {'has' if len(si) == 1 else 'have'} no effect without "
+                       "data.source: generate (the self-instruct stage runs only then); set data.source: generate, "
+                       f"or remove {'it' if len(si) == 1 else 'them'}")
+    return out
 
 
 def split_model(name: str) -> tuple[str | None, int]:
@@ -461,7 +537,7 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             # our cross-field checks already start their message with the full key
-            problems.append(msg if re.match(r"^[a-z_.]+: ", msg) else f"{key}: {msg}")
+            problems.append(msg if re.match(r"^[a-z_.]+(, [a-z_.]+)*: ", msg) else f"{key}: {msg}")
         given = f" with --set {' '.join(overrides)}" if overrides else ""
         raise ConfigError(f"{path}{given}: invalid config\n  " + "\n  ".join(problems)) from None
 

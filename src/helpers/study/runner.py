@@ -7,6 +7,11 @@ config sections it reads (after ``extends:`` and ``--set`` overrides) and the ha
 of the files it reads (which are the recorded outputs of earlier stages). Each finished execution leaves a
 record in ``data/<study>/.stages/`` with its fingerprint, the hashes of its outputs,
 and its time; an output edited or deleted by hand makes the execution stale.
+
+Before the first execution of a run that includes a costly stage (``COSTLY``), the runner calls the
+preflight it was given (the command line passes ``helpers.preflight.check_study``): everything those
+stages will need that can be known now is checked in seconds, and a problem stops the run before
+anything is trained, generated or paid for.
 """
 from __future__ import annotations
 
@@ -46,6 +51,10 @@ STAGES = (
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)
+
+COSTLY = ("selfinstruct", "finetune", "generate", "judge")
+"""Stages that spend time or money (a teacher's or a judge's requests, training, generation): a run that
+includes one calls the preflight before its first stage execution."""
 
 
 @dataclass
@@ -177,16 +186,41 @@ def render_html(notebook: Path, target: Path) -> Path:
     return target
 
 
+def to_run(cfg: StudyConfig, sd: Path, runs: list[Execution], only: str | None, force: bool) -> list[Execution]:
+    """The executions a run may start: from the first one not up to date to the end of the plan (those of
+    ``--only`` alone). Later ones count even when current now, since an earlier stage that reruns can make
+    them stale."""
+    chosen = [r for r in runs if not only or r.stage.name == only]
+    for i, run in enumerate(chosen):
+        if force or not is_current(sd, run, fingerprint(cfg, run)):
+            return chosen[i:]
+    return []
+
+
+def run_preflight(cfg: StudyConfig, sd: Path, todo: list[Execution], preflight, out=print) -> None:
+    """Call ``preflight(cfg, sd, todo, out)`` when ``todo`` includes a costly stage (``COSTLY``)."""
+    if preflight is None:
+        return
+    if not any(r.stage.name in COSTLY for r in todo):
+        out("preflight: nothing costly to run (every costly stage is up to date or not chosen)")
+        return
+    out(f"preflight: checking what {', '.join(dict.fromkeys(r.stage.name for r in todo))} will need")
+    preflight(cfg, sd, todo, out)
+
+
 def run_study(config: str | Path, root: str | Path | None = None, force: bool = False,
               only: str | None = None, dry_run: bool = False, out=print, overrides: tuple[str, ...] = (),
-              report=None) -> Path | None:
+              report=None, preflight=None) -> Path | None:
     """Run (or plan) every stage; returns what ``report`` returns, else the study folder (None for a dry run).
 
     ``overrides`` are ``--set section.key=value`` strings applied to the config file; they reach
     every notebook as a parameter and the manifest records them. ``report(cfg, config_path, sd,
     rd, runs, overrides)`` builds the report index under the study lock once the stages are done;
     the command line passes ``helpers.analysis.report.build_index`` (the runner is shared by every
-    stage, so it imports none of them).
+    stage, so it imports none of them). ``preflight(cfg, sd, runs, out)`` checks, before the first
+    stage execution of a run that includes a costly stage (``COSTLY``), everything those executions
+    will need, and raises when something is missing; the command line passes
+    ``helpers.preflight.check_study``. A dry run calls it too, after the plan.
     """
     config_path = resolve(config)
     overrides = tuple(overrides)
@@ -198,12 +232,14 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
         raise ValueError(f"--only: unknown stage {only!r}; stages are {', '.join(STAGE_NAMES)}")
     if dry_run:
         print_plan(cfg, sd, runs, out)
+        run_preflight(cfg, sd, to_run(cfg, sd, runs, only, force), preflight, out)
         return None
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("papermill").setLevel(logging.INFO)  # stream each notebook's output live
     with study_lock(sd, config_path, clean_dirs=(rd,)):
+        run_preflight(cfg, sd, to_run(cfg, sd, runs, only, force), preflight, out)
         return _run_stages(cfg, config_path, root, sd, rd, runs, force, only, out, overrides, report)
 
 

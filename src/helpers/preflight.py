@@ -1,0 +1,345 @@
+"""Preflight: everything a study needs that can be known before its first costly stage, checked in seconds.
+
+Why: a study whose judge prompts file lacked a prompt for one use case used to train every model,
+generate every answer and only then fail in the judge stage; on GPUs that is hours. The runner
+(``helpers.study.runner.run_study``) therefore calls ``check_study`` before the first stage
+execution of a run that includes a costly stage (self-instruct, training, generation, judging),
+and ``--dry-run`` calls it too and prints what it found. Nothing is trained, generated or paid for
+when a check fails: every problem is collected, and all of them stop the run together, each
+starting with the setting to fix (``judge.prompts_file: no prompt for use case(s) code, math ...``).
+
+It sits above the stages, next to ``helpers.validate``, because its checks belong to several of
+them (the eval set to the data stage, rubric prompts and the offline judge's checks to the judge,
+seed tasks to self-instruct), while the runner is shared by every stage and imports none of them:
+the command line passes ``check_study`` to ``run_study`` as it passes the report builder.
+
+The checks (each only where a stage that needs it will run):
+
+=================  =================================================================================
+files              train files (local, or a plausible hub name), the eval file, seed tasks and the
+                   self-instruct prompt, the accelerate config, local base models and checkpoints:
+                   present and readable
+eval set           ``data.eval_file`` loads (bad records name the file and the line), or the built-in
+                   suite's split; the same items the data stage will write
+judge prompts      the LLM judge: ``judge.prompts_file`` loads and has a rubric for every use case of
+                   the eval set
+offline judge      ``judge.kind: offline``: every eval item has a check or a reference to score against
+                   (BELLE's released eval set has no reference for brainstorming, generation and much
+                   of rewrite: those need the LLM judge)
+endpoints          the LLM judge and the self-instruct teacher: the key is set, and one ``GET /models``
+                   (openai's ``models.list``, 10 s timeout, no retries) answers, accepts the key and
+                   lists the model
+scales             the largest scale fits the records of local train files (counted cheaply: JSON
+                   lines, parquet metadata); the built-in and generated pools are checked by the
+                   config itself, hub datasets only by the data stage
+=================  =================================================================================
+
+Settings that have no effect (``data.train_files`` with the built-in suite, judge settings with the
+offline judge, ...) need no files or network to know, so they are config errors
+(``helpers.study.config.ignored_settings``) and stop the study even earlier.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from helpers.study.config import StudyConfig, resolve
+
+
+@dataclass
+class Check:
+    """One check's outcome: what it looked at, what it found, and its problems (none: passed)."""
+    name: str
+    found: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        head = f"  [{'ok' if self.ok else 'FAIL':<4}] {self.name}"
+        return head + (f": {self.found}" if self.found else "") + "".join(f"\n         {p}" for p in self.problems)
+
+
+class PreflightFailed(ValueError):
+    """Problems found before the first costly stage; the message lists every one, each naming its setting."""
+
+    def __init__(self, checks: list[Check]):
+        self.checks = checks
+        problems = [p for c in checks for p in c.problems]
+        super().__init__(f"preflight: {len(problems)} problem{'s' if len(problems) != 1 else ''}, nothing was "
+                         f"run\n  " + "\n  ".join(problems))
+
+
+def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check]:
+    """Check what ``runs`` (the runner's executions still to do) will need; print one line per check.
+
+    Raises ``PreflightFailed`` listing every problem; returns the checks when all passed.
+    """
+    stages = {r.stage.name for r in runs}
+    checks = []
+    items = None
+    if stages & {"data", "judge"}:  # the data stage writes the eval set, the judge scores against it
+        items, eval_check = _eval_items(cfg, sd, "data" in stages)
+        checks.append(eval_check)
+    checks.append(_files(cfg, stages))
+    if "data" in stages and cfg.data.source in ("file", "hf"):
+        checks.append(_pool_size(cfg))
+    if "judge" in stages and cfg.judge.kind == "openai":
+        checks.append(_judge_prompts(cfg, items))  # without items (a bad eval file): the file alone
+    elif "judge" in stages and items is not None:
+        checks.append(_offline_judge(items))
+    if "judge" in stages and cfg.judge.kind == "openai":
+        checks.append(_endpoint(cfg.judge, "judge", "the LLM judge"))
+    if "selfinstruct" in stages:
+        checks.append(_endpoint(cfg.selfinstruct, "selfinstruct", "the self-instruct teacher"))
+    for c in checks:
+        out(c.line())
+    if any(not c.ok for c in checks):
+        raise PreflightFailed(checks)
+    return checks
+
+
+# ------------------------------------------------------------------------------------------ the eval set
+
+def _eval_items(cfg: StudyConfig, sd: Path, data_will_run: bool) -> tuple[list[dict] | None, Check]:
+    """The eval items the judge will see: from the source when the data stage will (re)write them,
+    else the study's ``eval.jsonl``."""
+    from helpers.data.loaders import load_eval
+    from helpers.study.records import DataError
+
+    written = Path(sd) / "eval.jsonl"
+    if not data_will_run and written.is_file():
+        from helpers.study.files import read_jsonl
+
+        items = read_jsonl(written)
+        return items, Check("eval set", f"{len(items)} items in {written}")
+    if cfg.data.eval_file:
+        path = resolve(cfg.data.eval_file)
+        check = Check("eval set")
+        if not path.is_file():
+            check.problems.append(f"data.eval_file: {path} not found")
+            return None, check
+        try:
+            items, _ = load_eval(path, category_map=cfg.data.category_map)
+        except (DataError, OSError) as e:
+            check.problems.append(f"data.eval_file: {e}")
+            return None, check
+        check.found = f"{len(items)} items in {path} ({_per_category(items)})"
+        return items, check
+    from helpers.data.suite import build_suite
+
+    _, items = build_suite(cfg.seed, 0, cfg.data.eval_per_category)
+    return items, Check("eval set", f"the built-in suite's split, {len(items)} items "
+                                    f"({cfg.data.eval_per_category} per use case)")
+
+
+def _per_category(items: list[dict]) -> str:
+    counts = Counter(it["category"] for it in items)
+    return ", ".join(f"{c} {n}" for c, n in sorted(counts.items()))
+
+
+def _ids(items: list[dict], k: int = 3) -> str:
+    ids = [str(it.get("id")) for it in items[:k]]
+    return ", ".join(ids) + (", ..." if len(items) > k else "")
+
+
+# ------------------------------------------------------------------------------------------ the judge
+
+def _judge_prompts(cfg: StudyConfig, items: list[dict] | None) -> Check:
+    """The LLM judge needs a rubric for every use case of the eval set (``helpers.judge.llm.load_prompts``)."""
+    from helpers.judge.llm import JudgeError, load_prompts
+
+    path = resolve(cfg.judge.prompts_file)
+    check = Check("judge prompts")
+    try:
+        prompts = load_prompts(path)
+    except JudgeError as e:
+        msg = str(e)
+        check.problems.append(msg if msg.startswith("judge.prompts_file") else f"judge.prompts_file: {msg}")
+        return check
+    if items is None:
+        check.found = f"{path} loads ({len(prompts)} use cases); the eval set could not be read to compare"
+        return check
+    by_cat: dict[str, list[dict]] = {}
+    for it in items:
+        by_cat.setdefault(it["category"], []).append(it)
+    missing = sorted(set(by_cat) - set(prompts))
+    if missing:
+        detail = "; ".join(f"{c} {len(by_cat[c])} ({_ids(by_cat[c])})" for c in missing)
+        check.problems.append(f"judge.prompts_file: no prompt for use case(s) {', '.join(missing)} in {path} "
+                              f"(eval items: {detail}); add a {{class, prompt}} line for each")
+    else:
+        check.found = f"{path} has a rubric for each of the {len(by_cat)} use cases of the eval set"
+    return check
+
+
+def _offline_judge(items: list[dict]) -> Check:
+    """The offline judge scores against each item's check or reference (``helpers.judge.offline.unscorable``)."""
+    from helpers.judge.offline import unscorable
+
+    bad: dict[tuple[str, str], list[dict]] = {}
+    for it in items:
+        why = unscorable(it)
+        if why:
+            bad.setdefault((it["category"], why), []).append(it)
+    check = Check("offline judge")
+    if not bad:
+        check.found = f"every one of the {len(items)} eval items has a check or a reference to score against"
+        return check
+    n = sum(len(v) for v in bad.values())
+    detail = "; ".join(f"{cat} {len(v)} ({why}: {_ids(v)})" for (cat, why), v in sorted(bad.items()))
+    cats = sorted({cat for cat, _ in bad})
+    check.problems.append(
+        f"judge.kind: offline cannot score {n} of {len(items)} eval items: {detail}. Judge "
+        f"{', '.join(cats)} with an LLM (judge.kind: openai, a rubric per use case in judge.prompts_file), "
+        f"or give each such item a reference or a check")
+    return check
+
+
+# ------------------------------------------------------------------------------------------ endpoints
+
+def _endpoint(settings, section: str, who: str) -> Check:
+    """Key set (``check_api_key``) and one ``GET /models`` (``probe_endpoint``)."""
+    from helpers.openai_client import check_api_key, probe_endpoint
+
+    where = settings.base_url or "the OpenAI API"
+    check = Check(f"{section} endpoint")
+    try:
+        key = check_api_key(settings, section, who, ValueError)
+    except ValueError as e:
+        check.problems.append(str(e))
+        return check
+    problem = probe_endpoint(settings, section, key)
+    if problem:
+        check.problems.append(problem)
+    else:
+        check.found = f"{where} answers, accepts the key in ${settings.api_key_env} and serves {settings.model!r}"
+    return check
+
+
+# ------------------------------------------------------------------------------------------ files
+
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+_DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".txt", ".arrow")
+
+
+def _readable(path: Path) -> str | None:
+    """None when ``path`` is a readable file or folder, else what is wrong."""
+    if not path.exists():
+        return f"{path} not found"
+    if path.is_dir():
+        return None if os.access(path, os.R_OK | os.X_OK) else f"{path}: folder not readable"
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as e:
+        return f"{path}: not readable ({e.strerror or e})"
+    return None
+
+
+def _looks_local(spec: str) -> bool:
+    """A spec that can only be meant as a local path (a hub name is ``owner/name`` without a file suffix)."""
+    return spec.startswith(("/", ".", "~")) or spec.lower().endswith(_DATA_SUFFIXES) or not _HUB_NAME.match(spec)
+
+
+def _files(cfg: StudyConfig, stages: set[str]) -> Check:
+    """Every file the stages to run will open, present and readable."""
+    wanted: list[tuple[str, str]] = []  # (setting, path)
+    problems: list[str] = []
+    hub = []
+    if "data" in stages:
+        for spec in cfg.data.train_files:
+            if resolve(spec).exists() or _looks_local(spec):
+                wanted.append(("data.train_files", spec))
+            else:
+                hub.append(spec)
+    if "selfinstruct" in stages:
+        wanted += [("selfinstruct.seeds_file", cfg.selfinstruct.seeds_file),
+                   ("selfinstruct.prompt_file", cfg.selfinstruct.prompt_file)]
+    if "finetune" in stages and cfg.train.accelerate_config:
+        wanted.append(("train.accelerate_config", cfg.train.accelerate_config))
+    if stages & {"finetune", "generate"} and cfg.model.base != "embedded" and _looks_local(cfg.model.base):
+        wanted.append(("model.base", cfg.model.base))
+    if "generate" in stages:
+        wanted += [(f"model.checkpoints.{k}", v) for k, v in cfg.model.checkpoints.items() if _looks_local(v)]
+    for setting, spec in wanted:
+        why = _readable(resolve(spec))
+        if why:
+            problems.append(f"{setting}: {why}")
+    if "selfinstruct" in stages and not problems:
+        problems += _selfinstruct_files(cfg)
+    found = ", ".join(dict.fromkeys(s for s, _ in wanted)) + " readable" if wanted else "none to read here"
+    if hub:
+        found += f"; hub dataset(s) {', '.join(hub)}: fetched by the data stage"
+    return Check("files", "" if problems else found, problems)
+
+
+def _selfinstruct_files(cfg: StudyConfig) -> list[str]:
+    """The seed tasks and the request template load (the self-instruct stage's own loaders)."""
+    from helpers.selfinstruct.request import SelfInstructError, load_prompt
+    from helpers.selfinstruct.seeds import load_seed_tasks
+    from helpers.study.records import DataError
+
+    problems = []
+    for load in (lambda: load_seed_tasks(cfg), lambda: load_prompt(cfg.selfinstruct.prompt_file)):
+        try:
+            load()
+        except (SelfInstructError, DataError) as e:
+            msg = str(e)
+            problems.append(msg if msg.startswith("selfinstruct.") else f"selfinstruct: {msg}")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------ scales
+
+def count_records(path: Path) -> int | None:
+    """Records in a local train file without parsing them all: JSON lines (non-empty lines), parquet
+    (its metadata), a JSON array under 64 MB; None where that is not cheap (folders, large JSON)."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        return None
+    if suffix == ".jsonl":
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if suffix == ".json" and path.stat().st_size < 64 << 20:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (ValueError, UnicodeDecodeError):
+            return None  # the data stage names the line
+        return len(data) if isinstance(data, list) else None
+    return None
+
+
+def _pool_size(cfg: StudyConfig) -> Check:
+    """The largest scale against the records of the train files, where they can be counted now."""
+    total, unknown = 0, []
+    for spec in cfg.data.train_files:
+        n = count_records(resolve(spec))
+        if n is None:
+            unknown.append(spec)
+        else:
+            total += n
+    check = Check("scales")
+    largest = cfg.scales[-1]
+    if not unknown and largest > total:
+        check.problems.append(
+            f"scales: the largest scale {largest} exceeds the {total} records of data.train_files "
+            f"(before de-duplication and filters, which only remove more)")
+    elif unknown:
+        counted = f"{total} records counted in the other files; " if len(unknown) < len(cfg.data.train_files) else ""
+        check.found = (f"{counted}{', '.join(unknown)}: not known before the data stage, which stops if the "
+                       "largest scale exceeds the pool")
+    else:
+        check.found = f"the largest scale {largest} fits the {total} records of data.train_files (before filters)"
+    return check
