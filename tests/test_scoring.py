@@ -199,11 +199,10 @@ def test_no_subprocesses():
 
 
 def test_huge_allocation_fails_cleanly():
-    start = time.monotonic()
+    """The memory limit turns a 10 GiB allocation into a MemoryError at once (a hang would end as "timeout")."""
     code = "def add_5(x):\n    b = bytearray(10 * 1024 ** 3)\n    return x + 5 + len(b) * 0"
     score, why = score_answer(item(ADD5), code)
     assert score == 0.0 and "MemoryError" in why
-    assert time.monotonic() - start < 4
 
 
 def test_sandbox_directories_are_removed():
