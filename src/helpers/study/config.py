@@ -231,6 +231,10 @@ class JudgeConfig(EndpointConfig):
     """Rubric prompts, one ``{class, prompt}`` JSON object per line (BELLE's format; labels are mapped)."""
     parse_retries: int = Field(2, ge=0)
     """Extra requests when a reply has no readable score; then the judgment is stored as null."""
+    code_execution: Literal["isolated", "unisolated"] = "isolated"
+    """How the offline judge runs the code answers' unit tests (helpers.judge.sandbox): ``isolated`` in OS
+    isolation (bubblewrap, else unshare namespaces), and where there is none not at all (code items score
+    null, with the reason); ``unisolated`` opts in to running model-written code without OS isolation."""
 
 
 class AnalysisConfig(_Strict):

@@ -1,0 +1,206 @@
+"""OS isolation for model-written code: which kind this machine offers, and the command that wraps a run in it.
+
+Model output is untrusted input. ``helpers.judge.code`` runs an answer's code in a child Python; this
+module puts that child in OS isolation when the machine offers it:
+
+* ``bubblewrap`` (``bwrap``, Debian's ``bubblewrap``; ``make study`` / ``make test`` install it): new user,
+  network, PID, IPC, UTS and mount namespaces; uid/gid 65534 inside; a root filesystem with only
+  ``/usr`` (and the ``/lib``, ``/bin`` links or directories), the interpreter's prefix, a minimal ``/dev``
+  and ``/proc`` of its own, all read-only; a private size-limited tmpfs ``/tmp`` as the working directory;
+  the runner script's folder read-only; no environment (``--clearenv``); no view of the user's home, the
+  checkout or the study folder; ``--die-with-parent``, ``--new-session``, ``--disable-userns``.
+* ``unshare`` (util-linux), when ``bwrap`` is missing or does not work: the same namespaces, the same
+  read-only root built by a few ``mount`` calls in the new mount namespace, ``chroot`` into it and every
+  capability dropped (``setpriv``) before Python starts. Root inside maps to the calling user outside.
+
+``isolation()`` finds out once per process, by running a probe (``python -c`` inside the sandbox,
+which must see no network interface but ``lo`` and no file of the checkout), and caches the answer:
+``"bubblewrap"``, ``"unshare"`` or None (macOS, a kernel or container without user namespaces).
+``execution_mode(setting)`` turns ``judge.code_execution`` into what happens on this machine:
+
+==================  =====================  ===================================================
+setting             isolation available    code answers
+==================  =====================  ===================================================
+``isolated``        bubblewrap / unshare   run in it (``"bubblewrap"`` / ``"unshare"``)
+``isolated``        none                   not run, scored null (``"not run"``)
+``unisolated``      (any)                  run without OS isolation (``"unisolated"``): the
+                                           Python-level guard, rlimits and seccomp only
+==================  =====================  ===================================================
+
+Inside every mode the runner also sets rlimits, a seccomp filter (no fork, vfork, non-thread clone or
+exec) and a Python-level guard (``helpers.judge.code``); outside, a wall-clock timeout kills the
+process group, and the reader keeps at most ``OUTPUT_LIMIT`` bytes of what the child writes.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ISOLATED = "isolated"
+UNISOLATED = "unisolated"
+SETTINGS = (ISOLATED, UNISOLATED)
+NOT_RUN = "not run"
+SANDBOX_UID = 65534
+TMP_SIZE = 64 * 1024 * 1024
+"""Bytes of the private ``/tmp`` inside the sandbox (a tmpfs; RLIMIT_FSIZE caps each file at 16 MB)."""
+PROBE_TIMEOUT_S = 10.0
+_MOUNT_POINT = "/sandbox"
+
+
+def python_paths() -> tuple[str, list[str]]:
+    """(the real interpreter, the host folders it needs besides /usr): ``sys.base_prefix`` and the folder
+    of the resolved ``sys.executable``; a venv's own folder is not needed (the child runs ``-I -S``)."""
+    exe = os.path.realpath(sys.executable)
+    dirs = []
+    for d in (os.path.realpath(sys.base_prefix), os.path.dirname(exe)):
+        if d.startswith("/usr/") or d == "/usr" or any(d == p or d.startswith(p + "/") for p in dirs):
+            continue
+        dirs.append(d)
+    return exe, dirs
+
+
+def _system_dirs() -> list[tuple[str, str]]:
+    """``(kind, path)`` for /lib, /lib64, /bin, /sbin, /lib32: "symlink" (merged /usr) or "dir"."""
+    out = []
+    for p in ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
+        if os.path.islink(p):
+            out.append(("symlink", p))
+        elif os.path.isdir(p):
+            out.append(("dir", p))
+    return out
+
+
+def bwrap_argv(host_dir: str, workdir_name: str, proc: bool = True) -> list[str]:
+    """The ``bwrap`` command (without the program to run) that binds ``host_dir`` read-only at
+    ``/sandbox/<workdir_name>`` and makes ``/tmp`` a private tmpfs and the working directory."""
+    bwrap = shutil.which("bwrap")
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
+            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8", "--setenv", "HOME", "/nonexistent",
+            "--ro-bind", "/usr", "/usr"]
+    for kind, p in _system_dirs():
+        argv += ["--symlink", os.readlink(p), p] if kind == "symlink" else ["--ro-bind", p, p]
+    for d in python_paths()[1]:
+        argv += ["--ro-bind", d, d]
+    if proc:
+        argv += ["--proc", "/proc"]
+    argv += ["--dev", "/dev", "--size", str(TMP_SIZE), "--tmpfs", "/tmp",
+             "--ro-bind", host_dir, f"{_MOUNT_POINT}/{workdir_name}", "--chdir", "/tmp", "--"]
+    return argv
+
+
+def unshare_argv(host_dir: str, workdir_name: str, command: list[str]) -> list[str]:
+    """The ``unshare`` command that runs ``command`` in new namespaces, chrooted into a read-only root built
+    under ``host_dir/root`` (a tmpfs mounted inside the new mount namespace only), every capability dropped."""
+    import shlex
+
+    root = os.path.join(host_dir, "root")
+    os.makedirs(root, exist_ok=True)
+    q = shlex.quote
+    lines = ["set -e", f"R={q(root)}", 'mount -t tmpfs -o mode=755 none "$R"',
+             f'mkdir -p "$R/usr" "$R/tmp" "$R/dev" "$R{_MOUNT_POINT}/{workdir_name}"']
+
+    def ro_bind(src: str, kind: str = "dir") -> None:
+        if kind == "file":
+            lines.append(f'touch "$R{src}"')
+        else:
+            lines.append(f'mkdir -p "$R{src}"')
+        lines.append(f'mount --bind {q(src)} "$R{src}"')
+        lines.append(f'mount -o remount,bind,ro "$R{src}"')
+
+    ro_bind("/usr")
+    for kind, p in _system_dirs():
+        if kind == "symlink":
+            lines.append(f'ln -s {q(os.readlink(p))} "$R{p}"')
+        else:
+            ro_bind(p)
+    for d in python_paths()[1]:
+        ro_bind(d)
+    for dev in ("null", "zero", "random", "urandom"):
+        ro_bind(f"/dev/{dev}", "file")
+    lines.append(f'mount --bind {q(host_dir)} "$R{_MOUNT_POINT}/{workdir_name}"')
+    lines.append(f'mount -o remount,bind,ro "$R{_MOUNT_POINT}/{workdir_name}"')
+    lines.append(f'mount -t tmpfs -o size={TMP_SIZE},mode=1777 none "$R/tmp"')
+    lines.append('mount -o remount,bind,ro "$R"')
+    inner = ("cd /tmp && exec /usr/bin/env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 HOME=/nonexistent "
+             "/usr/bin/setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- "
+             + " ".join(q(c) for c in command))
+    lines.append(f'exec /usr/sbin/chroot "$R" /bin/sh -c {q(inner)}')
+    return [shutil.which("unshare"), "--user", "--map-root-user", "--mount", "--net", "--pid", "--ipc", "--uts",
+            "--fork", "--kill-child", "--", "/bin/sh", "-c", "\n".join(lines)]
+
+
+_PROBE = ("import os, socket, sys\n"
+          "names = [n for _, n in socket.if_nameindex()]\n"
+          "assert names in ([], ['lo']), names\n"
+          "assert not os.path.exists(sys.argv[1]), 'the checkout is visible'\n"
+          "open('probe.txt', 'w').write('ok')\n"
+          "print('isolated', os.getuid())\n")
+
+
+def _probe(kind: str) -> bool:
+    exe = python_paths()[0]
+    hidden = os.path.realpath(os.path.dirname(__file__))
+    with tempfile.TemporaryDirectory(prefix="helpers-probe-") as d:
+        name = os.path.basename(d)
+        script = os.path.join(d, "probe.py")
+        with open(script, "w", encoding="utf-8") as fh:
+            fh.write(_PROBE)
+        inner = [exe, "-I", "-S", f"{_MOUNT_POINT}/{name}/probe.py", hidden]
+        variants = ([(True, bwrap_argv(d, name) + inner), (False, bwrap_argv(d, name, proc=False) + inner)]
+                    if kind == "bubblewrap" else [(True, unshare_argv(d, name, inner))])
+        for proc, argv in variants:
+            try:
+                res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S,
+                                     env={"PATH": "/usr/bin:/bin"})
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if res.returncode == 0 and res.stdout.startswith(b"isolated"):
+                if kind == "bubblewrap":
+                    _BWRAP_PROC[0] = proc
+                return True
+    return False
+
+
+_BWRAP_PROC = [True]
+"""Whether bwrap may mount its own /proc here (some container runtimes refuse it)."""
+
+
+@functools.cache
+def isolation() -> str | None:
+    """``"bubblewrap"``, ``"unshare"`` or None: the OS isolation this machine offers (probed once per process)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    if shutil.which("bwrap") and _probe("bubblewrap"):
+        return "bubblewrap"
+    if shutil.which("unshare") and shutil.which("setpriv") and shutil.which("chroot") and _probe("unshare"):
+        return "unshare"
+    return None
+
+
+def execution_mode(setting: str = ISOLATED) -> str:
+    """How code answers run here under ``judge.code_execution: setting``: ``"bubblewrap"``, ``"unshare"``,
+    ``"unisolated"`` or ``"not run"`` (``isolated`` asked for, none available)."""
+    if setting not in SETTINGS:
+        raise ValueError(f"judge.code_execution must be one of {SETTINGS}, got {setting!r}")
+    if setting == UNISOLATED:
+        return UNISOLATED
+    return isolation() or NOT_RUN
+
+
+NOT_RUN_REASON = ("not run: no OS isolation on this machine (bubblewrap or unshare namespaces); "
+                  "set judge.code_execution: unisolated to run model code without it")
+
+
+def wrap(mode: str, host_dir: str, workdir_name: str, command: list[str]) -> tuple[list[str], str]:
+    """(argv, working directory on the host) for running ``command`` (whose paths under ``host_dir`` are given
+    as ``/sandbox/<workdir_name>/...``) in ``mode``."""
+    if mode == "bubblewrap":
+        return bwrap_argv(host_dir, workdir_name, proc=_BWRAP_PROC[0]) + command, host_dir
+    if mode == "unshare":
+        return unshare_argv(host_dir, workdir_name, command), host_dir
+    raise ValueError(f"no sandbox command for mode {mode!r}")
