@@ -49,7 +49,6 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
     if cfg.judge.kind == OFFLINE:
         items, answers = load_answers(cfg, model_name, study_dir)
         from helpers.judge.offline import score_answer
-
         from helpers.judge.sandbox import execution_mode
 
         setting = cfg.judge.code_execution

@@ -44,11 +44,14 @@ ISOLATED = "isolated"
 UNISOLATED = "unisolated"
 SETTINGS = (ISOLATED, UNISOLATED)
 NOT_RUN = "not run"
+KINDS = ("bubblewrap", "unshare")
 SANDBOX_UID = 65534
 TMP_SIZE = 64 * 1024 * 1024
 """Bytes of the private ``/tmp`` inside the sandbox (a tmpfs; RLIMIT_FSIZE caps each file at 16 MB)."""
 PROBE_TIMEOUT_S = 10.0
 _MOUNT_POINT = "/sandbox"
+_BWRAP_PROC = [True]
+"""Whether bwrap may mount its own /proc here (some container runtimes refuse it); set by the probe."""
 
 
 def python_paths() -> tuple[str, list[str]]:
@@ -89,7 +92,8 @@ def bwrap_argv(host_dir: str, workdir_name: str, proc: bool = True) -> list[str]
     if proc:
         argv += ["--proc", "/proc"]
     argv += ["--dev", "/dev", "--size", str(TMP_SIZE), "--tmpfs", "/tmp",
-             "--ro-bind", host_dir, f"{_MOUNT_POINT}/{workdir_name}", "--chdir", "/tmp", "--"]
+             "--ro-bind", host_dir, f"{_MOUNT_POINT}/{workdir_name}", "--remount-ro", "/",
+             "--chdir", "/tmp", "--"]
     return argv
 
 
@@ -126,10 +130,12 @@ def unshare_argv(host_dir: str, workdir_name: str, command: list[str]) -> list[s
     lines.append(f'mount -o remount,bind,ro "$R{_MOUNT_POINT}/{workdir_name}"')
     lines.append(f'mount -t tmpfs -o size={TMP_SIZE},mode=1777 none "$R/tmp"')
     lines.append('mount -o remount,bind,ro "$R"')
-    inner = ("cd /tmp && exec /usr/bin/env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 HOME=/nonexistent "
-             "/usr/bin/setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- "
+    env, setpriv = shutil.which("env") or "/usr/bin/env", shutil.which("setpriv") or "/usr/bin/setpriv"
+    inner = (f"cd /tmp && exec {q(env)} -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 HOME=/nonexistent "
+             f"{q(setpriv)} --bounding-set=-all --inh-caps=-all --no-new-privs -- "
              + " ".join(q(c) for c in command))
-    lines.append(f'exec /usr/sbin/chroot "$R" /bin/sh -c {q(inner)}')
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    lines.append(f'exec {q(chroot)} "$R" /bin/sh -c {q(inner)}')
     return [shutil.which("unshare"), "--user", "--map-root-user", "--mount", "--net", "--pid", "--ipc", "--uts",
             "--fork", "--kill-child", "--", "/bin/sh", "-c", "\n".join(lines)]
 
@@ -166,20 +172,20 @@ def _probe(kind: str) -> bool:
     return False
 
 
-_BWRAP_PROC = [True]
-"""Whether bwrap may mount its own /proc here (some container runtimes refuse it)."""
-
-
 @functools.cache
+def available(kind: str) -> bool:
+    """Whether ``kind`` (``"bubblewrap"`` or ``"unshare"``) works here: its tools exist and a probe run inside
+    it sees only ``lo`` and not this package's folder (run once per process and kind, then cached)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    tools = {"bubblewrap": ("bwrap",), "unshare": ("unshare", "setpriv", "mount")}[kind]
+    chroot = shutil.which("chroot") or (os.path.exists("/usr/sbin/chroot") and "/usr/sbin/chroot")
+    return all(shutil.which(t) for t in tools) and (kind != "unshare" or bool(chroot)) and _probe(kind)
+
+
 def isolation() -> str | None:
     """``"bubblewrap"``, ``"unshare"`` or None: the OS isolation this machine offers (probed once per process)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if shutil.which("bwrap") and _probe("bubblewrap"):
-        return "bubblewrap"
-    if shutil.which("unshare") and shutil.which("setpriv") and shutil.which("chroot") and _probe("unshare"):
-        return "unshare"
-    return None
+    return next((k for k in KINDS if available(k)), None)
 
 
 def execution_mode(setting: str = ISOLATED) -> str:
