@@ -196,6 +196,20 @@ def test_writes_outside_the_tmp_dir_fail(kind, tmp_path, marker):
     assert_no_leftovers(marker)
 
 
+def test_privileged_calls_fail(kind, marker):
+    """No way back out: remounting the read-only root or /usr writable, a new user namespace, chroot."""
+    code = LIBC + (
+        "MS_REMOUNT, MS_BIND = 32, 4096\n"
+        "rcs = [libc.mount(None, b'/usr', None, MS_REMOUNT | MS_BIND, None),\n"
+        "       libc.mount(None, b'/', None, MS_REMOUNT | MS_BIND, None),\n"
+        "       libc.umount2(b'/usr', 2),\n"
+        "       libc.unshare(0x10000000 | 0x00020000),\n"  # CLONE_NEWUSER | CLONE_NEWNS
+        "       libc.chroot(b'/tmp')]\n")
+    res = run(kind, code, ["assert rcs == [-1] * 5, rcs"])
+    assert res["status"] == "ok" and res["passed"] == [True], res
+    assert_no_leftovers(marker)
+
+
 def test_fork_bomb_is_contained(kind, marker):
     code = LIBC + "def add_5(x):\n    while True:\n        libc.fork()\n"
     start = time.monotonic()

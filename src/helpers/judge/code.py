@@ -62,14 +62,16 @@ _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@
 
 _SECCOMP = r"""
 def _seccomp():
-    # A classic-BPF seccomp filter: fork, vfork, exec and clone without CLONE_THREAD fail with EPERM,
+    # A classic-BPF seccomp filter: fork, vfork, exec, clone without CLONE_THREAD and the namespace and mount
+    # calls fail with EPERM,
     # clone3 with ENOSYS (so libc falls back to clone, where the flags can be read); another ABI is killed.
     import ctypes, platform, struct
     m = platform.machine().lower()
+    # denied: fork vfork execve execveat, and mount umount2 pivot_root chroot unshare setns
     if m in ("x86_64", "amd64"):
-        arch, clone, deny = 0xC000003E, 56, (57, 58, 59, 322)
+        arch, clone, deny = 0xC000003E, 56, (57, 58, 59, 322, 165, 166, 155, 161, 272, 308)
     elif m in ("aarch64", "arm64"):
-        arch, clone, deny = 0xC00000B7, 220, (221, 281)
+        arch, clone, deny = 0xC00000B7, 220, (221, 281, 40, 39, 41, 51, 97, 268)
     else:
         return False
     allow, eperm, enosys, kill = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38, 0x80000000

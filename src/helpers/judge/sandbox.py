@@ -105,31 +105,21 @@ def unshare_argv(host_dir: str, workdir_name: str, command: list[str]) -> list[s
     root = os.path.join(host_dir, "root")
     os.makedirs(root, exist_ok=True)
     q = shlex.quote
+    links = [p for kind, p in _system_dirs() if kind == "symlink"]
+    binds = [("/usr", "dir")] + [(p, "dir") for kind, p in _system_dirs() if kind == "dir"]
+    binds += [(d, "dir") for d in python_paths()[1]]
+    binds += [(f"/dev/{dev}", "file") for dev in ("null", "zero", "random", "urandom")]
+    inside = f"{_MOUNT_POINT}/{workdir_name}"
+    dirs = ["/tmp", "/dev", inside] + [p for p, kind in binds if kind == "dir"]
     lines = ["set -e", f"R={q(root)}", 'mount -t tmpfs -o mode=755 none "$R"',
-             f'mkdir -p "$R/usr" "$R/tmp" "$R/dev" "$R{_MOUNT_POINT}/{workdir_name}"']
-
-    def ro_bind(src: str, kind: str = "dir") -> None:
-        if kind == "file":
-            lines.append(f'touch "$R{src}"')
-        else:
-            lines.append(f'mkdir -p "$R{src}"')
-        lines.append(f'mount --bind {q(src)} "$R{src}"')
-        lines.append(f'mount -o remount,bind,ro "$R{src}"')
-
-    ro_bind("/usr")
-    for kind, p in _system_dirs():
-        if kind == "symlink":
-            lines.append(f'ln -s {q(os.readlink(p))} "$R{p}"')
-        else:
-            ro_bind(p)
-    for d in python_paths()[1]:
-        ro_bind(d)
-    for dev in ("null", "zero", "random", "urandom"):
-        ro_bind(f"/dev/{dev}", "file")
-    lines.append(f'mount --bind {q(host_dir)} "$R{_MOUNT_POINT}/{workdir_name}"')
-    lines.append(f'mount -o remount,bind,ro "$R{_MOUNT_POINT}/{workdir_name}"')
-    lines.append(f'mount -t tmpfs -o size={TMP_SIZE},mode=1777 none "$R/tmp"')
-    lines.append('mount -o remount,bind,ro "$R"')
+             "mkdir -p " + " ".join(f'"$R"{q(d)}' for d in dirs),
+             "touch " + " ".join(f'"$R"{q(p)}' for p, kind in binds if kind == "file")]
+    lines += [f'ln -s {q(os.readlink(p))} "$R"{q(p)}' for p in links]
+    # util-linux mount applies "bind,ro" in one call (bind, then remount read-only)
+    lines += [f'mount -o bind,ro {q(p)} "$R"{q(p)}' for p, _ in binds]
+    lines += [f'mount -o bind,ro {q(host_dir)} "$R"{q(inside)}',
+              f'mount -t tmpfs -o size={TMP_SIZE},mode=1777 none "$R/tmp"',
+              'mount -o remount,bind,ro "$R"']
     env, setpriv = shutil.which("env") or "/usr/bin/env", shutil.which("setpriv") or "/usr/bin/setpriv"
     inner = (f"cd /tmp && exec {q(env)} -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 HOME=/nonexistent "
              f"{q(setpriv)} --bounding-set=-all --inh-caps=-all --no-new-privs -- "
