@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,21 +78,33 @@ def _system_dirs() -> list[tuple[str, str]]:
     return out
 
 
+@functools.cache
+def _bwrap_options() -> frozenset[str]:
+    """The long options this ``bwrap`` knows (older releases lack ``--disable-userns``, ``--size``,
+    ``--clearenv``; each is dropped where missing, the rest of the isolation stays)."""
+    try:
+        out = subprocess.run([shutil.which("bwrap") or "bwrap", "--help"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(re.findall(r"--[a-z][a-z-]+", (out.stdout + out.stderr).decode(errors="replace")))
+
+
 def bwrap_argv(host_dir: str, workdir_name: str, proc: bool = True) -> list[str]:
     """The ``bwrap`` command (without the program to run) that binds ``host_dir`` read-only at
     ``/sandbox/<workdir_name>`` and makes ``/tmp`` a private tmpfs and the working directory."""
-    bwrap = shutil.which("bwrap")
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-            "--disable-userns", "--die-with-parent", "--new-session", "--clearenv",
-            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8", "--setenv", "HOME", "/nonexistent",
-            "--ro-bind", "/usr", "/usr"]
+    known = _bwrap_options()
+    argv = [shutil.which("bwrap"), "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID),
+            "--gid", str(SANDBOX_UID), "--die-with-parent", "--new-session"]
+    argv += [o for o in ("--disable-userns", "--clearenv") if o in known]
+    argv += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8", "--setenv", "HOME", "/nonexistent",
+             "--ro-bind", "/usr", "/usr"]
     for kind, p in _system_dirs():
         argv += ["--symlink", os.readlink(p), p] if kind == "symlink" else ["--ro-bind", p, p]
     for d in python_paths()[1]:
         argv += ["--ro-bind", d, d]
     if proc:
         argv += ["--proc", "/proc"]
-    argv += ["--dev", "/dev", "--size", str(TMP_SIZE), "--tmpfs", "/tmp",
+    argv += ["--dev", "/dev", *(["--size", str(TMP_SIZE)] if "--size" in known else []), "--tmpfs", "/tmp",
              "--ro-bind", host_dir, f"{_MOUNT_POINT}/{workdir_name}", "--remount-ro", "/",
              "--chdir", "/tmp", "--"]
     return argv
