@@ -1,12 +1,15 @@
 """Code sandbox cost: the default study's code items scored without OS isolation vs in it.
 
 The items: ``helpers.data.suite.build_suite`` with the default config's seed and eval size, use case
-"code", each answered by its reference solution (every one passes all its tests). Baseline: today's
-guard without OS isolation (``judge.code_execution: unisolated``: ``python -I -S`` child, same rlimits,
-seccomp filter and Python-level guard). Ours: ``isolated`` (bubblewrap here, else unshare namespaces),
-and unshare namespaces alone when they work too. Rounds alternate the modes so that load on the machine
-hits both alike; the figure per mode is the median over rounds of the mean time per item. The one-off
-probe that finds the isolation (once per process) is reported apart.
+"code", each answered by its reference solution (every one passes all its tests).
+
+Baseline: the guard as it was before OS isolation (``python -I -S`` child, same rlimits and
+Python-level guard, no seccomp filter: the runner's seccomp part swapped out). Also timed:
+``judge.code_execution: unisolated`` (the baseline plus the seccomp filter: importing ctypes and
+installing it). Ours: ``isolated`` (bubblewrap here, else unshare namespaces), and unshare namespaces
+alone when they work too. Rounds alternate the modes so that load on the machine hits each alike; the
+figure per mode is the median over rounds of the mean time per item. The one-off probe that finds the
+isolation (once per process) is reported apart.
 
     python benchmarks/code_sandbox.py            # prints one JSON line at the end
 """
@@ -22,15 +25,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 from helpers.data.suite import build_suite  # noqa: E402
-from helpers.judge import sandbox  # noqa: E402
+from helpers.judge import code, sandbox  # noqa: E402
 from helpers.judge.offline import score_answer  # noqa: E402
 from helpers.study.config import load_config  # noqa: E402
 
 
 def per_item(items: list[dict], setting: str) -> tuple[float, list]:
-    t = time.perf_counter()
-    scores = [score_answer(it, it["reference"], code_execution=setting)[0] for it in items]
-    return (time.perf_counter() - t) / len(items), scores
+    before = code._SECCOMP
+    if setting == "baseline":
+        code._SECCOMP, setting = "_SECCOMP_ON = False", "unisolated"
+    try:
+        t = time.perf_counter()
+        scores = [score_answer(it, it["reference"], code_execution=setting)[0] for it in items]
+        return (time.perf_counter() - t) / len(items), scores
+    finally:
+        code._SECCOMP = before
 
 
 def main() -> None:
@@ -46,7 +55,7 @@ def main() -> None:
     probe_s = time.perf_counter() - t
     if kind is None:
         print("no OS isolation on this machine (install bubblewrap): nothing to compare", file=sys.stderr)
-    modes = {"baseline": "unisolated"} | ({"isolated": "isolated"} if kind else {})
+    modes = {"baseline": "baseline", "unisolated": "unisolated"} | ({"isolated": "isolated"} if kind else {})
     unshare = kind == "bubblewrap" and sandbox.available("unshare")
     times: dict[str, list[float]] = {m: [] for m in modes}
     if unshare:
@@ -75,6 +84,7 @@ def main() -> None:
         "benchmark": "code_sandbox", "items": len(items), "rounds": args.rounds, "isolation": kind,
         "probe_s": round(probe_s, 3),
         "baseline_ms_per_item": round(med["baseline"] * 1000, 1),
+        "unisolated_ms_per_item": round(med["unisolated"] * 1000, 1),
         "isolated_ms_per_item": round(med["isolated"] * 1000, 1) if "isolated" in med else None,
         "unshare_ms_per_item": round(med["unshare"] * 1000, 1) if "unshare" in med else None,
         "ratio": round(ratio, 2) if ratio else None, "same_scores": same,

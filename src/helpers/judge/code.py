@@ -65,8 +65,8 @@ def _seccomp():
     # A classic-BPF seccomp filter: fork, vfork, exec, clone without CLONE_THREAD and the namespace and mount
     # calls fail with EPERM,
     # clone3 with ENOSYS (so libc falls back to clone, where the flags can be read); another ABI is killed.
-    import ctypes, platform, struct
-    m = platform.machine().lower()
+    import ctypes, os, struct
+    m = os.uname().machine.lower()
     # denied: fork vfork execve execveat, and mount umount2 pivot_root chroot unshare setns
     if m in ("x86_64", "amd64"):
         arch, clone, deny = 0xC000003E, 56, (57, 58, 59, 322, 165, 166, 155, 161, 272, 308)

@@ -11,11 +11,14 @@ module puts that child in OS isolation when the machine offers it:
   checkout or the study folder; ``--die-with-parent``, ``--new-session``, ``--disable-userns``.
 * ``unshare`` (util-linux), when ``bwrap`` is missing or does not work: the same namespaces, the same
   read-only root built by a few ``mount`` calls in the new mount namespace, ``chroot`` into it and every
-  capability dropped (``setpriv``) before Python starts. Root inside maps to the calling user outside.
+  capability dropped (``setpriv``) before Python starts; no ``/proc``. Root inside (without capabilities)
+  maps to the calling user outside.
 
-``isolation()`` finds out once per process, by running a probe (``python -c`` inside the sandbox,
-which must see no network interface but ``lo`` and no file of the checkout), and caches the answer:
-``"bubblewrap"``, ``"unshare"`` or None (macOS, a kernel or container without user namespaces).
+``isolation()`` finds out once per process, by running a probe script inside the sandbox (it must see no
+network interface but ``lo``, must not find its own host path, and must be able to write its working
+directory), and caches the answer: ``"bubblewrap"``, ``"unshare"`` or None (macOS, a kernel or container
+without user namespaces). Older bubblewrap releases lose only the options they lack (``--size``,
+``--disable-userns``, ``--clearenv``), and bwrap runs without its own ``/proc`` where a runtime refuses it.
 ``execution_mode(setting)`` turns ``judge.code_execution`` into what happens on this machine:
 
 ==================  =====================  ===================================================
@@ -27,9 +30,15 @@ setting             isolation available    code answers
                                            Python-level guard, rlimits and seccomp only
 ==================  =====================  ===================================================
 
-Inside every mode the runner also sets rlimits, a seccomp filter (no fork, vfork, non-thread clone or
-exec) and a Python-level guard (``helpers.judge.code``); outside, a wall-clock timeout kills the
-process group, and the reader keeps at most ``OUTPUT_LIMIT`` bytes of what the child writes.
+Inside every mode the runner also sets rlimits, a seccomp filter (no fork, vfork, non-thread clone, exec,
+mount, chroot or new namespaces) and a Python-level guard (``helpers.judge.code``); outside, a wall-clock
+timeout kills the process group (and with it, through ``--die-with-parent`` / ``--kill-child`` and the PID
+namespace, everything in the sandbox), and the reader keeps at most ``helpers.judge.code.OUTPUT_LIMIT``
+bytes (1 MiB) of what the child writes.
+
+Why seccomp for processes: run as root (as in many containers), the sandbox's uid maps to root outside,
+and the kernel does not apply ``RLIMIT_NPROC`` to root; without the filter a fork bomb would be held only
+by the PID namespace and the timeout.
 """
 from __future__ import annotations
 
@@ -146,20 +155,22 @@ def unshare_argv(host_dir: str, workdir_name: str, command: list[str]) -> list[s
 _PROBE = ("import os, socket, sys\n"
           "names = [n for _, n in socket.if_nameindex()]\n"
           "assert names in ([], ['lo']), names\n"
-          "assert not os.path.exists(sys.argv[1]), 'the checkout is visible'\n"
+          "assert not os.path.exists(sys.argv[1]), 'the host folder is visible at its own path'\n"
           "open('probe.txt', 'w').write('ok')\n"
           "print('isolated', os.getuid())\n")
 
 
 def _probe(kind: str) -> bool:
+    """Run the probe in ``kind``: it must see no network interface but ``lo`` and must not see the host's
+    copy of its own script (so the host filesystem is not there), and it must be able to write its working
+    directory."""
     exe = python_paths()[0]
-    hidden = os.path.realpath(os.path.dirname(__file__))
     with tempfile.TemporaryDirectory(prefix="helpers-probe-") as d:
         name = os.path.basename(d)
         script = os.path.join(d, "probe.py")
         with open(script, "w", encoding="utf-8") as fh:
             fh.write(_PROBE)
-        inner = [exe, "-I", "-S", f"{_MOUNT_POINT}/{name}/probe.py", hidden]
+        inner = [exe, "-I", "-S", f"{_MOUNT_POINT}/{name}/probe.py", os.path.realpath(script)]
         variants = ([(True, bwrap_argv(d, name) + inner), (False, bwrap_argv(d, name, proc=False) + inner)]
                     if kind == "bubblewrap" else [(True, unshare_argv(d, name, inner))])
         for proc, argv in variants:
@@ -178,7 +189,7 @@ def _probe(kind: str) -> bool:
 @functools.cache
 def available(kind: str) -> bool:
     """Whether ``kind`` (``"bubblewrap"`` or ``"unshare"``) works here: its tools exist and a probe run inside
-    it sees only ``lo`` and not this package's folder (run once per process and kind, then cached)."""
+    it sees only ``lo`` and not the host filesystem (run once per process and kind, then cached)."""
     if not sys.platform.startswith("linux"):
         return False
     tools = {"bubblewrap": ("bwrap",), "unshare": ("unshare", "setpriv", "mount")}[kind]
