@@ -242,6 +242,13 @@ def test_endless_output_is_bounded_and_stopped(kind, marker, how):
     assert_no_leftovers(marker)
 
 
+def test_closing_the_result_pipe_and_running_on_is_a_timeout(kind, marker):
+    res = run(kind, "import os, __main__\nos.close(__main__._out_fd)\nwhile True:\n    pass\n", ["assert True"],
+              timeout=1.5)
+    assert res["status"] == "timeout", res
+    assert_no_leftovers(marker)
+
+
 def test_tmpfs_is_size_limited(kind, marker):
     code = ("n = 0\ntry:\n    for i in range(100):\n        open(f'f{i}', 'wb').write(b'x' * 8 * 1024 ** 2)\n"
             "        n += 1\nexcept OSError as e:\n    err = str(e)\n")

@@ -271,8 +271,8 @@ def _read_bounded(proc: subprocess.Popen, timeout: float) -> tuple[bytes, str]:
                 return b"".join(chunks), "too much output"
     try:
         proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-    except subprocess.TimeoutExpired:
-        pass
+    except subprocess.TimeoutExpired:  # it closed its output but goes on running
+        return b"".join(chunks), "timeout"
     return b"".join(chunks), "eof"
 
 
