@@ -5,10 +5,13 @@ module puts that child in OS isolation when the machine offers it:
 
 * ``bubblewrap`` (``bwrap``, Debian's ``bubblewrap``; ``make study`` / ``make test`` install it): new user,
   network, PID, IPC, UTS and mount namespaces; uid/gid 65534 inside; a root filesystem with only
-  ``/usr`` (and the ``/lib``, ``/bin`` links or directories), the interpreter's prefix, a minimal ``/dev``
-  and ``/proc`` of its own, all read-only; a private size-limited tmpfs ``/tmp`` as the working directory;
-  the runner script's folder read-only; no environment (``--clearenv``); no view of the user's home, the
-  checkout or the study folder; ``--die-with-parent``, ``--new-session``, ``--disable-userns``.
+  ``/usr`` (and the ``/lib``, ``/bin`` links or directories), the interpreter's prefix and a minimal
+  ``/dev``, all read-only, and no ``/proc`` (mounting one costs ~10 ms a run; nothing legitimate needs
+  it); a private size-limited tmpfs ``/tmp`` as the working directory; the runner script's folder
+  read-only; no environment (``--clearenv``); no view of the user's home, the
+  checkout or the study folder; ``--die-with-parent``, ``--new-session``, ``--disable-userns``, and
+  ``--as-pid-1`` (Python is PID 1 of its namespace: no reaper process to start; when it ends, everything
+  in the namespace ends).
 * ``unshare`` (util-linux), when ``bwrap`` is missing or does not work: the same namespaces, the same
   read-only root built by a few ``mount`` calls in the new mount namespace, ``chroot`` into it and every
   capability dropped (``setpriv``) before Python starts; no ``/proc``. Root inside (without capabilities)
@@ -18,7 +21,7 @@ module puts that child in OS isolation when the machine offers it:
 network interface but ``lo``, must not find its own host path, and must be able to write its working
 directory), and caches the answer: ``"bubblewrap"``, ``"unshare"`` or None (macOS, a kernel or container
 without user namespaces). Older bubblewrap releases lose only the options they lack (``--size``,
-``--disable-userns``, ``--clearenv``), and bwrap runs without its own ``/proc`` where a runtime refuses it.
+``--disable-userns``, ``--clearenv``, ``--as-pid-1``).
 ``execution_mode(setting)`` turns ``judge.code_execution`` into what happens on this machine:
 
 ==================  =====================  ===================================================
@@ -60,8 +63,6 @@ TMP_SIZE = 64 * 1024 * 1024
 """Bytes of the private ``/tmp`` inside the sandbox (a tmpfs; RLIMIT_FSIZE caps each file at 16 MB)."""
 PROBE_TIMEOUT_S = 10.0
 _MOUNT_POINT = "/sandbox"
-_BWRAP_PROC = [True]
-"""Whether bwrap may mount its own /proc here (some container runtimes refuse it); set by the probe."""
 
 
 def python_paths() -> tuple[str, list[str]]:
@@ -98,21 +99,19 @@ def _bwrap_options() -> frozenset[str]:
     return frozenset(re.findall(r"--[a-z][a-z-]+", (out.stdout + out.stderr).decode(errors="replace")))
 
 
-def bwrap_argv(host_dir: str, workdir_name: str, proc: bool = True) -> list[str]:
+def bwrap_argv(host_dir: str, workdir_name: str) -> list[str]:
     """The ``bwrap`` command (without the program to run) that binds ``host_dir`` read-only at
     ``/sandbox/<workdir_name>`` and makes ``/tmp`` a private tmpfs and the working directory."""
     known = _bwrap_options()
     argv = [shutil.which("bwrap"), "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID),
             "--gid", str(SANDBOX_UID), "--die-with-parent", "--new-session"]
-    argv += [o for o in ("--disable-userns", "--clearenv") if o in known]
+    argv += [o for o in ("--disable-userns", "--clearenv", "--as-pid-1") if o in known]
     argv += ["--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8", "--setenv", "HOME", "/nonexistent",
              "--ro-bind", "/usr", "/usr"]
     for kind, p in _system_dirs():
         argv += ["--symlink", os.readlink(p), p] if kind == "symlink" else ["--ro-bind", p, p]
     for d in python_paths()[1]:
         argv += ["--ro-bind", d, d]
-    if proc:
-        argv += ["--proc", "/proc"]
     argv += ["--dev", "/dev", *(["--size", str(TMP_SIZE)] if "--size" in known else []), "--tmpfs", "/tmp",
              "--ro-bind", host_dir, f"{_MOUNT_POINT}/{workdir_name}", "--remount-ro", "/",
              "--chdir", "/tmp", "--"]
@@ -171,19 +170,13 @@ def _probe(kind: str) -> bool:
         with open(script, "w", encoding="utf-8") as fh:
             fh.write(_PROBE)
         inner = [exe, "-I", "-S", f"{_MOUNT_POINT}/{name}/probe.py", os.path.realpath(script)]
-        variants = ([(True, bwrap_argv(d, name) + inner), (False, bwrap_argv(d, name, proc=False) + inner)]
-                    if kind == "bubblewrap" else [(True, unshare_argv(d, name, inner))])
-        for proc, argv in variants:
-            try:
-                res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S,
-                                     env={"PATH": "/usr/bin:/bin"})
-            except (OSError, subprocess.SubprocessError):
-                continue
-            if res.returncode == 0 and res.stdout.startswith(b"isolated"):
-                if kind == "bubblewrap":
-                    _BWRAP_PROC[0] = proc
-                return True
-    return False
+        argv = bwrap_argv(d, name) + inner if kind == "bubblewrap" else unshare_argv(d, name, inner)
+        try:
+            res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S,
+                                 env={"PATH": "/usr/bin:/bin"})
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return res.returncode == 0 and res.stdout.startswith(b"isolated")
 
 
 @functools.cache
@@ -220,7 +213,7 @@ def wrap(mode: str, host_dir: str, workdir_name: str, command: list[str]) -> tup
     """(argv, working directory on the host) for running ``command`` (whose paths under ``host_dir`` are given
     as ``/sandbox/<workdir_name>/...``) in ``mode``."""
     if mode == "bubblewrap":
-        return bwrap_argv(host_dir, workdir_name, proc=_BWRAP_PROC[0]) + command, host_dir
+        return bwrap_argv(host_dir, workdir_name) + command, host_dir
     if mode == "unshare":
         return unshare_argv(host_dir, workdir_name, command), host_dir
     raise ValueError(f"no sandbox command for mode {mode!r}")
