@@ -45,7 +45,7 @@ def per_item(items: list[dict], setting: str) -> tuple[float, list]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
     cfg = load_config(args.config)
     _, ev = build_suite(cfg.seed, 0, cfg.data.eval_per_category)
