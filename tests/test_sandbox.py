@@ -335,3 +335,13 @@ def test_report_says_at_the_top_when_code_was_not_run(tmp_path):
     head = text[text.index("<h1>"):text.index("<h2>")]
     assert "Code answers were NOT run" in head and "judge.code_execution: unisolated" in head
     assert read_json(study / "results.json")["code_execution"]["by_model"]["base"] == {"not run": 4}
+
+
+def test_the_setting_has_two_values():
+    assert StudyConfig.model_validate({"study": "t", "scales": [4]}).judge.code_execution == "isolated"
+    cfg = StudyConfig.model_validate({"study": "t", "scales": [4], "judge": {"code_execution": "unisolated"}})
+    assert cfg.judge.code_execution == "unisolated"
+    with pytest.raises(ValueError, match="code_execution"):
+        StudyConfig.model_validate({"study": "t", "scales": [4], "judge": {"code_execution": "none"}})
+    with pytest.raises(ValueError, match="must be one of"):
+        sandbox.execution_mode("off")
