@@ -2,9 +2,9 @@
 
 The child runs in OS isolation (``helpers.judge.sandbox``: bubblewrap or unshare namespaces), or, only when
 ``judge.code_execution: unisolated`` opts in, without it. In every mode it gets rlimits (CPU, memory,
-files, processes), a seccomp filter (no fork, exec or non-thread clone), a timeout, its own process
-group, a temporary working directory, a bounded output pipe, and inside, blocked ``os`` functions and
-sockets. The OS isolation is the security boundary; the rest is a guard against accidents.
+files, processes), a seccomp filter (no fork, exec, non-thread clone, mount or new namespaces), a timeout,
+its own process group, a temporary working directory, a bounded output pipe, and inside, blocked ``os``
+functions and sockets. The OS isolation is the security boundary; the rest is a guard against accidents.
 """
 from __future__ import annotations
 
@@ -62,9 +62,9 @@ _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@
 
 _SECCOMP = r"""
 def _seccomp():
-    # A classic-BPF seccomp filter: fork, vfork, exec, clone without CLONE_THREAD and the namespace and mount
-    # calls fail with EPERM,
-    # clone3 with ENOSYS (so libc falls back to clone, where the flags can be read); another ABI is killed.
+    # A classic-BPF seccomp filter: fork, vfork, exec, clone without CLONE_THREAD and the namespace and
+    # mount calls fail with EPERM, clone3 with ENOSYS (so libc falls back to clone, whose flags a filter
+    # can read: threads stay possible); a system call of another ABI kills the process.
     import ctypes, os, struct
     m = os.uname().machine.lower()
     # denied: fork vfork execve execveat, and mount umount2 pivot_root chroot unshare setns
@@ -204,16 +204,19 @@ _TMP_PREFIX = "helpers-score-"
 
 
 def run_python_tests(code: str, tests: list[str], timeout: float = CODE_TIMEOUT_S,
-                     memory_mb: int = CODE_MEMORY_MB, mode: str = "unisolated") -> dict:
+                     memory_mb: int = CODE_MEMORY_MB, mode: str | None = None) -> dict:
     """Run ``code`` then each test in a sandboxed ``python -I -S`` subprocess.
 
     ``mode`` (``helpers.judge.sandbox.execution_mode``): ``"bubblewrap"`` or ``"unshare"`` run the child in
-    that OS isolation, ``"unisolated"`` without (the Python-level guard, rlimits and seccomp only).
+    that OS isolation, ``"unisolated"`` without (the Python-level guard, rlimits and seccomp only); None
+    (the default): the isolation this machine offers, and a ``ValueError`` where it offers none.
     Returns ``{"status": "ok" | "timeout" | "crash", "error": str | None, "passed": [bool],
     "failures": [str], "seccomp": bool}``; ``error`` is set when the code itself raised on definition.
     """
+    if mode is None:
+        mode = execution_mode()
     if mode == NOT_RUN:
-        raise ValueError("run_python_tests: mode 'not run' (no OS isolation here): nothing may run")
+        raise ValueError(f"run_python_tests: mode 'not run': nothing may run ({NOT_RUN_REASON})")
     nonce = "@@" + secrets.token_hex(16) + "@@"
     script = (f"_CODE = {code!r}\n_TESTS = {list(tests)!r}\n_NONCE = {nonce!r}\n"
               f"_MEM = {memory_mb * 1024 * 1024}\n_CPU = {int(timeout) + 1}\n{_SECCOMP}\n{_SANDBOX}")
