@@ -286,6 +286,8 @@ def test_without_isolation_code_items_are_null_unless_opted_in(monkeypatch):
     assert score_answer(it, "def add_5(x):\n    return x + 5", code_execution="unisolated") == (1.0, "3/3 tests passed")
     with pytest.raises(ValueError, match="not run"):
         run_python_tests("x = 1", ["assert x"], mode=sandbox.NOT_RUN)
+    with pytest.raises(ValueError, match="not run"):  # the default mode is the machine's isolation, none here
+        run_python_tests("x = 1", ["assert x"])
 
 
 def test_judge_rows_and_report_say_how_code_ran(tmp_path, monkeypatch):
