@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study test lab dry-run browser clean distclean
+.PHONY: setup study test lab dry-run browser sandbox clean distclean
 
 setup: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
-study: setup
+study: setup sandbox
 	$(BIN)/python -m helpers run --config $(CONFIG)
 
 dry-run: setup
@@ -28,7 +28,14 @@ dry-run: setup
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: setup browser
+# Code answers run in bubblewrap (Debian's bubblewrap; installed here when missing, where apt-get and root are
+# at hand; elsewhere the judge falls back to unshare namespaces or, without any isolation, does not run model code).
+sandbox:
+	command -v bwrap >/dev/null || ( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null ) || \
+		echo "bubblewrap not installed: code answers run in unshare namespaces if available, else are not run (see README)"
+
+test: setup browser sandbox
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks

@@ -349,3 +349,11 @@ def test_a_finished_study_has_nothing_costly_left_to_check(tmp_path):
                                         "outputs": {str(p): hash_path(p) for p in r.outputs}})
     assert to_run(cfg, sd, runs, None, False) == []
     assert [r.label for r in to_run(cfg, sd, runs, "judge", True)] == ["judge-base", "judge-4", "judge-12"]
+
+
+def test_code_execution_is_an_offline_judge_setting():
+    from helpers.study.config import ConfigError, load_config
+
+    assert load_config("configs/micro.yaml", ["judge.code_execution=unisolated"]).judge.code_execution == "unisolated"
+    with pytest.raises(ConfigError, match="judge.code_execution: has no effect with judge.kind: openai"):
+        load_config("configs/micro.yaml", ["judge.kind=openai", "judge.code_execution=unisolated"])

@@ -36,6 +36,10 @@ def test_every_stage_ran_and_the_report_exists(micro):
     assert "notebooks/finetune-12.html" in html and "results.csv" in html
     times = read_json(sd / "manifest.json")["stages"]
     assert set(times) == set(ran) and all(v["seconds"] > 0 for v in times.values())
+    from helpers.judge.sandbox import isolation
+    code_runs = read_json(sd / "manifest.json")["code_execution"]
+    assert code_runs["modes"] == {isolation() or "not run": 3 * cfg.data.eval_per_category}
+    assert ("Code answers ran in OS isolation" if isolation() else "Code answers were NOT run") in html
     assert len(cfg.models) == 3
 
 

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order
+from helpers.analysis.scores import code_execution_note
 from helpers.study.categories import display_name
 from helpers.study.config import StudyConfig
 from helpers.study.files import atomic_path, atomic_write_text, read_json, write_json
@@ -311,8 +312,11 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
     missing = {m: n for m, n in (res.get("missing_judgments") or {}).items() if n}
     manifest_json = json.dumps(_redact(manifest or {}), indent=2, ensure_ascii=False, default=str, sort_keys=True)
 
+    code_note = code_execution_note(res.get("code_execution"))
     body = [
         f"<h1>{_e(title)}</h1>",
+        *([f'<p class="{"warn" if "NOT run" in code_note or "WITHOUT" in code_note else "note"}">'
+           f"{_e(code_note)}</p>"] if code_note else []),
         f"<p>Scores produced by judge: <b>{_e(', '.join(judges) or 'unknown')}</b>.{_e(judge_note)} "
         f"Null judgments: {_e(nulls.get('total', 0))} of {_e(nulls.get('judgments', 0))}."
         + (f" Items without any judgment: {_e(missing)}." if missing else "") + "</p>",
@@ -340,6 +344,8 @@ def build_index(cfg: StudyConfig, config_path: Path, sd: Path, rd: Path, runs: l
                 overrides: tuple[str, ...] = ()) -> Path:
     """Write ``manifest.json`` and the report index of a study the runner has just brought up to date."""
     man = manifest(cfg, config_path, sd, runs, overrides)
+    if (sd / "results.json").exists():
+        man["code_execution"] = read_json(sd / "results.json").get("code_execution")
     write_json(sd / "manifest.json", man)
     notebooks = [{"title": r.label, "href": f"notebooks/{r.label}.html"}
                  for r in runs if (rd / "notebooks" / f"{r.label}.html").exists()]

@@ -36,6 +36,7 @@ import pandas as pd
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
 from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order, strategy_of
 from helpers.analysis.scores import (
+    code_execution,
     item_scores,
     judge_spread,
     judge_usage,
@@ -165,6 +166,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
                               if (study_dir / "data_stats.json").exists() else []),
         "null_counts": null_counts,
         "judge_usage": judge_usage(study_dir, models),
+        "code_execution": code_execution(study_dir, models),
         "missing_judgments": missing,
         "error_analysis": {"model": error_model, "k": k},
         "lowest_items": _records(low),

@@ -211,3 +211,47 @@ def judge_usage(study_dir: str | Path, models: list[str]) -> dict:
     for acc in [*by_judge.values(), *by_model.values(), total]:
         acc["cost"] = round(float(acc["cost"]), 6)
     return {"by_judge": by_judge, "by_model": by_model, "total": total}
+
+
+def code_execution(study_dir: str | Path, models: list[str]) -> dict:
+    """How code answers were run, counted from the judgment rows' ``code_execution`` (offline judge,
+    ``python_tests`` items; see ``helpers.judge.sandbox``).
+
+    Returns ``{"modes": {mode: rows}, "by_model": {model: {mode: rows}}, "not_run": rows}`` with modes
+    ``bubblewrap``, ``unshare``, ``unisolated`` or ``not run``; empty counts when no row ran code.
+    """
+    modes: dict[str, int] = {}
+    by_model: dict[str, dict] = {}
+    for model in model_order(models):
+        path = Path(study_dir) / "judgments" / f"{model}.jsonl"
+        if not path.exists():
+            continue
+        for rec in read_jsonl(path):
+            mode = rec.get("code_execution")
+            if mode is None:
+                continue
+            modes[mode] = modes.get(mode, 0) + 1
+            by_model.setdefault(model, {})[mode] = by_model.get(model, {}).get(mode, 0) + 1
+    return {"modes": modes, "by_model": by_model, "not_run": modes.get("not run", 0)}
+
+
+def code_execution_note(summary: dict | None) -> str | None:
+    """One sentence for the top of the report on how code answers were run (None when no row says).
+
+    >>> code_execution_note({"modes": {"bubblewrap": 40}, "not_run": 0})
+    'Code answers ran in OS isolation (bubblewrap: 40 judgments).'
+    >>> code_execution_note({"modes": {"not run": 40}, "not_run": 40})[:62]
+    'Code answers were NOT run (no OS isolation on the machine that'
+    """
+    modes = (summary or {}).get("modes") or {}
+    if not modes:
+        return None
+    parts = ", ".join(f"{m}: {n} judgments" for m, n in sorted(modes.items()))
+    not_run = modes.get("not run", 0)
+    if not_run:
+        return (f"Code answers were NOT run (no OS isolation on the machine that judged them; "
+                f"set judge.code_execution: unisolated to opt in): {not_run} code judgments are null, "
+                f"so the code use case is missing or partial ({parts}).")
+    if "unisolated" in modes:
+        return f"Code answers ran WITHOUT OS isolation, as judge.code_execution: unisolated allows ({parts})."
+    return f"Code answers ran in OS isolation ({parts})."

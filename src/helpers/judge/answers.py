@@ -5,7 +5,10 @@ to ``judgments/<model>.jsonl`` (atomically, at the end):
 
 * ``judge.kind: offline`` (the default): deterministic, no network (``helpers.judge.offline``);
   it checks each answer against the item's machine-checkable ``check`` and reference,
-  gives the same numbers every time and runs once (run 0); ``usage`` is ``{}``.
+  gives the same numbers every time and runs once (run 0); ``usage`` is ``{}``. Rows of
+  code items (``python_tests`` checks) also carry ``code_execution``: how the answer's code ran
+  (``"bubblewrap"``, ``"unshare"``, ``"unisolated"``, or ``"not run"`` with a null score; see
+  ``helpers.judge.sandbox`` and ``judge.code_execution``).
 * ``judge.kind: openai``: an LLM behind any OpenAI-compatible endpoint scores each
   answer with the rubric prompt of its use case, ``judge.runs`` times
   (``helpers.judge.llm``: concurrency, retries, the request cache, token usage and
@@ -46,11 +49,17 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
     if cfg.judge.kind == OFFLINE:
         items, answers = load_answers(cfg, model_name, study_dir)
         from helpers.judge.offline import score_answer
+        from helpers.judge.sandbox import execution_mode
 
+        setting = cfg.judge.code_execution
         rows = []
         for a in answers:
-            score, why = score_answer(items[a["id"]], a["answer"])
-            rows.append({"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}})
+            item = items[a["id"]]
+            score, why = score_answer(item, a["answer"], code_execution=setting)
+            row = {"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}}
+            if (item.get("check") or {}).get("type") == "python_tests":
+                row["code_execution"] = execution_mode(setting)
+            rows.append(row)
     else:
         from helpers.judge.llm import judge_key, judge_with_llm
 

@@ -1,8 +1,10 @@
 """The code use case: an answer's Python run against the item's unit tests, in a child process.
 
-The child gets rlimits (CPU, memory, files, processes), a timeout, its own process group and
-a temporary working directory; inside it, blocked ``os`` functions and sockets. This is a
-guard against accidents, not a security boundary.
+The child runs in OS isolation (``helpers.judge.sandbox``: bubblewrap or unshare namespaces), or, only when
+``judge.code_execution: unisolated`` opts in, without it. In every mode it gets rlimits (CPU, memory,
+files, processes), a seccomp filter (no fork, exec, non-thread clone, mount or new namespaces), a timeout,
+its own process group, a temporary working directory, a bounded output pipe, and inside, blocked ``os``
+functions and sockets. The OS isolation is the security boundary; the rest is a guard against accidents.
 """
 from __future__ import annotations
 
@@ -10,10 +12,14 @@ import json
 import os
 import re
 import secrets
+import selectors
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+
+from helpers.judge.sandbox import NOT_RUN, NOT_RUN_REASON, UNISOLATED, execution_mode, python_paths, wrap
 
 CODE_TIMEOUT_S = 5.0
 
@@ -54,9 +60,62 @@ def extract_code(answer: str) -> str | None:
 
 _CODE_START = re.compile(r"^(?:def |async def |class |import |from \S+ import |@|[A-Za-z_][\w.]*\s*=[^=])")
 
-_SANDBOX = r'''
+_SECCOMP = r"""
+def _seccomp():
+    # A classic-BPF seccomp filter: fork, vfork, exec, clone without CLONE_THREAD and the namespace and
+    # mount calls fail with EPERM, clone3 with ENOSYS (so libc falls back to clone, whose flags a filter
+    # can read: threads stay possible); a system call of another ABI kills the process.
+    import ctypes, os, struct
+    m = os.uname().machine.lower()
+    # denied: fork vfork execve execveat, and mount umount2 pivot_root chroot unshare setns
+    if m in ("x86_64", "amd64"):
+        arch, clone, deny = 0xC000003E, 56, (57, 58, 59, 322, 165, 166, 155, 161, 272, 308)
+    elif m in ("aarch64", "arm64"):
+        arch, clone, deny = 0xC00000B7, 220, (221, 281, 40, 39, 41, 51, 97, 268)
+    else:
+        return False
+    allow, eperm, enosys, kill = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38, 0x80000000
+    prog = [("ld", 4), ("jeq", arch, 1, 0), ("ret", kill), ("ld", 0), ("jge", 0x40000000, "EPERM", 0),
+            ("jeq", 435, "ENOSYS", 0), ("jeq", clone, "CLONE", 0)]
+    prog += [("jeq", nr, "EPERM", 0) for nr in deny]
+    prog += [("ret", allow), ("CLONE",), ("ld", 16), ("jset", 0x10000, "ALLOW", "EPERM"),
+             ("ALLOW",), ("ret", allow), ("EPERM",), ("ret", eperm), ("ENOSYS",), ("ret", enosys)]
+    labels, pc = {}, 0
+    for ins in prog:
+        if len(ins) == 1:
+            labels[ins[0]] = pc
+        else:
+            pc += 1
+    code, pc = [], 0
+    ops = {"ld": 0x20, "jeq": 0x15, "jge": 0x35, "jset": 0x45, "ret": 0x06}
+    for ins in prog:
+        if len(ins) == 1:
+            continue
+        jt, jf = (ins[2], ins[3]) if len(ins) == 4 else (0, 0)
+        jt, jf = [labels[j] - pc - 1 if isinstance(j, str) else j for j in (jt, jf)]
+        code.append(struct.pack("HBBI", ops[ins[0]], jt, jf, ins[1]))
+        pc += 1
+
+    class _Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    buf = ctypes.create_string_buffer(b"".join(code))
+    fprog = _Prog(len(code), ctypes.cast(buf, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        return False
+    return libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
+try:
+    _SECCOMP_ON = _seccomp()
+except Exception:
+    _SECCOMP_ON = False
+"""
+
+_SANDBOX = r"""
 import builtins, io, json, os, resource, socket, sys
-for _lim, _val in ((resource.RLIMIT_AS, {mem}), (resource.RLIMIT_CPU, {cpu}),
+for _lim, _val in ((resource.RLIMIT_AS, _MEM), (resource.RLIMIT_CPU, _CPU),
                    (resource.RLIMIT_FSIZE, 16 * 1024 * 1024), (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, 0)):
     try:
         resource.setrlimit(_lim, (_val, _val))
@@ -65,6 +124,8 @@ for _lim, _val in ((resource.RLIMIT_AS, {mem}), (resource.RLIMIT_CPU, {cpu}),
 _out_fd, _write, _exit, _real_open, _real_os_open = os.dup(1), os.write, os._exit, builtins.open, os.open
 _root = os.path.realpath(os.getcwd())
 _devnull = _real_open(os.devnull, "w")
+os.dup2(_devnull.fileno(), 1)
+os.dup2(_devnull.fileno(), 2)
 
 
 def _deny(*args, **kwargs):
@@ -117,8 +178,8 @@ import _posixsubprocess
 _posixsubprocess.fork_exec = _deny
 
 sys.stdout = sys.stderr = _devnull
-_result = {{"error": None, "passed": [], "failures": []}}
-_ns = {{"__name__": "solution"}}
+_result = {"error": None, "passed": [], "failures": [], "seccomp": _SECCOMP_ON}
+_ns = {"__name__": "solution"}
 try:
     exec(compile(_CODE, "solution.py", "exec"), _ns)
 except BaseException as _e:
@@ -133,39 +194,89 @@ else:
             _result["failures"].append((_t + " -> " + type(_e).__name__ + ": " + str(_e))[:300])
 _write(_out_fd, (_NONCE + json.dumps(_result) + "\n").encode("utf-8"))
 _exit(0)
-'''
+"""
+
+OUTPUT_LIMIT = 1024 * 1024
+"""Bytes of the child's output kept by the parent; the child writes one short result line, so more means
+the answer's code wrote to the result pipe itself and the run counts as a crash."""
+
+_TMP_PREFIX = "helpers-score-"
 
 
 def run_python_tests(code: str, tests: list[str], timeout: float = CODE_TIMEOUT_S,
-                     memory_mb: int = CODE_MEMORY_MB) -> dict:
+                     memory_mb: int = CODE_MEMORY_MB, mode: str | None = None) -> dict:
     """Run ``code`` then each test in a sandboxed ``python -I -S`` subprocess.
 
+    ``mode`` (``helpers.judge.sandbox.execution_mode``): ``"bubblewrap"`` or ``"unshare"`` run the child in
+    that OS isolation, ``"unisolated"`` without (the Python-level guard, rlimits and seccomp only); None
+    (the default): the isolation this machine offers, and a ``ValueError`` where it offers none.
     Returns ``{"status": "ok" | "timeout" | "crash", "error": str | None, "passed": [bool],
-    "failures": [str]}``; ``error`` is set when the code itself raised on definition.
+    "failures": [str], "seccomp": bool}``; ``error`` is set when the code itself raised on definition.
     """
+    if mode is None:
+        mode = execution_mode()
+    if mode == NOT_RUN:
+        raise ValueError(f"run_python_tests: mode 'not run': nothing may run ({NOT_RUN_REASON})")
     nonce = "@@" + secrets.token_hex(16) + "@@"
-    body = _SANDBOX.format(mem=memory_mb * 1024 * 1024, cpu=int(timeout) + 1)
-    script = f"_CODE = {code!r}\n_TESTS = {list(tests)!r}\n_NONCE = {nonce!r}\n{body}"
+    script = (f"_CODE = {code!r}\n_TESTS = {list(tests)!r}\n_NONCE = {nonce!r}\n"
+              f"_MEM = {memory_mb * 1024 * 1024}\n_CPU = {int(timeout) + 1}\n{_SECCOMP}\n{_SANDBOX}")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "HOME": "/nonexistent"}
-    with tempfile.TemporaryDirectory(prefix="helpers-score-", ignore_cleanup_errors=True) as d:
+    with tempfile.TemporaryDirectory(prefix=_TMP_PREFIX, ignore_cleanup_errors=True) as d:
         path = os.path.join(d, "_sandbox_runner.py")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(script)
-        proc = subprocess.Popen([sys.executable, "-I", "-S", path], cwd=d, env=env, stdin=subprocess.DEVNULL,
+        if mode == UNISOLATED:
+            argv, cwd = [sys.executable, "-I", "-S", path], d
+        else:
+            name = os.path.basename(d)
+            argv, cwd = wrap(mode, d, name, [python_paths()[0], "-I", "-S", f"/sandbox/{name}/_sandbox_runner.py"])
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            proc.communicate()
-            return {"status": "timeout", "error": None, "passed": [], "failures": []}
+            out, status = _read_bounded(proc, timeout)
         finally:
             _kill_group(proc)
+            proc.stdout.close()
+            proc.wait()
+    if status == "timeout":
+        return {"status": "timeout", "error": None, "passed": [], "failures": [], "seccomp": None}
+    if status == "too much output":
+        return {"status": "crash", "error": f"more than {OUTPUT_LIMIT} bytes of output", "passed": [],
+                "failures": [], "seccomp": None}
     for line in out.decode("utf-8", errors="replace").splitlines():
         if line.startswith(nonce):
             res = json.loads(line[len(nonce):])
             return {"status": "ok", **res}
-    return {"status": "crash", "error": f"no result (exit code {proc.returncode})", "passed": [], "failures": []}
+    return {"status": "crash", "error": f"no result (exit code {proc.returncode})", "passed": [], "failures": [],
+            "seccomp": None}
+
+
+def _read_bounded(proc: subprocess.Popen, timeout: float) -> tuple[bytes, str]:
+    """(what the child wrote, "eof" | "timeout" | "too much output"), reading until end of file, the deadline
+    or ``OUTPUT_LIMIT`` bytes, whichever comes first; the parent never holds more than that."""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    chunks, size = [], 0
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b"".join(chunks), "timeout"
+            if not sel.select(left):
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+            size += len(data)
+            if size > OUTPUT_LIMIT:
+                return b"".join(chunks), "too much output"
+    try:
+        proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+    except subprocess.TimeoutExpired:  # it closed its output but goes on running
+        return b"".join(chunks), "timeout"
+    return b"".join(chunks), "eof"
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -175,8 +286,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def score_python_tests(item: dict, check: dict, answer: str) -> tuple[float, str]:
-    """Fraction of ``check["tests"]`` passed by the answer's code (``extract_code``).
+def score_python_tests(item: dict, check: dict, answer: str,
+                       code_execution: str = "isolated") -> tuple[float | None, str]:
+    """Fraction of ``check["tests"]`` passed by the answer's code (``extract_code``), run as
+    ``code_execution`` allows here (``helpers.judge.sandbox.execution_mode``); None with the reason when
+    that is "not run" (``isolated`` asked for, no OS isolation on this machine).
 
     ``check["timeout_s"]`` overrides the 5 s limit. For ``add_5`` with three tests:
     "def add_5(x):\\n    return x + 5" -> 1.0 ("3/3 tests passed");
@@ -186,10 +300,13 @@ def score_python_tests(item: dict, check: dict, answer: str) -> tuple[float, str
     tests = check.get("tests") or []
     if not tests:
         raise ValueError(f"item {item.get('id')!r}: python_tests check without tests")
+    mode = execution_mode(code_execution)
+    if mode == NOT_RUN:
+        return None, NOT_RUN_REASON
     code = extract_code(answer)
     if code is None:
         return 0.0, "no code found (or it does not parse)"
-    res = run_python_tests(code, tests, timeout=float(check.get("timeout_s", CODE_TIMEOUT_S)))
+    res = run_python_tests(code, tests, timeout=float(check.get("timeout_s", CODE_TIMEOUT_S)), mode=mode)
     if res["status"] == "timeout":
         return 0.0, "timeout"
     if res["status"] == "crash":

@@ -8,7 +8,8 @@ check type     score
 ============== ====================================================================
 number         1 if the last number in the answer equals ``answer`` (exact, as fractions), else 0
 python_tests   fraction of ``tests`` that pass when run with the answer's code in a sandboxed
-               subprocess; 0 on a timeout, a crash, a syntax error or no code
+               subprocess; 0 on a timeout, a crash, a syntax error or no code; None (not run)
+               where no OS isolation is available and ``judge.code_execution`` is ``isolated``
 label          1 if the answer's label equals ``label``, else 0
 spans          F1 between the set of expected spans and the pieces of the answer
 answer_in_passage, text
@@ -27,15 +28,17 @@ lower case, and dropping whitespace, punctuation and control characters, so
 "巴黎。" and "巴黎" are the same answer. ROUGE-L here is the F1 of the longest common
 subsequence of normalised characters (Chinese has no word boundaries).
 
-The code sandbox is a best-effort guard against accidents, not a security boundary:
-the code runs in ``python -I -S`` in a fresh temporary directory (removed afterwards),
-with address space (512 MB), CPU time, file size and process-count limits set by the
-child itself before any answer code runs (``resource.setrlimit``; done in the child
-rather than in ``preexec_fn`` because ``preexec_fn`` can deadlock in a parent with
-threads, such as a notebook kernel running torch), sockets replaced by a function that
-raises, file writes outside the temporary directory and process-spawning / file-removing
-``os`` functions refused, and a wall-clock timeout (5 s) after which the whole process
-group is killed. Run untrusted models' code inside a container as well.
+Code answers run in OS isolation (``helpers.judge.sandbox``: bubblewrap, else unshare namespaces: no
+network, its own PID namespace, a read-only filesystem without the home or the study folder, a private
+tmpfs, uid 65534 under bubblewrap), or not at all unless ``judge.code_execution: unisolated`` opts in.
+Inside, in every mode, the child is ``python -I -S`` in a fresh temporary directory (removed afterwards),
+with address space (512 MB), CPU time, file size and process-count limits set by the child itself
+before any answer code runs (``resource.setrlimit``; done in the child rather than in ``preexec_fn``
+because ``preexec_fn`` can deadlock in a parent with threads, such as a notebook kernel running torch),
+a seccomp filter refusing fork, exec and non-thread clone, sockets replaced by a function that raises,
+file writes outside the temporary directory and process-spawning / file-removing ``os`` functions
+refused, and a wall-clock timeout (5 s) after which the whole process group is killed. Only the
+OS isolation is a security boundary; the Python-level guard is a guard against accidents.
 """
 from __future__ import annotations
 
@@ -44,15 +47,23 @@ import unicodedata
 from fractions import Fraction
 
 from helpers.judge.code import score_python_tests
+from helpers.judge.sandbox import ISOLATED, NOT_RUN, NOT_RUN_REASON, execution_mode
 from helpers.judge.text_metrics import char_f1, normalize, rouge_l
 
 
-def score_answer(item: dict, answer: str) -> tuple[float, str]:
+def score_answer(item: dict, answer: str, code_execution: str = ISOLATED) -> tuple[float | None, str]:
     """Score ``answer`` to eval ``item`` in [0, 1], with a short rationale.
+
+    ``code_execution`` (``judge.code_execution``) says how ``python_tests`` items may run the answer's code
+    (``helpers.judge.sandbox``): with ``isolated`` on a machine without OS isolation every such item, empty
+    answers included, scores None with the reason, so that a use case is never averaged over a biased subset.
 
     >>> score_answer({"id": "x", "reference": "82", "check": {"type": "number", "answer": 82}}, "答案：82")
     (1.0, 'expected 82, got 82')
     """
+    check = item.get("check")
+    if check and check.get("type") == "python_tests" and execution_mode(code_execution) == NOT_RUN:
+        return None, NOT_RUN_REASON
     if answer is None or not str(answer).strip():
         return 0.0, "empty answer"
     answer = str(answer)
@@ -63,7 +74,10 @@ def score_answer(item: dict, answer: str) -> tuple[float, str]:
     scorer = SCORERS.get(kind)
     if scorer is None:
         raise ValueError(f"item {item.get('id')!r}: unknown check type {kind!r}; known: {sorted(SCORERS)}")
-    score, why = scorer(item, check, answer)
+    if kind == "python_tests":
+        score, why = score_python_tests(item, check, answer, code_execution=code_execution)
+    else:
+        score, why = scorer(item, check, answer)
     return float(min(1.0, max(0.0, score))), why
 
 

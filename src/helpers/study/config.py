@@ -236,6 +236,10 @@ class JudgeConfig(EndpointConfig):
     """Rubric prompts, one ``{class, prompt}`` JSON object per line (BELLE's format; labels are mapped)."""
     parse_retries: int = Field(2, ge=0)
     """Extra requests when a reply has no readable score; then the judgment is stored as null."""
+    code_execution: Literal["isolated", "unisolated"] = "isolated"
+    """How the offline judge runs the code answers' unit tests (helpers.judge.sandbox): ``isolated`` in OS
+    isolation (bubblewrap, else unshare namespaces), and where there is none not at all (code items score
+    null, with the reason); ``unisolated`` opts in to running model-written code without OS isolation."""
 
 
 class AnalysisConfig(_Strict):
@@ -420,8 +424,11 @@ def ignored_settings(cfg: "StudyConfig") -> list[str]:
         out.append(f"{_keys('generate', sampling)}: {'has' if len(sampling) == 1 else 'have'} no effect with "
                    "generate.do_sample: false (greedy decoding); set do_sample: true, or remove "
                    f"{'it' if len(sampling) == 1 else 'them'}")
+    if cfg.judge.kind != "offline" and "code_execution" in changed_fields(cfg.judge):
+        out.append(f"judge.code_execution: has no effect with judge.kind: {cfg.judge.kind} (only the offline judge runs "
+                   "an answer's code); remove it")
     if cfg.judge.kind == "offline":
-        judge = changed_fields(cfg.judge, skip=("kind",))
+        judge = changed_fields(cfg.judge, skip=("kind", "code_execution"))
         if judge:
             out.append(f"{_keys('judge', judge)}: {'has' if len(judge) == 1 else 'have'} no effect with judge.kind: "
                        "offline (the offline judge calls no model, uses no prompts and runs once); set judge.kind: "
