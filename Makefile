@@ -22,8 +22,6 @@ study: setup sandbox
 dry-run: setup
 	$(BIN)/python -m helpers run --config $(CONFIG) --dry-run
 
-# Lint (ruff: pyflakes, pycodestyle, import order), unit tests, a micro study end to end through papermill, then nbval over every notebook
-# on the micro config (in a scratch root so nothing under data/ is touched).
 # The report test drives Debian's chromium headless (installed here when missing; needs root).
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
@@ -35,6 +33,8 @@ sandbox:
 		apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null ) || \
 		echo "bubblewrap not installed: code answers run in unshare namespaces if available, else are not run (see README)"
 
+# Lint (ruff: pyflakes, pycodestyle, import order), unit tests, a micro study end to end through papermill, then
+# nbval over every notebook on the micro config (in a scratch root so nothing under data/ is touched).
 test: setup browser sandbox
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
