@@ -52,3 +52,17 @@ def test_generate_without_a_trained_model_says_so(tmp_path, tiny_model_dir):
     write_jsonl(tmp_path / "eval.jsonl", ITEMS)
     with pytest.raises(FileNotFoundError, match="run the finetune stage first"):
         generate_answers(cfg, "8", tmp_path)
+
+
+def test_answers_on_the_cpu_stay_fp32_and_a_gpu_gets_bf16_spread_by_device_map(monkeypatch):
+    import torch
+
+    from helpers.study.models import generation_placement
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert generation_placement() == {}  # the CPU study loads exactly as before
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert generation_placement() == {"dtype": torch.bfloat16, "device_map": "auto"}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert generation_placement() == {"dtype": torch.float16, "device_map": "auto"}
