@@ -2,7 +2,7 @@ import pytest
 from conftest import make_config
 
 from helpers.generate.answers import cut_at_stop, generate_answers, plan_batches
-from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.files import read_json, read_jsonl, write_jsonl
 from helpers.study.models import load_tokenizer
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": "问题" * (i + 1), "reference": "答"}
@@ -32,6 +32,8 @@ def test_generate_writes_one_answer_per_item_and_resumes(tmp_path, tiny_model_di
     for a in full:
         assert set(a) >= {"id", "category", "answer", "new_tokens", "model"}
         assert a["model"] == "base" and 0 < a["new_tokens"] <= 4
+    note = read_json(tmp_path / "answers" / "base.engine.json")
+    assert note["backend"] == "hf" and note["engine"].startswith("transformers ") and note["dtype"] == "float32"
 
     # a run killed after two answers, mid-way through writing the third line
     kept = full[:2]

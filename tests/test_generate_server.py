@@ -13,7 +13,7 @@ from helpers.generate.answers import generate_answers
 from helpers.generate.rows import GenerateError
 from helpers.generate.server import cache_path
 from helpers.study.config import ConfigError, load_config
-from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.files import read_json, read_jsonl, write_jsonl
 from helpers.study.prompt import STOP, format_prompt
 
 KEY = "test-SECRET-answers-4d2a-not-a-real-key"
@@ -106,6 +106,8 @@ def test_served_names_come_from_the_mapping(server, sd):
     server.served_models = ["gemma-base", "640"]
     path = generate_answers(cfg_for(server, models={"base": "gemma-base"}), "base", sd)
     assert {b["model"] for b in server.bodies} == {"gemma-base"}
+    assert read_json(sd / "answers" / "base.engine.json") == {
+        "backend": "server", "engine": "OpenAI-compatible server (fake)", "base_url": server.base_url, "served_model": "gemma-base"}
     assert {r["model"] for r in read_jsonl(path)} == {"base"}  # the study's name in the file, not the server's
 
 

@@ -29,7 +29,7 @@ from helpers.generate.rows import GenerateError
 from helpers.generate.vllm_backend import plan_jobs, serve_command
 from helpers.generate.vllm_worker import rows_of
 from helpers.study.config import REPO, load_config
-from helpers.study.files import read_jsonl, write_json, write_jsonl
+from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.prompt import STOP, format_prompt
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": f"问题{i}", "reference": "答"}
@@ -135,6 +135,8 @@ def test_vllm_backend_agrees_with_hf_for_base_and_a_lora_model(micro_with_lora, 
         assert {r["model"] for r in rows} == {m} and len(rows) == len(items)
         same = agreement(sd / "answers" / f"{m}.jsonl", vd / "answers" / f"{m}.jsonl")
         print(f"vllm backend {m}: {same:.0%} of answers equal to hf's")
+        note = read_json(vd / "answers" / f"{m}.engine.json")
+        assert note["backend"] == "vllm" and note["engine"].startswith("vllm") and note["lora_request"] == (m == "12")
         assert same >= 0.9
     # the adapter is applied: the LoRA model's answers are hf's LoRA answers, not the base model's
     tuned = agreement(sd / "answers" / "12.jsonl", vd / "answers" / "12.jsonl")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from helpers.generate.rows import GenerateError, cut_at_stop
+from helpers.generate.rows import GenerateError, cut_at_stop, write_engine_note
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl, read_jsonl
 from helpers.study.models import load_for_generation
@@ -83,6 +83,10 @@ def generate_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path
     model, tok = load_for_generation(cfg, model_name, study_dir)
     model.eval()
     tok.padding_side = "left"
+    import transformers
+
+    write_engine_note(study_dir, model_name, {"backend": "hf", "engine": f"transformers {transformers.__version__}",
+                                              "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch.")})
     t0, n_tokens = time.perf_counter(), 0
     batches = plan_batches(todo, tok, cfg)
     with tqdm(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:

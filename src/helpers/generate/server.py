@@ -26,7 +26,7 @@ from pathlib import Path
 
 import openai
 
-from helpers.generate.rows import GenerateError, cut_at_stop
+from helpers.generate.rows import GenerateError, cut_at_stop, write_engine_note
 from helpers.openai_client import ChatEndpoint, JsonlAppender, RequestCache, RequestFailed, check_api_key, run_coroutine
 from helpers.study.config import StudyConfig
 from helpers.study.prompt import STOP, format_prompt
@@ -51,8 +51,9 @@ def request_key(served: str, prompt: str, params: dict) -> str:
                                      ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-async def check_served(ep: ChatEndpoint, served: str, model_name: str) -> None:
-    """Stop before any answer when the server is unreachable, refuses the key or does not serve ``served``."""
+async def check_served(ep: ChatEndpoint, served: str, model_name: str) -> str:
+    """Stop before any answer when the server is unreachable, refuses the key or does not serve ``served``;
+    returns who the server says owns the model (``vllm`` for vLLM; ``unknown`` without ``/v1/models``)."""
     url = ep.s.base_url
     try:
         page = await ep.client.models.list()
@@ -63,7 +64,7 @@ async def check_served(ep: ChatEndpoint, served: str, model_name: str) -> None:
         if e.status_code in (401, 403):
             raise GenerateError(f"the server at {url} refused the API key from ${ep.s.api_key_env} "
                                 f"({SECTION}.api_key_env, HTTP {e.status_code}). No answer was requested.") from None
-        return  # a server without /v1/models: a wrong name shows as a 404 on the first request
+        return "unknown"  # a server without /v1/models: a wrong name shows as a 404 on the first request
     names = sorted(m.id for m in page.data)
     if served not in names:
         raise GenerateError(
@@ -71,6 +72,7 @@ async def check_served(ep: ChatEndpoint, served: str, model_name: str) -> None:
             f"{', '.join(map(repr, names)) or 'nothing'}. Map the study model to one of them, e.g. "
             f"generate.server.models: {{{model_name!r}: {names[0]!r}}}" if names else
             f"{SECTION}.models: the server at {url} serves no model. No answer was requested.")
+    return str(next(getattr(m, "owned_by", None) for m in page.data if m.id == served) or "unknown")
 
 
 def server_answers(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> int:
@@ -111,7 +113,9 @@ async def _answer_all(cfg: StudyConfig, model_name: str, study_dir: Path, todo: 
                     "truncated": rec["finish_reason"] == "length" or n >= params["max_tokens"], "model": model_name}])
 
     try:
-        await check_served(ep, served, model_name)
+        owner = await check_served(ep, served, model_name)
+        write_engine_note(study_dir, model_name, {"backend": "server", "engine": f"OpenAI-compatible server ({owner})",
+                                                  "base_url": s.base_url, "served_model": served})
         tasks = [asyncio.ensure_future(one(it)) for it in todo]
         try:
             await asyncio.gather(*tasks)

@@ -25,7 +25,7 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
-from helpers.generate.rows import GenerateError
+from helpers.generate.rows import GenerateError, write_engine_note
 from helpers.generate.vllm_worker import STATS
 from helpers.generate.vllm_worker import __file__ as WORKER_SCRIPT
 from helpers.study.config import REPO, StudyConfig
@@ -152,8 +152,12 @@ def vllm_answers(cfg: StudyConfig, todo: dict[str, list[dict]], study_dir: Path,
     ``stats``, when given, receives the worker's figures per model (the benchmark reads them)."""
     python = vllm_python()
     jobs = plan_jobs(cfg, todo, study_dir)
-    print(f"vllm backend: {engine_version(python)} in {python}, {len(jobs)} engine(s)", flush=True)
+    version = engine_version(python)
+    print(f"vllm backend: {version} in {python}, {len(jobs)} engine(s)", flush=True)
     for job in jobs:
+        for m in job["models"]:
+            write_engine_note(study_dir, m["name"], {"backend": "vllm", "engine": version, "dtype": job["engine"]["dtype"],
+                                                     "lora_request": bool(m["lora"]), "weights": job["engine"]["model"]})
         figures = run_job(python, job)
         if stats is not None:
             stats.extend(figures)
