@@ -129,14 +129,20 @@ def run_job(python: str, job: dict) -> list[dict]:
     tail: deque[str] = deque(maxlen=15)
     stats = []
     try:
+        # a session of its own: the worker's watchdog kills the worker's group, never the stage
         proc = subprocess.Popen([python, WORKER_SCRIPT, f.name], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=env, cwd=str(REPO))
-        for line in proc.stdout:
-            if line.startswith(STATS):
-                stats.append(json.loads(line[len(STATS):]))
-            tail.append(line.rstrip())
-            print(line, end="", flush=True)
-        rc = proc.wait()
+                                text=True, env=env, cwd=str(REPO), start_new_session=True)
+        try:
+            for line in proc.stdout:
+                if line.startswith(STATS):
+                    stats.append(json.loads(line[len(STATS):]))
+                tail.append(line.rstrip())
+                print(line, end="", flush=True)
+            rc = proc.wait()
+        except BaseException:  # an interrupted stage (Ctrl-C in the notebook): the engine goes too
+            proc.kill()
+            proc.wait()
+            raise
     finally:
         Path(f.name).unlink(missing_ok=True)
     if rc:
