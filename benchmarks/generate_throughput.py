@@ -8,15 +8,26 @@ length-sorted batches of ``helpers.generate.answers.plan_batches`` (``--batch-si
 Tokens are the new tokens of the answers (padding excluded); tokens/s = tokens / wall
 seconds of the loop. One warm-up generation runs first. Takes a few minutes on 2 cores.
 
+With ``--vllm`` the same prompts are also answered by the vllm backend (vLLM's offline engine from
+``make vllm-env``'s ``.venv-vllm`` or ``$STUDY_VLLM_PYTHON``; tokens/s of generation, the engine's
+start reported apart) and by the server backend against a vLLM OpenAI server started here on
+127.0.0.1 (tokens/s over the requests' wall time, ``--batch-size`` requests in flight), each with
+its ratio to hf one at a time and to hf batches and its agreement with hf's batched answers.
+
     python benchmarks/generate_throughput.py          # prints one JSON line at the end
+    python benchmarks/generate_throughput.py --vllm   # + vllm and server backends (about 5 more minutes)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
+import socket
+import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -25,7 +36,8 @@ from helpers.data.suite import build_suite
 from helpers.generate.answers import answer_batch, plan_batches
 from helpers.study.categories import CATEGORIES
 from helpers.study.config import StudyConfig
-from helpers.study.models import load_for_generation
+from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.models import base_model_path, load_for_generation
 
 
 def prompts(n: int) -> list[dict]:
@@ -41,6 +53,8 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--vllm", action="store_true", help="also the vllm and server backends (needs make vllm-env)")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.3, help="vLLM's share of memory (CPU: of RAM)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -68,6 +82,7 @@ def main() -> None:
     same = {r["id"]: r["answer"] for r in seq}
     identical = sum(same[r["id"]] == r["answer"] for r in bat)
     seq_tps, bat_tps = seq_tok / seq_s, bat_tok / bat_s
+    extra = vllm_figures(args, cfg, items, {r["id"]: r["answer"] for r in bat}, seq_tps, bat_tps) if args.vllm else {}
     print(json.dumps({
         "benchmark": "generate_throughput",
         "model": "embedded Gemma 3 270M (fp32, CPU)", "threads": torch.get_num_threads(),
@@ -79,7 +94,71 @@ def main() -> None:
         "identical_answers": f"{identical}/{len(items)}",
         "ratio": round(bat_tps / seq_tps, 2),
         "goal_ratio": 5,
+        **extra,
     }))
+
+
+def vllm_figures(args, cfg: StudyConfig, items: list[dict], hf: dict, seq_tps: float, bat_tps: float) -> dict:
+    """tokens/s of the vllm backend and of the server backend against a vLLM server, with their ratios."""
+    from helpers.generate.answers import generate_answers
+    from helpers.generate.vllm_backend import engine_version, serve_command, vllm_answers, vllm_python
+
+    python = vllm_python()
+    out = {"engine": engine_version(python)}
+
+    def same(path: Path) -> str:
+        rows = read_jsonl(path)
+        return f"{sum(hf[r['id']] == r['answer'] for r in rows)}/{len(rows)}"
+
+    vcfg = cfg.model_copy(update={"generate": cfg.generate.model_validate({
+        **cfg.generate.model_dump(exclude={"vllm", "server"}), "backend": "vllm",
+        "vllm": {"gpu_memory_utilization": args.gpu_memory_utilization, "max_model_len": 1024}})})
+    with tempfile.TemporaryDirectory() as d:
+        stats: list[dict] = []
+        t0 = time.perf_counter()
+        tokens = vllm_answers(vcfg, {"base": items}, Path(d), stats)
+        wall = time.perf_counter() - t0
+        tps = stats[0]["tokens"] / stats[0]["seconds"]
+        out.update(vllm_s=stats[0]["seconds"], vllm_engine_start_s=stats[0]["engine_start_s"], vllm_wall_s=round(wall, 1),
+                   vllm_tokens=tokens, vllm_tokens_per_s=round(tps, 1), vllm_ratio_to_one_at_a_time=round(tps / seq_tps, 2),
+                   vllm_ratio_to_batches=round(tps / bat_tps, 2), vllm_identical_to_hf=same(Path(d) / "answers" / "base.jsonl"))
+
+    with socket.socket() as sock:  # a free port for the server
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.setdefault("STUDY_BENCH_KEY", "local")
+    cmd = serve_command(python, base_model_path(cfg), "base", {}, port=port,
+                        gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=1024)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/v1"
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"the vLLM server exited ({proc.returncode}): {' '.join(cmd)}")
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(2)
+        up = time.perf_counter() - t0
+        g = cfg.generate.model_dump(exclude={"vllm", "server", "batch_size"})
+        scfg = cfg.model_copy(update={"generate": cfg.generate.model_validate({
+            **g, "backend": "server", "server": {"base_url": url, "api_key_env": "STUDY_BENCH_KEY",
+                                                 "concurrency": args.batch_size}})})
+        with tempfile.TemporaryDirectory() as d:
+            write_jsonl(Path(d) / "eval.jsonl", items)
+            t0 = time.perf_counter()
+            path = generate_answers(scfg, "base", Path(d))
+            wall = time.perf_counter() - t0
+            tokens = sum(r["new_tokens"] for r in read_jsonl(path))
+            out.update(server_up_s=round(up, 1), server_s=round(wall, 1), server_tokens=tokens,
+                       server_tokens_per_s=round(tokens / wall, 1), server_ratio_to_one_at_a_time=round(tokens / wall / seq_tps, 2),
+                       server_ratio_to_batches=round(tokens / wall / bat_tps, 2), server_identical_to_hf=same(path))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+    return out
 
 
 if __name__ == "__main__":

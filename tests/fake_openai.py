@@ -28,6 +28,11 @@ Actions: ``"ok"``; ``"429"`` (with ``Retry-After: <retry_after>``); ``"500"``, `
 ``"401"``, ``"403"``, ``"400"``; ``"drop"`` (the socket is closed without any response);
 ``"slow:<seconds>"`` (answer after that long); ``"noscore"`` (a 200 whose text has no score).
 
+Raw completions (``POST /v1/completions``, the generate stage's server backend) take the
+same faults, keyed by ``(prompt, seed)``; the text is ``completion_for(prompt, max_tokens)``.
+``served_models`` (a list) makes ``GET /v1/models`` list those names and a completion for any
+other name a 404 as vLLM answers it; None (the default) has no ``/v1/models`` and serves any name.
+
 A fake teacher for the self-instruct stage: set ``responder`` to a callable
 ``f(prompt, seed) -> (text, finish_reason)`` (e.g. ``teacher_reply`` below, which writes a
 numbered list of tasks in the layouts real teachers use, with their usual faults) and every
@@ -64,6 +69,13 @@ def reply_for(prompt: str) -> str:
 NO_SCORE_REPLY = "抱歉，我无法判断这个回答的质量。"
 
 
+def completion_for(prompt: str, max_tokens: int) -> tuple[str, int, str]:
+    """``(text, completion_tokens, finish_reason)`` of a raw completion: one token per character, cut at max_tokens."""
+    full = f"答案是{int(hashlib.sha256(prompt.encode('utf-8')).hexdigest()[:6], 16)}。"
+    text = full[:max_tokens]
+    return text, len(text), "length" if len(text) < len(full) else "stop"
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512
@@ -81,6 +93,8 @@ class FakeOpenAI:
         self.retry_after = retry_after
         self.lifetime_s = lifetime_s
         self.on_request = None
+        self.bodies: list[dict] = []         # the body of every /v1/completions request, in arrival order
+        self.served_models = None            # names GET /v1/models lists and completions accept; None: any
         self.responder = None                # f(prompt, seed) -> (text, finish_reason): a fake teacher
         self.models: list[str] = []          # what GET /v1/models lists
         self.model_lists = 0                 # GET /v1/models requests
@@ -238,10 +252,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
             return self._error(400, "body is not JSON")
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        raw_completion = self.path.rstrip("/").endswith("/v1/completions")
+        if not raw_completion and not self.path.rstrip("/").endswith("/chat/completions"):
             return self._error(404, f"no route {self.path}")
-        messages = body.get("messages") or [{}]
-        prompt = str(messages[-1].get("content") or "")
+        if raw_completion:
+            prompt = str(body.get("prompt") or "")
+            with state.lock:
+                state.bodies.append(body)
+            if state.served_models is not None and body.get("model") not in state.served_models:
+                return self._error(404, f"The model `{body.get('model')}` does not exist.", "model_not_found")
+        else:
+            messages = body.get("messages") or [{}]
+            prompt = str(messages[-1].get("content") or "")
         key = (prompt, body.get("seed"))
         action, n = state._decide(key)
         if state.on_request:
@@ -268,17 +290,36 @@ class _Handler(BaseHTTPRequestHandler):
         if state.delay:
             time.sleep(state.delay)
         finish = "stop"
+        if raw_completion:
+            text, c, finish = completion_for(prompt, int(body.get("max_tokens") or 16))
+            return self._answer(state, key, {
+                "id": f"cmpl-fake-{state.total}", "object": "text_completion", "created": int(time.time()),
+                "model": body.get("model", "fake"), "choices": [{"index": 0, "text": text, "finish_reason": finish}],
+                "usage": {"prompt_tokens": len(prompt), "completion_tokens": c, "total_tokens": len(prompt) + c}})
         if state.responder is not None and action != "noscore":
             text, finish = state.responder(prompt, body.get("seed"))
         else:
             text = NO_SCORE_REPLY if action == "noscore" else reply_for(prompt)
         p, c = max(1, len(prompt) // 2), max(1, len(text) // 2)
-        gone = _peer_closed(self.connection)
-        ok = self._send(200, {
+        self._answer(state, key, {
             "id": f"chatcmpl-fake-{state.total}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "fake"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})
+
+    def do_GET(self):
+        state = self.server_state
+        if not self.path.rstrip("/").endswith("/v1/models") or state.served_models is None:
+            return self._error(404, f"no route {self.path}")
+        if self.headers.get("Authorization") != f"Bearer {state.api_key}":
+            return self._error(401, "Incorrect API key provided.", "invalid_api_key")
+        self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
+                                                    for m in state.served_models]})
+
+    def _answer(self, state: FakeOpenAI, key, reply: dict) -> None:
+        """Send a 200 and count it as answered (and for a closed client) once it reached the socket."""
+        gone = _peer_closed(self.connection)
+        ok = self._send(200, reply)
         if ok:
             t = time.monotonic()
             with state.lock:

@@ -2,7 +2,7 @@ import pytest
 from conftest import make_config
 
 from helpers.generate.answers import cut_at_stop, generate_answers, plan_batches
-from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.files import read_json, read_jsonl, write_jsonl
 from helpers.study.models import load_tokenizer
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": "问题" * (i + 1), "reference": "答"}
@@ -32,6 +32,8 @@ def test_generate_writes_one_answer_per_item_and_resumes(tmp_path, tiny_model_di
     for a in full:
         assert set(a) >= {"id", "category", "answer", "new_tokens", "model"}
         assert a["model"] == "base" and 0 < a["new_tokens"] <= 4
+    note = read_json(tmp_path / "answers" / "base.engine.json")
+    assert note["backend"] == "hf" and note["engine"].startswith("transformers ") and note["dtype"] == "float32"
 
     # a run killed after two answers, mid-way through writing the third line
     kept = full[:2]
@@ -52,3 +54,17 @@ def test_generate_without_a_trained_model_says_so(tmp_path, tiny_model_dir):
     write_jsonl(tmp_path / "eval.jsonl", ITEMS)
     with pytest.raises(FileNotFoundError, match="run the finetune stage first"):
         generate_answers(cfg, "8", tmp_path)
+
+
+def test_answers_on_the_cpu_stay_fp32_and_a_gpu_gets_bf16_spread_by_device_map(monkeypatch):
+    import torch
+
+    from helpers.study.models import generation_placement
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert generation_placement() == {}  # the CPU study loads exactly as before
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert generation_placement() == {"dtype": torch.bfloat16, "device_map": "auto"}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert generation_placement() == {"dtype": torch.float16, "device_map": "auto"}

@@ -1,11 +1,12 @@
-"""The OpenAI-compatible chat client that the LLM judge and the self-instruct teacher share.
+"""The OpenAI-compatible client that the LLM judge, the self-instruct teacher and the server backend of
+the generate stage share (chat requests; raw-text ``/v1/completions`` for the answers).
 
-Both stages (``helpers.judge.llm``, ``helpers.selfinstruct.run``) talk to an OpenAI-compatible
-endpoint (OpenAI, vLLM, llama.cpp's server, ...) under the same rules for retries, backoff,
-stops, the request cache and resuming after a kill. The rules live here, once; each stage keeps
+The stages (``helpers.judge.llm``, ``helpers.selfinstruct.run``, ``helpers.generate.server``) talk to an
+OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp's server, ...) under the same rules for retries,
+backoff, stops, the request cache and resuming after a kill. The rules live here, once; each stage keeps
 what is its own (prompts, reading the replies, what a failure means for its results).
-``<section>`` below is the stage's config section, ``judge`` or ``selfinstruct``
-(``helpers.study.config.EndpointConfig``).
+``<section>`` below is the stage's config section, ``judge``, ``selfinstruct``
+(``helpers.study.config.EndpointConfig``) or ``generate.server`` (``ServerConfig``).
 
 Requests (``ChatEndpoint``)
     ``openai.AsyncOpenAI`` with the SDK's own retries off (``max_retries=0``) and ours
@@ -271,6 +272,7 @@ class ChatEndpoint:
         self.fatal: Exception | None = None
         self.stopped = False  # set by a caller that has what it needs: attempts not yet sent are not sent
         self.stats = RequestStats()
+        self.model_hint: str | None = None  # the setting naming the model, for the 404 message (default: <section>.model)
         self._redact = lambda text: text.replace(key, "***")  # server messages may echo the key
 
     def _where(self) -> str:
@@ -282,10 +284,19 @@ class ChatEndpoint:
             await asyncio.sleep(d)
 
     async def complete(self, prompt: str, seed: int, **params) -> Reply:
-        """One request with retries; returns the ``Reply`` or raises RequestFailed / ``self.error``.
+        """One chat request with retries; returns the ``Reply`` or raises RequestFailed / ``self.error``.
 
         ``params`` go to ``chat.completions.create`` as they are (temperature, max_tokens, top_p).
         """
+        return await self._request(lambda: self.client.chat.completions.create(
+            model=self.s.model, messages=[{"role": "user", "content": prompt}], seed=seed, **params), _chat_text)
+
+    async def complete_text(self, model: str, prompt: str, **params) -> Reply:
+        """One raw-text request to ``/v1/completions`` (no chat template around ``prompt``), same rules as ``complete``."""
+        return await self._request(lambda: self.client.completions.create(model=model, prompt=prompt, **params),
+                                   lambda choice: choice.text)
+
+    async def _request(self, send, text_of) -> Reply:
         s = self.s
         loop = asyncio.get_running_loop()
         for attempt in range(s.max_retries + 1):
@@ -298,14 +309,13 @@ class ChatEndpoint:
                     raise RequestFailed("not sent: the caller stopped")
                 self.stats.attempts += 1
                 try:
-                    resp = await self.client.chat.completions.create(
-                        model=s.model, messages=[{"role": "user", "content": prompt}], seed=seed, **params)
+                    resp = await send()
                 except openai.APIError as e:
                     what, wait, reason = classify(e)
                     reason = self._redact(reason)
                 else:
                     choice = resp.choices[0] if resp.choices else None
-                    text = (choice.message.content if choice else None) or ""
+                    text = (text_of(choice) if choice else None) or ""
                     u = resp.usage
                     usage = {"prompt_tokens": int(getattr(u, "prompt_tokens", 0) or 0),
                              "completion_tokens": int(getattr(u, "completion_tokens", 0) or 0)}
@@ -336,13 +346,18 @@ class ChatEndpoint:
                 f"the {self.what} endpoint ({where}) refused the API key from ${self.s.api_key_env} "
                 f"({reason}); check the key and its permissions. Stopped without retrying.")
         if reason == "HTTP 404":
-            return self.error(f"the {self.what} endpoint ({where}) answered 404: check {sec}.model "
-                              f"({self.s.model!r}) and {sec}.base_url. Stopped without retrying.")
+            model = self.model_hint or f"{sec}.model ({self.s.model!r})"
+            return self.error(f"the {self.what} endpoint ({where}) answered 404: check {model} "
+                              f"and {sec}.base_url. Stopped without retrying.")
         return self.error(f"the {self.what} endpoint ({where}) says the account's quota is used up "
                           f"({reason}). Stopped without retrying.")
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _chat_text(choice) -> str | None:
+    return choice.message.content
 
 
 def run_coroutine(make):

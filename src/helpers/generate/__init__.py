@@ -4,7 +4,12 @@ Reads ``eval.jsonl`` and ``models/<model>/`` (nothing for ``base``); writes
 ``answers/<model>.jsonl`` ``{id, category, answer, new_tokens, truncated, model}``, appended
 batch by batch so a killed run resumes.
 
-    answers  greedy batched generation with a token budget per use case (``generate_answers``)
+    answers       the stage (``generate_answers``): picks the backend (``generate.backend``), resumes;
+                  the hf backend itself, greedy batched generation with a token budget per use case
+    vllm_backend  the vllm backend: vLLM's offline engine in a subprocess (base once, LoRA adapters unmerged)
+    vllm_worker   the script that subprocess runs, in vLLM's own environment
+    server        the server backend: raw prompts to an OpenAI-compatible ``/v1/completions`` endpoint
+    rows          what the backends share: the stop cut, the stage's error
 """
 from helpers.generate.answers import generate_answers
 

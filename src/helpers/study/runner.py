@@ -292,10 +292,12 @@ def manifest(cfg: StudyConfig, config_path: Path, sd: Path, runs: list[Execution
         except metadata.PackageNotFoundError:
             versions[p] = None
     records = {r.label: read_json(record_path(sd, r)) for r in runs if record_path(sd, r).exists()}
+    notes = {m: sd / "answers" / f"{m}.engine.json" for m in cfg.models}  # written by the generate stage's backends
     return {
         "study": cfg.study, "seed": cfg.seed, "config_file": str(config_path), "overrides": list(overrides),
         "config": cfg.model_dump(mode="json"), "judge": cfg.judge.kind if cfg.judge.kind == "offline" else cfg.judge.model,
         "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
+        "generation": {m: read_json(p) for m, p in notes.items() if p.exists()},
         "stages": {k: {"fingerprint": v["fingerprint"], "outputs": v["outputs"], "seconds": v.get("seconds"),
                        "finished": v.get("finished")} for k, v in records.items()},
     }
