@@ -96,7 +96,7 @@ class FakeOpenAI:
         self.bodies: list[dict] = []         # the body of every /v1/completions request, in arrival order
         self.served_models = None            # names GET /v1/models lists and completions accept; None: any
         self.responder = None                # f(prompt, seed) -> (text, finish_reason): a fake teacher
-        self.models: list[str] = []          # what GET /v1/models lists
+        self.models: list[str] | None = []   # what GET /v1/models lists without served_models; None: no such route
         self.model_lists = 0                 # GET /v1/models requests
         self.on_answered = None              # f(key, n) after the n-th 200 reached the socket
         self.lock = threading.Lock()
@@ -229,15 +229,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, {"error": {"message": message, "type": "fake_error", "code": code}}, headers)
 
     def do_GET(self):
+        """``GET /v1/models``: ``served_models`` when set (a server for the generate stage), else ``models``."""
         state = self.server_state
         with state.lock:
             state.model_lists += 1
-        if not self.path.rstrip("/").endswith("/models"):
+        listed = state.served_models if state.served_models is not None else state.models
+        if not self.path.rstrip("/").endswith("/models") or listed is None:
             return self._error(404, f"no route {self.path}")
         if self.headers.get("Authorization") != f"Bearer {state.api_key}":
             return self._error(401, "Incorrect API key provided.", "invalid_api_key")
         self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-                                                    for m in state.models]})
+                                                    for m in listed]})
 
     def do_POST(self):
         state = self.server_state
@@ -306,15 +308,6 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model", "fake"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})
-
-    def do_GET(self):
-        state = self.server_state
-        if not self.path.rstrip("/").endswith("/v1/models") or state.served_models is None:
-            return self._error(404, f"no route {self.path}")
-        if self.headers.get("Authorization") != f"Bearer {state.api_key}":
-            return self._error(401, "Incorrect API key provided.", "invalid_api_key")
-        self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"}
-                                                    for m in state.served_models]})
 
     def _answer(self, state: FakeOpenAI, key, reply: dict) -> None:
         """Send a 200 and count it as answered (and for a closed client) once it reached the socket."""

@@ -26,6 +26,7 @@ BUDGET = {"default": 6, "code": 16}
 @pytest.fixture
 def server():
     with FakeOpenAI(api_key=KEY) as srv:
+        srv.models = None  # a server without GET /v1/models unless a test sets served_models
         yield srv
 
 
