@@ -2,7 +2,7 @@ import pytest
 from conftest import make_config
 
 from helpers.generate.answers import cut_at_stop, generate_answers, plan_batches
-from helpers.study.files import read_json, read_jsonl, write_jsonl
+from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.models import load_tokenizer
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": "问题" * (i + 1), "reference": "答"}
@@ -68,3 +68,32 @@ def test_answers_on_the_cpu_stay_fp32_and_a_gpu_gets_bf16_spread_by_device_map(m
     assert generation_placement() == {"dtype": torch.bfloat16, "device_map": "auto"}
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert generation_placement() == {"dtype": torch.float16, "device_map": "auto"}
+
+
+def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(tmp_path, tiny_model_dir):
+    cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}})
+    write_jsonl(tmp_path / "eval.jsonl", ITEMS)
+    path = generate_answers(cfg, "base", tmp_path)
+    first = path.read_text()
+    key = read_json(tmp_path / "answers" / "base.engine.json")["answers_key"]
+    generate_answers(cfg, "base", tmp_path)  # same settings: nothing to do, nothing moved
+    assert path.read_text() == first and not (tmp_path / "answers" / "replaced").exists()
+
+    longer = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 7}})
+    generate_answers(longer, "base", tmp_path)
+    kept = sorted((tmp_path / "answers" / "replaced").glob("base.*.jsonl"))
+    assert len(kept) == 1 and kept[0].read_text() == first  # the old answers are kept, not resumed
+    assert read_json(kept[0].with_suffix(".engine.json"))["answers_key"] == key
+    new = read_jsonl(path)
+    assert len(new) == len(ITEMS) and max(r["new_tokens"] for r in new) > 4
+    assert read_json(tmp_path / "answers" / "base.engine.json")["answers_key"] != key
+
+    # a retrained model (another training run key in its summary) gets fresh answers too
+    from helpers.generate.rows import answers_key
+
+    summary = tmp_path / "models" / "4" / "train_summary.json"
+    write_json(summary, {"run_key": "run-1"})
+    k1 = answers_key(longer, "4", tmp_path)
+    write_json(summary, {"run_key": "run-2"})
+    assert answers_key(longer, "4", tmp_path) != k1
+    assert answers_key(longer, "base", tmp_path) == answers_key(longer, "base", tmp_path / "elsewhere")

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import make_config
 
-from helpers.generate.answers import generate_answers
+from helpers.generate.answers import generate_answers, generate_models
 from helpers.generate.rows import GenerateError
 from helpers.generate.vllm_backend import plan_jobs, serve_command
 from helpers.generate.vllm_worker import rows_of
@@ -76,7 +76,7 @@ def test_checks_before_any_answer_name_the_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDY_VLLM_PYTHON", sys.executable)  # the project's env: no vLLM in it
     with pytest.raises(GenerateError, match=r"generate.backend: vllm needs vLLM, which .* cannot import .*make vllm-env"):
         generate_answers(vllm_cfg(tmp_path / "base"), "base", tmp_path)
-    assert not (tmp_path / "answers").exists()
+    assert not list((tmp_path / "answers").glob("*.jsonl"))  # no answer written
 
 
 def test_worker_rows_cut_at_the_stop_and_count_tokens():
@@ -123,7 +123,7 @@ class LoRARequest:
 }
 
 
-def test_worker_subprocess_appends_chunks_resumes_after_a_crash_and_names_the_failure(tmp_path, monkeypatch):
+def test_worker_subprocess_appends_chunks_resumes_after_a_crash_and_names_the_failure(tmp_path, monkeypatch, capsys):
     """The plumbing around the engine (subprocess, chunks, resume, errors) with a stand-in ``vllm`` package;
     the real engine is tested below."""
     import helpers.generate.vllm_backend as vb
@@ -155,6 +155,17 @@ def test_worker_subprocess_appends_chunks_resumes_after_a_crash_and_names_the_fa
     stats: list = []
     assert vb.vllm_answers(cfg, {"base": ITEMS}, sd, stats) == 6
     assert [(x["model"], x["lora"], x["items"], x["tokens"]) for x in stats] == [("base", False, 3, 6)]
+
+    # the runner's generate-all: every model of the study through one call, one engine for base and adapters
+    adapter(sd, "8", 8)
+    adapter(sd, "12", 8)
+    for m in ("base", "4"):
+        (sd / "answers" / f"{m}.jsonl").unlink()
+    capsys.readouterr()
+    paths = generate_models(cfg, ["base", "4", "8", "12"], sd)
+    assert "1 engine(s)" in capsys.readouterr().out
+    assert [sorted(r["id"] for r in read_jsonl(p)) for p in paths] == [["e0", "e1", "e2"]] * 4
+    assert {r["answer"][:2] for r in read_jsonl(paths[2])} == {"8:"}
 
 
 # ---------------------------------------------------------------------------------------- the real engine

@@ -1,11 +1,13 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import make_config
 
 from helpers.study.config import REPO
 from helpers.study.files import write_json, write_jsonl
-from helpers.study.runner import fingerprint, hash_path, is_current, plan, record_path
+from helpers.study.notebook import pick_models
+from helpers.study.runner import execute, fingerprint, hash_path, is_current, plan, record_path
 
 
 def finish(cfg, sd, run):
@@ -37,6 +39,25 @@ def test_prefix_schedule_trains_once_for_every_scale(tmp_path):
     assert runs["finetune"].inputs == [tmp_path / "subsets" / "8.jsonl"]
     assert runs["finetune"].outputs == [tmp_path / "models" / "4", tmp_path / "models" / "8"]
     assert runs["generate-4"].inputs[-1] == tmp_path / "models" / "4"
+
+
+def test_the_vllm_backend_generates_every_model_in_one_execution(tmp_path, monkeypatch):
+    cfg = make_config("m", generate={"backend": "vllm", "max_new_tokens": {"default": 6}})
+    runs = by_label(plan(cfg, tmp_path))
+    assert [label for label in runs if label.startswith("generate")] == ["generate-all"]
+    gen = runs["generate-all"]
+    assert gen.outputs == [tmp_path / "answers" / f"{m}.jsonl" for m in ("base", "4", "8")]
+    assert gen.inputs == [tmp_path / "eval.jsonl", tmp_path / "models" / "4", tmp_path / "models" / "8"]
+    assert [label for label in runs if label.startswith("judge")] == ["judge-base", "judge-4", "judge-8"]
+
+    import papermill
+
+    seen = {}
+    monkeypatch.setattr(papermill, "execute_notebook", lambda nb, out, parameters, **kw: seen.update(parameters) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        execute(cfg, tmp_path / "c.yaml", tmp_path, gen)
+    assert seen["scale"] == "all" and pick_models(cfg, seen["scale"]) == ["base", "4", "8"]  # the notebook's models
+    assert pick_models(cfg, "4") == ["4"] and pick_models(cfg, None) == ["8"]
 
 
 def test_checkpoint_scales_are_not_trained(tmp_path):

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from helpers.generate.rows import GenerateError, cut_at_stop, write_engine_note
+from helpers.generate.rows import GenerateError, answers_key, cut_at_stop, set_aside_if_stale, write_engine_note
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl, read_jsonl
 from helpers.study.models import load_for_generation
 from helpers.study.prompt import STOP, format_prompt
 
-__all__ = ["GenerateError", "cut_at_stop", "generate_answers", "plan_batches", "answer_batch"]
+__all__ = ["GenerateError", "cut_at_stop", "generate_answers", "generate_models", "plan_batches", "answer_batch"]
 
 
 def plan_batches(items: list[dict], tok, cfg: StudyConfig) -> list[list[dict]]:
@@ -66,53 +66,84 @@ def answer_batch(model, tok, batch: list[dict], cfg: StudyConfig) -> list[dict]:
     return rows
 
 
-def generate_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
-    """Answer every eval item with ``model_name`` ("base" or a scale); returns the answers file."""
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+def open_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> tuple[Path, list[dict]]:
+    """The answers file of ``model_name`` and the eval items it still lacks.
+
+    Answers written under other settings or weights (``answers_key``) go to ``answers/replaced/`` first;
+    then the note is written with the current key, before any row, so a killed run resumes and a changed
+    one starts over."""
     items = read_jsonl(study_dir / "eval.jsonl")
     path = study_dir / "answers" / f"{model_name}.jsonl"
+    key = answers_key(cfg, model_name, study_dir)
+    moved = set_aside_if_stale(study_dir, model_name, key)
+    if moved:
+        print(f"{model_name}: the stored answers were made with other generate settings or weights; kept as {moved}")
     done = {r["id"] for r in read_jsonl(path, tolerate_torn_tail=True)} if path.exists() else set()
     todo = [it for it in items if it["id"] not in done]
     if done:
         print(f"resuming: {len(done)} answers already in {path}, {len(todo)} to go")
-    if not todo:
-        return path
-    if cfg.generate.backend != "hf":
-        return _other_backend(cfg, model_name, study_dir, todo, path)
+    if todo:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_engine_note(study_dir, model_name, {"answers_key": key, "backend": cfg.generate.backend})
+    return path, todo
+
+
+def generate_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
+    """Answer every eval item with ``model_name`` ("base" or a scale); returns the answers file."""
+    return generate_models(cfg, [model_name], study_dir)[0]
+
+
+def generate_models(cfg: StudyConfig, models: list[str], study_dir: Path) -> list[Path]:
+    """Answer every eval item with each of ``models``; returns their answers files.
+
+    With the vllm backend all of them go to one call, so the base weights load once for the base model and
+    every LoRA model; the other backends answer one model after the other."""
+    study_dir = Path(study_dir)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    opened = {m: open_answers(cfg, m, study_dir) for m in models}
+    todo = {m: items for m, (_, items) in opened.items() if items}
+    if cfg.generate.backend == "vllm" and todo:
+        from helpers.generate.vllm_backend import vllm_answers
+
+        t0 = time.perf_counter()
+        n_tokens = vllm_answers(cfg, todo, study_dir)
+        _said(", ".join(todo), "vllm", sum(map(len, todo.values())), n_tokens, time.perf_counter() - t0)
+    else:
+        for m, items in todo.items():
+            t0 = time.perf_counter()
+            n_tokens = _server(cfg, m, study_dir, items, opened[m][0]) if cfg.generate.backend == "server" else \
+                _hf(cfg, m, study_dir, items, opened[m][0])
+            _said(m, cfg.generate.backend, len(items), n_tokens, time.perf_counter() - t0)
+    return [path for path, _ in opened.values()]
+
+
+def _said(models: str, backend: str, n: int, n_tokens: int, wall: float) -> None:
+    print(f"{models} ({backend}): {n} answers, {n_tokens} new tokens in {wall:.0f} s ({n_tokens / max(wall, 1e-9):.1f} tokens/s)")
+
+
+def _server(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> int:
+    from helpers.generate.server import server_answers
+
+    return server_answers(cfg, model_name, study_dir, todo, path)
+
+
+def _hf(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> int:
+    """The hf backend: length-sorted batches of one model, each appended as it finishes."""
     model, tok = load_for_generation(cfg, model_name, study_dir)
     model.eval()
     tok.padding_side = "left"
     import transformers
 
-    write_engine_note(study_dir, model_name, {"backend": "hf", "engine": f"transformers {transformers.__version__}",
+    write_engine_note(study_dir, model_name, {"engine": f"transformers {transformers.__version__}",
                                               "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch.")})
-    t0, n_tokens = time.perf_counter(), 0
-    batches = plan_batches(todo, tok, cfg)
+    n_tokens = 0
     with tqdm(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
-        for batch in batches:
+        for batch in plan_batches(todo, tok, cfg):
             rows = answer_batch(model, tok, batch, cfg)
             for r in rows:
                 r["model"] = model_name
             append_jsonl(path, rows)
             n_tokens += sum(r["new_tokens"] for r in rows)
             bar.update(len(batch))
-    wall = time.perf_counter() - t0
-    print(f"{model_name}: {len(todo)} answers, {n_tokens} new tokens in {wall:.0f} s ({n_tokens / wall:.1f} tokens/s)")
-    return path
-
-
-def _other_backend(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> Path:
-    t0 = time.perf_counter()
-    if cfg.generate.backend == "server":
-        from helpers.generate.server import server_answers
-
-        n_tokens = server_answers(cfg, model_name, study_dir, todo, path)
-    else:
-        from helpers.generate.vllm_backend import vllm_answers
-
-        n_tokens = vllm_answers(cfg, {model_name: todo}, study_dir)
-    wall = time.perf_counter() - t0
-    print(f"{model_name} ({cfg.generate.backend}): {len(todo)} answers, {n_tokens} new tokens in {wall:.0f} s "
-          f"({n_tokens / wall:.1f} tokens/s)")
-    return path
+    return n_tokens

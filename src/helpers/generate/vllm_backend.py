@@ -9,8 +9,9 @@ on a GPU machine).
 
 Engines: the base model and every LoRA model of a call share one engine (base weights loaded
 once, each adapter through a ``LoRARequest``, no merge); a full fine-tune or a mapped checkpoint
-gets an engine of its own. ``generate_answers`` calls this per model (the runner runs the stage
-per model); ``vllm_answers`` with several models starts one engine for all of them.
+gets an engine of its own. With this backend the runner runs the generate stage once for every model
+(``generate-all``, the notebook's ``scale="all"``), so ``vllm_answers`` gets them all and starts one
+engine for the base and every LoRA model.
 
 Checked before any answer, each a ``GenerateError`` naming the setting: vLLM importable, every
 model's weights present, every adapter's rank within ``generate.vllm.max_lora_rank``.

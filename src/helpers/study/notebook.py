@@ -34,6 +34,15 @@ def pick_model(cfg: StudyConfig, scale: str | None) -> str:
     return model
 
 
+def pick_models(cfg: StudyConfig, scale: str | None) -> list[str]:
+    """The models of the generate notebook: every model of the study for ``scale="all"`` (the runner's
+    single execution with the vllm backend, one engine for all), else ``pick_model``'s one."""
+    if scale == "all":
+        print(f"models: {', '.join(cfg.models)}")
+        return list(cfg.models)
+    return [pick_model(cfg, scale)]
+
+
 def stage_time() -> None:
     """Print the seconds since ``open_study``."""
     print(f"stage time: {time.perf_counter() - _started[0]:.0f} s" if _started else "stage time: open_study was not run")

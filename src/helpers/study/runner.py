@@ -52,6 +52,10 @@ STAGES = (
 
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
+ALL = "all"
+"""The key of a per-model stage run once for every model (generate with the vllm backend: one engine); the
+notebook's ``scale`` parameter takes it as is."""
+
 COSTLY = ("selfinstruct", "finetune", "generate", "judge")
 """Stages that spend time or money (a teacher's or a judge's requests, training, generation): a run that
 includes one calls the preflight before its first stage execution."""
@@ -60,7 +64,7 @@ includes one calls the preflight before its first stage execution."""
 @dataclass
 class Execution:
     stage: Stage
-    key: str  # "study", a scale, or "base"
+    key: str  # "study", a scale, "base", or ALL (every model at once)
     inputs: list[Path] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
 
@@ -94,9 +98,13 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
     else:
         for s in trained:
             runs.append(Execution(stage["finetune"], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
-    for m in cfg.models:
-        model_in = [sd / "models" / m] if m in trained else []
-        runs.append(Execution(stage["generate"], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
+    if cfg.generate.backend == "vllm":  # one execution, one engine: base weights loaded once for every LoRA model
+        runs.append(Execution(stage["generate"], ALL, [sd / "eval.jsonl"] + [sd / "models" / m for m in trained],
+                              [sd / "answers" / f"{m}.jsonl" for m in cfg.models]))
+    else:
+        for m in cfg.models:
+            model_in = [sd / "models" / m] if m in trained else []
+            runs.append(Execution(stage["generate"], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
     for m in cfg.models:
         prompts = [resolve(cfg.judge.prompts_file)] if cfg.judge.kind != "offline" else []
         runs.append(Execution(stage["judge"], m, [sd / "eval.jsonl", sd / "answers" / f"{m}.jsonl"] + prompts,
