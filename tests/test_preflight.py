@@ -357,3 +357,40 @@ def test_code_execution_is_an_offline_judge_setting():
     assert load_config("configs/micro.yaml", ["judge.code_execution=unisolated"]).judge.code_execution == "unisolated"
     with pytest.raises(ConfigError, match="judge.code_execution: has no effect with judge.kind: openai"):
         load_config("configs/micro.yaml", ["judge.kind=openai", "judge.code_execution=unisolated"])
+
+
+# ------------------------------------------------------------------ the generate backend
+
+def test_the_vllm_backend_without_vllm_and_a_rank_above_its_limit_stop_before_training(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("STUDY_VLLM_PYTHON", sys.executable)  # the project's env: no vLLM in it
+    config = write_config(tmp_path, generate={"backend": "vllm", "vllm": {"max_lora_rank": 8}})
+    code, out, err = run(tmp_path, config, capsys)
+    assert code == 2 and "[FAIL] generate backend (vllm)" in out
+    assert "generate.vllm.max_lora_rank: the models this run trains get LoRA rank train.lora.r = 16, above max_lora_rank 8" in err
+    assert nothing_trained(tmp_path)
+    config = write_config(tmp_path, generate={"backend": "vllm"})
+    code, out, err = run(tmp_path, config, capsys)
+    assert code == 2 and "generate.backend: vllm needs vLLM, which" in err and nothing_trained(tmp_path)
+
+
+def test_the_server_backend_is_asked_for_every_served_name_before_training(tmp_path, capsys, server):
+    server.models = ["gemma-base"]
+    gen = {"backend": "server", "server": {"base_url": server.base_url, "api_key_env": ENV, "models": {"base": "gemma"}}}
+    code, out, err = run(tmp_path, write_config(tmp_path, generate=gen), capsys)
+    assert code == 2 and "[FAIL] generate backend (server)" in out
+    assert f"generate.server.models: {server.base_url} does not serve 'base' (served name 'gemma'); it lists 'gemma-base'" in err
+    assert nothing_trained(tmp_path) and server.total == 0
+
+    gen["server"]["models"] = {"base": "gemma-base"}
+    lines = []
+    cfg = load_config(write_config(tmp_path, generate=gen))
+    sd = study_dir(cfg, tmp_path)
+    checks = check_study(cfg, sd, plan(cfg, sd), out=lines.append)
+    assert all(c.ok for c in checks) and server.total == 0
+    assert f"{server.base_url} answers and serves 'gemma-base'; after training it must serve '4', '12'" in "\n".join(lines)
+
+    gen["server"]["base_url"] = "http://127.0.0.1:1/v1"  # nobody listens there
+    code, out, err = run(tmp_path, write_config(tmp_path, generate=gen), capsys)
+    assert code == 2 and "generate.server.base_url: http://127.0.0.1:1/v1 is not reachable" in err and nothing_trained(tmp_path)

@@ -94,32 +94,41 @@ def probe_endpoint(settings: EndpointConfig, section: str, key: str, timeout_s: 
     The key is never part of the message (a 401's body may echo it, so only the status is kept).
     """
     where = settings.base_url or "the OpenAI API"
-    client = openai.OpenAI(api_key=key, base_url=settings.base_url, max_retries=0, timeout=timeout_s)
-    try:
-        listed = [m.id for m in client.models.list()]
-    except openai.APIStatusError as e:
-        status = e.status_code
-        if status in (401, 403):
-            return (f"{section}.api_key_env: {where} refused the key in ${settings.api_key_env} (HTTP {status} to "
-                    f"GET /models); check the key and its permissions")
-        if status == 404:
-            return (f"{section}.base_url: {where} answered 404 to GET /models; base_url must be the API root "
-                    f"(such as http://host:8000/v1)")
-        return f"{section}.base_url: {where} answered HTTP {status} to GET /models"
-    except openai.APITimeoutError:
-        return f"{section}.base_url: {where} did not answer GET /models within {timeout_s:g} s"
-    except openai.APIConnectionError as e:
-        cause = e.__cause__
-        why = f"{type(cause).__name__}: {cause}" if cause else "no response"
-        return f"{section}.base_url: {where} is not reachable ({why[:160]})"
-    finally:
-        client.close()
+    listed, problem = list_models(settings, section, key, timeout_s)
+    if problem:
+        return problem
     if listed and settings.model not in listed:
         shown = ", ".join(repr(m) for m in sorted(listed)[:8]) + (" ..." if len(listed) > 8 else "")
         return (f"{section}.model: {settings.model!r} is not among the {len(listed)} models {where} lists "
                 f"({shown}); use the name the server lists (a single-model server such as llama.cpp's answers "
                 f"to that name too)")
     return None
+
+
+def list_models(settings, section: str, key: str, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[list[str], str | None]:
+    """``(names the endpoint lists, None)``, or ``([], the problem)`` naming ``<section>.base_url`` or
+    ``<section>.api_key_env``; one ``GET /models`` without retries (``probe_endpoint``)."""
+    where = settings.base_url or "the OpenAI API"
+    client = openai.OpenAI(api_key=key, base_url=settings.base_url, max_retries=0, timeout=timeout_s)
+    try:
+        return [m.id for m in client.models.list()], None
+    except openai.APIStatusError as e:
+        status = e.status_code
+        if status in (401, 403):
+            return [], (f"{section}.api_key_env: {where} refused the key in ${settings.api_key_env} (HTTP {status} to "
+                        f"GET /models); check the key and its permissions")
+        if status == 404:
+            return [], (f"{section}.base_url: {where} answered 404 to GET /models; base_url must be the API root "
+                        f"(such as http://host:8000/v1)")
+        return [], f"{section}.base_url: {where} answered HTTP {status} to GET /models"
+    except openai.APITimeoutError:
+        return [], f"{section}.base_url: {where} did not answer GET /models within {timeout_s:g} s"
+    except openai.APIConnectionError as e:
+        cause = e.__cause__
+        why = f"{type(cause).__name__}: {cause}" if cause else "no response"
+        return [], f"{section}.base_url: {where} is not reachable ({why[:160]})"
+    finally:
+        client.close()
 
 
 class JsonlAppender:

@@ -29,6 +29,10 @@ offline judge      ``judge.kind: offline``: every eval item has a check or a ref
 endpoints          the LLM judge and the self-instruct teacher: the key is set, and one ``GET /models``
                    (openai's ``models.list``, 10 s timeout, no retries) answers, accepts the key and
                    lists the model
+generate backend   ``generate.backend: vllm``: vLLM importable by the interpreter that will run it, LoRA
+                   ranks (``train.lora.r``, adapters already trained) within ``max_lora_rank``;
+                   ``server``: the key is set, ``GET /models`` answers and lists the served name of
+                   every model that exists now (models this run trains are served after it)
 scales             the largest scale fits the records of local train files (counted cheaply: JSON
                    lines, parquet metadata); the built-in and generated pools are checked by the
                    config itself, hub datasets only by the data stage
@@ -98,6 +102,8 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
         checks.append(_endpoint(cfg.judge, "judge", "the LLM judge"))
     if "selfinstruct" in stages:
         checks.append(_endpoint(cfg.selfinstruct, "selfinstruct", "the self-instruct teacher"))
+    if "generate" in stages and cfg.generate.backend != "hf":
+        checks.append(_generate_backend(cfg, sd, runs))
     for c in checks:
         out(c.line())
     if any(not c.ok for c in checks):
@@ -221,6 +227,60 @@ def _endpoint(settings, section: str, who: str) -> Check:
     else:
         check.found = f"{where} answers, accepts the key in ${settings.api_key_env} and serves {settings.model!r}"
     return check
+
+
+# ------------------------------------------------------------------------------------------ generate backend
+
+def _generate_backend(cfg: StudyConfig, sd: Path, runs: list) -> Check:
+    """What the vllm or server backend needs, for the models whose answers this run will generate."""
+    from helpers.generate.rows import GenerateError
+
+    generating = [m for r in runs if r.stage.name == "generate" for m in (cfg.models if r.key == "all" else [r.key])]
+    training = {p.name for r in runs if r.stage.name == "finetune" for p in r.outputs}
+    existing = [m for m in generating if m not in training]
+    check = Check(f"generate backend ({cfg.generate.backend})")
+    try:
+        if cfg.generate.backend == "vllm":
+            check.found = _vllm_ready(cfg, sd, existing, training)
+        else:
+            check.found = _server_ready(cfg, existing, [m for m in generating if m in training])
+    except (GenerateError, FileNotFoundError, ValueError) as e:
+        check.problems.append(str(e))
+    return check
+
+
+def _vllm_ready(cfg: StudyConfig, sd: Path, existing: list[str], training: set[str]) -> str:
+    from helpers.generate.rows import GenerateError
+    from helpers.generate.vllm_backend import engine_version, model_source, vllm_python
+
+    limit = cfg.generate.vllm.max_lora_rank
+    if training and cfg.train.method == "lora" and cfg.train.lora.r > limit:
+        raise GenerateError(f"generate.vllm.max_lora_rank: the models this run trains get LoRA rank train.lora.r = "
+                            f"{cfg.train.lora.r}, above max_lora_rank {limit}; raise it to at least {cfg.train.lora.r}")
+    for m in existing:
+        if m == "base" or m in cfg.model.checkpoints or (sd / "models" / m).exists():
+            model_source(cfg, m, sd)  # an adapter's rank above max_lora_rank raises here
+    python = vllm_python()
+    return f"{engine_version(python)} in {python}"
+
+
+def _server_ready(cfg: StudyConfig, existing: list[str], later: list[str]) -> str:
+    from helpers.generate.rows import GenerateError
+    from helpers.openai_client import check_api_key, list_models
+
+    s, section = cfg.generate.server, "generate.server"
+    key = check_api_key(s, section, "the server backend", GenerateError)
+    listed, problem = list_models(s, section, key)
+    if problem:
+        raise GenerateError(problem)
+    missing = [f"{m!r} (served name {s.served_name(m)!r})" for m in existing if listed and s.served_name(m) not in listed]
+    if missing:
+        raise GenerateError(f"{section}.models: {s.base_url} does not serve {', '.join(missing)}; it lists "
+                            f"{', '.join(map(repr, sorted(listed)))}. Map each study model to a served name")
+    found = f"{s.base_url} answers and serves {', '.join(repr(s.served_name(m)) for m in existing) or 'nothing needed yet'}"
+    if later:
+        found += f"; after training it must serve {', '.join(repr(s.served_name(m)) for m in later)}"
+    return found
 
 
 # ------------------------------------------------------------------------------------------ files
