@@ -1,3 +1,5 @@
+import json
+import os
 import subprocess
 import sys
 
@@ -143,3 +145,47 @@ def test_cli_set_changes_the_plan(tmp_path):
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--set", "trian.lr=1",
                           "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--set trian.lr=1" in out.stderr and "trian: unknown key" in out.stderr
+
+
+def test_an_unchanged_file_is_hashed_from_memory_and_a_changed_one_is_read_again(tmp_path, monkeypatch):
+    from helpers.study import hashes
+
+    big = tmp_path / "models" / "640" / "model.safetensors"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(b"w" * 3_000_000)
+    (big.parent / "config.json").write_text("{}")
+    reads = []
+    real = hashes.file_digest
+    monkeypatch.setattr(hashes, "file_digest", lambda p: reads.append(p.name) or real(p))
+    hashes.forget()
+    first = hash_path(big.parent)
+    assert sorted(reads) == ["config.json", "model.safetensors"]
+    reads.clear()
+    assert hash_path(big.parent) == first and reads == []  # same size, time and inode: not read again
+
+    store = tmp_path / "file_hashes.json"
+    hashes.save(store)
+    hashes.forget()  # a new run: the memory comes from the study's store
+    hashes.load(store)
+    assert hash_path(big.parent) == first and reads == []
+
+    big.write_bytes(b"v" * 3_000_000)  # same size, written again: a new time
+    assert hash_path(big.parent) != first and reads == ["model.safetensors"]
+    reads.clear()
+    tmp = big.with_name("new")
+    tmp.write_bytes(b"w" * 3_000_000)
+    os.utime(tmp, ns=(big.stat().st_atime_ns, big.stat().st_mtime_ns))
+    os.replace(tmp, big)  # renamed into place with the old size and time: another inode
+    assert hash_path(big.parent) == first and reads == ["model.safetensors"]
+
+
+def test_the_runner_keeps_its_file_hashes_in_the_study(tmp_path):
+    from helpers.study import hashes
+
+    hashes.forget()
+    out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--root", str(tmp_path),
+                    "--only", "data"], check=True, cwd=REPO, capture_output=True, text=True)
+    store = tmp_path / "data" / "micro" / ".stages" / "file_hashes.json"
+    remembered = json.loads(store.read_text())
+    assert str(tmp_path / "data" / "micro" / "pool.jsonl") in remembered
+    assert "report: not built yet, the analysis stage has not written results.csv, results.json" in out.stdout

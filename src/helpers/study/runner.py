@@ -4,7 +4,8 @@ A stage execution is skipped when its fingerprint is unchanged. The fingerprint
 covers what the execution's result depends on: the notebook, every helpers module
 its code can import (found by reading the imports, ``helpers.study.imports``), the
 config sections it reads (after ``extends:`` and ``--set`` overrides) and the hashes
-of the files it reads (which are the recorded outputs of earlier stages). Each finished execution leaves a
+of the files it reads (which are the recorded outputs of earlier stages; ``helpers.study.hashes`` reads a
+file again only when its size, time or inode changed). Each finished execution leaves a
 record in ``data/<study>/.stages/`` with its fingerprint, the hashes of its outputs,
 and its time; an output edited or deleted by hand makes the execution stale.
 
@@ -25,8 +26,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from helpers.study import hashes
 from helpers.study.config import REPO, StudyConfig, load_config, report_dir, resolve, split_model, study_dir
 from helpers.study.files import read_json, write_json
+from helpers.study.hashes import hash_path
 from helpers.study.imports import code_hashes, notebook_modules
 from helpers.study.lock import study_lock
 
@@ -114,20 +117,6 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
         [sd / "models" / s / "train_log.jsonl" for s in trained]
     runs.append(Execution(stage["analysis"], "study", analysis_in, [sd / "results.csv", sd / "results.json"]))
     return runs
-
-
-def hash_path(path: Path) -> str | None:
-    """sha256 of a file, or of every file under a folder (names included); None if missing."""
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        h.update(str(f.relative_to(path.parent)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def fingerprint(cfg: StudyConfig, run: Execution) -> str:
@@ -238,8 +227,12 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
     runs = plan(cfg, sd)
     if only and only not in STAGE_NAMES:
         raise ValueError(f"--only: unknown stage {only!r}; stages are {', '.join(STAGE_NAMES)}")
+    store = sd / ".stages" / "file_hashes.json"  # helpers.study.hashes: an unchanged file is not read again
+    hashes.load(store)
     if dry_run:
         print_plan(cfg, sd, runs, out)
+        if store.parent.exists():  # a cache only: no lock needed, the worst case is a file hashed again
+            hashes.save(store)
         run_preflight(cfg, sd, to_run(cfg, sd, runs, only, force), preflight, out)
         return None
     import logging
@@ -270,9 +263,14 @@ def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: P
         write_json(record_path(sd, run), {
             "fingerprint": fp, "outputs": {str(p): hash_path(p) for p in run.outputs},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
+        hashes.save(sd / ".stages" / "file_hashes.json")
         out(f"[done] {run.label} in {info['seconds']:.0f} s")
     out(f"study {cfg.study} finished in {time.perf_counter() - t_start:.0f} s")
     if report is None:
+        return sd
+    missing = [p.name for r in runs if r.stage.name == "analysis" for p in r.outputs if not p.exists()]
+    if missing:  # e.g. a first `--only data`: there is nothing to report yet, and that is no error
+        out(f"report: not built yet, the analysis stage has not written {', '.join(missing)}")
         return sd
     index = report(cfg, config_path, sd, rd, runs, overrides)
     out(f"report: {index}")
