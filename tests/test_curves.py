@@ -62,7 +62,7 @@ def test_a_saturating_curve_is_chosen_and_recovers_its_ceiling():
     # 90% of the true ceiling (0.72) is reached at 100 * 0.16 ** (-1 / 0.7) examples
     assert r["n90_ci_low"] <= 100 * 0.16 ** (-1 / 0.7) <= r["n90_ci_high"]
     assert r["loo_saturating"] < r["loo_log_linear"] < r["loo_flat"]
-    assert r["beats_flat"] >= 0.95 and r["saturating_share"] > 0.5
+    assert r["saturating_share"] > 0.5 and r["rise_ci_low"] > 0
 
 
 def test_a_loglinear_curve_is_chosen_as_loglinear_and_its_forecast_is_inside_its_interval():
@@ -76,7 +76,7 @@ def test_a_loglinear_curve_is_chosen_as_loglinear_and_its_forecast_is_inside_its
     assert all(lo <= f <= hi for lo, f, hi in zip(band["low"], band["fit"], band["high"]))
 
 
-@pytest.mark.parametrize("seed", [0, 4, 6])
+@pytest.mark.parametrize("seed", [0, 4, 7])
 def test_a_flat_use_case_is_cannot_tell(seed):
     r = curve(frame(lambda n: 0.4, seed=seed))
     assert r["form"] == FLAT and r["verdict"] == "cannot tell", r["reason"]
@@ -86,11 +86,11 @@ def test_a_flat_use_case_is_cannot_tell(seed):
 
 
 def test_a_curve_that_beats_the_flat_line_only_by_chance_is_cannot_tell():
-    """Seed 6's flat draw wiggles so that log-linear wins on the point estimates; item resampling
-    shows that it wins in few resamples, so no curve is claimed."""
-    r = curve(frame(lambda n: 0.4, seed=6))
+    """Seed 4's flat draw wiggles so that log-linear wins on the point estimates; its rise across the
+    scales has an interval that includes 0, so no curve is claimed."""
+    r = curve(frame(lambda n: 0.4, seed=4))
     assert r["loo_log_linear"] < r["loo_flat"]
-    assert r["form"] == FLAT and r["beats_flat"] < 0.95 and "item resamples" in r["reason"]
+    assert r["form"] == FLAT and r["rise_ci_low"] <= 0 <= r["rise_ci_high"] and "does not exclude 0" in r["reason"]
 
 
 def test_a_loglinear_forecast_past_the_maximum_is_capped_and_says_so():

@@ -13,9 +13,11 @@ error: each scale in turn is left out, each form fitted to the others predicts i
 the smallest RMSE wins. That tests what the curve is for (predicting a scale not run) and charges the
 three-parameter form for its flexibility without an information criterion that 3-4 points cannot
 support. A choice made on 3-5 noisy means is fragile (on a truly flat use case a curve wins by
-chance in about a third of synthetic draws), so it is held against item sampling (``select_form``): the
-saturating form must also win in most item resamples, and a curve must beat the flat line in 95% of
-them. Where it does not, the verdict is "cannot tell": the form is ``flat`` and no forecast is made.
+chance in about a third of synthetic draws), so it is held against item sampling: the saturating
+form must also win in most item resamples (``select_form``), and the chosen curve's rise from the
+smallest to the largest scale must have a 95% interval that excludes 0 (the same evidence the
+trend's slope needs). Where either fails, the verdict is "cannot tell": the form is ``flat`` and no
+forecast is made.
 
 Choices, and why:
 
@@ -59,10 +61,8 @@ FLAT, LOGLINEAR, SATURATING = "flat", "log-linear", "saturating"
 EXTRAPOLATE = 10
 """The forecast is made at this multiple of the largest scale (one more decade)."""
 CEILING_SHARE = 0.9
-ROBUST_SHARE = 0.95
-"""A curve is kept only if it beats the flat line in this share of item resamples (else "cannot tell")."""
-ROBUST_REPLICATES = 200
-"""Replicates that share is measured on (each costs a leave-one-out per form)."""
+SHARE_REPLICATES = 200
+"""Item resamples on which saturating must beat log-linear (each costs a leave-one-out per form)."""
 BOUNDS = ([0.0, 0.0, 0.05], [1.0, 1.0, 3.0])
 """Lower and upper bounds of (c, k, alpha) in the saturating form."""
 GRID = 40
@@ -157,51 +157,32 @@ def loo_rmse(form: str, n, y, n_max: float, p0=None) -> float:
 
 
 def select_form(n, means, replicates: np.ndarray, n_max: float) -> dict:
-    """Choose flat, log-linear or saturating by leave-one-scale-out RMSE, held against item sampling.
+    """Choose flat, log-linear or saturating by leave-one-scale-out RMSE on the point estimates.
 
-    On the point estimates the curve with the smaller RMSE is the candidate (ties: log-linear);
-    saturating keeps it only if it also wins in more than half of the item resamples (the extra
-    parameter must earn its place beyond one lucky draw). The candidate is chosen only if it beats
-    the flat line on the point estimates and in ``ROBUST_SHARE`` of the resamples; otherwise the form
-    is flat and the verdict "cannot tell". Returns ``form``, the point RMSEs ``loo_*``, the shares
-    ``saturating_share`` and ``beats_flat`` (NaN where not needed) and a one-line ``reason``.
+    The curve with the smaller RMSE is the candidate (ties: log-linear); saturating keeps it only if
+    it also wins in more than half of ``SHARE_REPLICATES`` item resamples (the extra parameter must
+    earn its place beyond one lucky draw). The candidate stands if it beats the flat line, else the
+    form is flat. Returns ``form``, the RMSEs ``loo_*``, ``saturating_share`` (NaN where not
+    needed) and ``loo_text`` (the RMSEs in words, for ``reason``).
     """
     loo = {FLAT: loo_rmse(FLAT, n, means, n_max), LOGLINEAR: loo_rmse(LOGLINEAR, n, means, n_max),
            SATURATING: loo_rmse(SATURATING, n, means, n_max) if len(n) >= 4 else math.nan}
-    reps = replicates[:ROBUST_REPLICATES]
-    cache: dict[str, np.ndarray] = {}
-
-    def per_replicate(form):
-        if form not in cache:
-            p0 = fit(form, n, means, n_max) if form == SATURATING else None
-            cache[form] = np.array([loo_rmse(form, n, r, n_max, p0) for r in reps])
-        return cache[form]
-
-    def share(a, b):  # NaN (a failed fit) never wins
-        return float(np.mean(per_replicate(a) < per_replicate(b))) if len(reps) else math.nan
-
-    out = {"saturating_share": math.nan, "beats_flat": math.nan}
+    share = math.nan
     curve = SATURATING if loo[SATURATING] < loo[LOGLINEAR] else LOGLINEAR
-    if curve == SATURATING:
-        out["saturating_share"] = share(SATURATING, LOGLINEAR)
-        if not out["saturating_share"] > 0.5:
+    if curve == SATURATING and len(replicates):
+        reps, p0 = replicates[:SHARE_REPLICATES], fit(SATURATING, n, means, n_max)
+        sat = np.array([loo_rmse(SATURATING, n, r, n_max, p0) for r in reps])
+        share = float(np.mean(sat < np.array([loo_rmse(LOGLINEAR, n, r, n_max) for r in reps])))
+        if not share > 0.5:
             curve = LOGLINEAR
-    form, why = FLAT, "no curve predicts a left-out scale better than a flat line"
-    if loo[curve] < loo[FLAT]:
-        out["beats_flat"] = share(curve, FLAT)
-        if out["beats_flat"] >= ROBUST_SHARE:
-            form, why = curve, f"{curve} predicts left-out scales best"
-        else:
-            why = (f"{curve} predicts left-out scales better than a flat line in only "
-                   f"{out['beats_flat']:.0%} of item resamples ({ROBUST_SHARE:.0%} needed)")
-    sat = (f"saturating {loo[SATURATING]:.3f}" if not math.isnan(loo[SATURATING]) else
-           f"saturating not tried: its 3 parameters need 4 scales for leave-one-out, {len(n)} here")
-    if not math.isnan(out["saturating_share"]):
-        sat += f", better than log-linear in {out['saturating_share']:.0%} of item resamples"
-    reason = (f"{'cannot tell: ' if form == FLAT else ''}{why} (leave-one-scale-out RMSE: flat {loo[FLAT]:.3f}, "
-              f"log-linear {loo[LOGLINEAR]:.3f}, {sat})")
-    return {"form": form, "loo_flat": loo[FLAT], "loo_log_linear": loo[LOGLINEAR],
-            "loo_saturating": loo[SATURATING], **out, "reason": reason}
+    sat_text = (f"saturating {loo[SATURATING]:.3f}" if not math.isnan(loo[SATURATING]) else
+                f"saturating not tried: its 3 parameters need 4 scales for leave-one-out, {len(n)} here")
+    if not math.isnan(share):
+        sat_text += f", better than log-linear in {share:.0%} of item resamples"
+    return {"form": curve if loo[curve] < loo[FLAT] else FLAT, "loo_flat": loo[FLAT],
+            "loo_log_linear": loo[LOGLINEAR], "loo_saturating": loo[SATURATING], "saturating_share": share,
+            "loo_text": (f"leave-one-scale-out RMSE: flat {loo[FLAT]:.3f}, log-linear {loo[LOGLINEAR]:.3f}, "
+                         f"{sat_text}")}
 
 
 def n_to_ceiling(params, n_max: float, share: float = CEILING_SHARE) -> float:
@@ -218,6 +199,14 @@ def _ci(values) -> tuple[float, float]:
     return percentile_ci(np.asarray(values, float))
 
 
+COLUMNS = ["category", "form", "verdict", "reason", "n_scales", "examples", "means", "base_mean", "loo_flat",
+           "loo_log_linear", "loo_saturating", "a", "b", "c", "k", "alpha", "rise", "rise_ci_low", "rise_ci_high",
+           "level", "level_ci_low", "level_ci_high", "ceiling", "ceiling_ci_low", "ceiling_ci_high", "n90",
+           "n90_ci_low", "n90_ci_high", "forecast_examples", "forecast", "forecast_ci_low", "forecast_ci_high",
+           "forecast_capped", "saturating_share", "n_fits_failed", "band"]
+"""The columns of ``scaling_curves`` (see there)."""
+
+
 def fit_scaling(n, means, boot, base_mean: float = math.nan) -> dict:
     """Choose the form for one use case, fit it, and bootstrap the forecast, ceiling and band.
 
@@ -231,28 +220,36 @@ def fit_scaling(n, means, boot, base_mean: float = math.nan) -> dict:
     n, means, boot = n[ok], means[ok], boot[:, ok]
     row = {"form": None, "verdict": "cannot tell", "reason": "", "n_scales": int(len(n)),
            "examples": [int(v) for v in n], "means": [float(v) for v in means], "base_mean": base_mean,
-           **dict.fromkeys(["loo_flat", "loo_log_linear", "loo_saturating", "a", "b", "c", "k", "alpha",
-                            "level", "level_ci_low", "level_ci_high", "ceiling", "ceiling_ci_low",
-                            "ceiling_ci_high", "n90", "n90_ci_low", "n90_ci_high", "forecast_examples",
-                            "forecast", "forecast_ci_low", "forecast_ci_high"], math.nan),
-           "forecast_capped": False, "saturating_share": math.nan, "beats_flat": math.nan, "n_fits_failed": 0,
-           "band": None}
+           **dict.fromkeys(COLUMNS[8:COLUMNS.index("forecast_capped")], math.nan),
+           "forecast_capped": False, "saturating_share": math.nan, "n_fits_failed": 0, "band": None}
     if len(n) < 3:
         row["reason"] = f"cannot tell: {len(n)} trained scale(s); leave-one-scale-out needs at least 3"
         return row
     n_max = float(n.max())
     replicates = boot[~np.isnan(boot).any(axis=1)]
     choice = select_form(n, means, replicates, n_max)
-    form = choice["form"]
-    row.update(choice, verdict="cannot tell" if form == FLAT else form)
+    form, loo_text = choice.pop("form"), choice.pop("loo_text")
+    row.update(choice)
+    why = f"no curve predicts a left-out scale better than a flat line ({loo_text})"
+    if form != FLAT:
+        params = fit(form, n, means, n_max)
+        fits = [fit(form, n, r, n_max, p0=params) for r in replicates]
+        row["n_fits_failed"] = sum(p is None for p in fits)
+        fits = np.array([p for p in fits if p is not None]).reshape(-1, len(params))
+        ends = [n.min(), n_max]
+        lo, hi = _ci([float(np.diff(predict(form, p, ends, n_max))[0]) for p in fits])
+        row.update(rise=float(np.diff(predict(form, params, ends, n_max))[0]), rise_ci_low=lo, rise_ci_high=hi)
+        if not (lo > 0 or hi < 0):
+            why = (f"{form} predicts left-out scales better than a flat line, but its rise from {int(n.min()):,} "
+                   f"to {int(n_max):,} examples, {row['rise']:+.3f} [{lo:+.3f}, {hi:+.3f}], does not exclude 0 "
+                   f"({loo_text})")
+            form = FLAT
     if form == FLAT:
         lo, hi = _ci(replicates.mean(axis=1))
-        row.update(level=float(means.mean()), level_ci_low=lo, level_ci_high=hi)
+        row.update(form=FLAT, verdict="cannot tell", reason=f"cannot tell: {why}", level=float(means.mean()),
+                   level_ci_low=lo, level_ci_high=hi)
         return row
-    params = fit(form, n, means, n_max)
-    fits = [fit(form, n, r, n_max, p0=params) for r in replicates]
-    row["n_fits_failed"] = sum(p is None for p in fits)
-    fits = np.array([p for p in fits if p is not None]).reshape(-1, len(params))
+    row.update(form=form, verdict=form, reason=f"{form} predicts left-out scales best ({loo_text})")
     row.update(zip(("a", "b") if form == LOGLINEAR else ("c", "k", "alpha"), map(float, params)))
 
     grid = np.geomspace(n.min(), EXTRAPOLATE * n_max, GRID)
@@ -273,13 +270,6 @@ def fit_scaling(n, means, boot, base_mean: float = math.nan) -> dict:
         row.update(ceiling=float(params[0]), ceiling_ci_low=lo, ceiling_ci_high=hi,
                    n90=n_to_ceiling(params, n_max), n90_ci_low=n90_lo, n90_ci_high=n90_hi)
     return row
-
-
-COLUMNS = ["category", "form", "verdict", "reason", "n_scales", "examples", "means", "base_mean", "loo_flat",
-           "loo_log_linear", "loo_saturating", "a", "b", "c", "k", "alpha", "level", "level_ci_low",
-           "level_ci_high", "ceiling", "ceiling_ci_low", "ceiling_ci_high", "n90", "n90_ci_low", "n90_ci_high",
-           "forecast_examples", "forecast", "forecast_ci_low", "forecast_ci_high", "forecast_capped",
-           "saturating_share", "beats_flat", "n_fits_failed", "band"]
 
 
 def scaling_curves(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
