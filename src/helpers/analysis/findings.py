@@ -95,18 +95,25 @@ def _paper_sentences(comparison: list[dict]) -> list[str]:
     if not comparison:
         return []
     out = []
-    agree = [r for r in comparison if r["verdict"] == "agrees"]
-    disagree = [r for r in comparison if r["verdict"] == "disagrees"]
-    unsure = [r for r in comparison if r["verdict"] == "cannot tell"]
+    absent = [r for r in comparison if r.get("label") is None and r["verdict"] == "cannot tell"]
+    compared = [r for r in comparison if r not in absent]
+    agree = [r for r in compared if r["verdict"] == "agrees"]
+    disagree = [r for r in compared if r["verdict"] == "disagrees"]
+    unsure = [r for r in compared if r["verdict"] == "cannot tell"]
     if agree:
-        out.append(f"Agrees with the paper on {len(agree)} of {len(comparison)} use cases: "
-                   + "; ".join(f"{r['name']} ({r['claim']}; {r['reason']})" for r in agree) + ".")
+        claims = list(dict.fromkeys(r["claim"] for r in agree))
+        out.append(f"Agrees with the paper on {len(agree)} of {len(compared)} use cases: " + "; ".join(
+            f"{claim} \u2014 " + ", ".join(f"{r['name']} ({r['reason']})" for r in agree if r["claim"] == claim)
+            for claim in claims) + ".")
     if disagree:
         out.append(f"Disagrees with the paper on {len(disagree)}: "
                    + "; ".join(f"{r['name']} (paper: {r['claim']}; here: {r['reason']})" for r in disagree) + ".")
     if unsure:
         out.append(f"Cannot tell against the paper on {len(unsure)}: "
                    + "; ".join(f"{r['name']} ({r['reason']})" for r in unsure) + ".")
+    if absent:
+        out.append(f"Not compared with the paper (no trend here): {', '.join(r['name'] for r in absent)} "
+                   f"({absent[0]['reason'] or 'no trend'}).")
     return out
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers.analysis import curves as C
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
+from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
 from helpers.analysis.findings import findings
 from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order, strategy_of
 from helpers.analysis.scores import (
@@ -132,7 +132,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     spread = judge_spread(df)
     changes = per_strategy(df, models, lambda d, chain: scale_changes(d, n_boot=n_boot, seed=seed, models=chain))
     versus = strategy_comparison(df, n_boot=n_boot, seed=seed)
-    curves = per_strategy(df, models, lambda d, chain: C.scaling_curves(d, n_boot=n_boot, seed=seed, models=chain))
+    curves = per_strategy(df, models, lambda d, chain: scaling_curves(d, n_boot=n_boot, seed=seed, models=chain))
     missing = missing_judgments(df, eval_items)
     for m, n in missing.items():
         if n:
@@ -176,8 +176,8 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "lowest_items": _records(low),
         "settings": {"n_boot": n_boot, "seed": seed, "ci": 0.95, "improve": improve, "decline": decline,
                      "high": high, "flat_tol": flat_tol, "slope_unit": "score per tenfold training examples",
-                     "curves": {"forecast_at": f"{C.EXTRAPOLATE}x the largest scale", "ceiling_share": C.CEILING_SHARE,
-                                "saturating_needs": f"to beat log-linear in most of {C.SHARE_REPLICATES} item resamples",
+                     "curves": {"forecast_at": f"{EXTRAPOLATE}x the largest scale", "ceiling_share": CEILING_SHARE,
+                                "saturating_needs": f"to beat log-linear in most of {SHARE_REPLICATES} item resamples",
                                 "curve_needs": "a rise across the trained scales whose 95% CI excludes 0"}},
     }
     result["findings"] = findings(result)
