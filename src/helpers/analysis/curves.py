@@ -169,8 +169,11 @@ def select_form(n, means, replicates: np.ndarray, n_max: float) -> dict:
            SATURATING: loo_rmse(SATURATING, n, means, n_max) if len(n) >= 4 else math.nan}
     share = math.nan
     curve = SATURATING if loo[SATURATING] < loo[LOGLINEAR] else LOGLINEAR
-    if curve == SATURATING and len(replicates):
-        reps, p0 = replicates[:SHARE_REPLICATES], fit(SATURATING, n, means, n_max)
+    p0 = fit(SATURATING, n, means, n_max) if curve == SATURATING else None
+    if p0 is None or not len(replicates):  # no fit to all scales, or nothing to hold it against
+        curve = LOGLINEAR
+    if curve == SATURATING:
+        reps = replicates[:SHARE_REPLICATES]
         sat = np.array([loo_rmse(SATURATING, n, r, n_max, p0) for r in reps])
         share = float(np.mean(sat < np.array([loo_rmse(LOGLINEAR, n, r, n_max) for r in reps])))
         if not share > 0.5:
