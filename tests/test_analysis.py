@@ -254,7 +254,8 @@ def test_write_results(trend_study):
     assert "NaN" not in text
     js = json.loads(text)
     for key in ["table", "overall", "trends", "paper_comparison", "judge_spread", "changes", "judges",
-                "null_counts", "error_analysis", "lowest_items", "settings", "models", "headline"]:
+                "null_counts", "error_analysis", "lowest_items", "settings", "models", "headline", "curves",
+                "findings"]:
         assert key in js, key
     assert js["models"] == MODELS and js["judges"]["all"] == ["llm"]
     assert js["error_analysis"]["model"] == "10000" and len(js["lowest_items"]) == 9
@@ -265,6 +266,33 @@ def test_write_results(trend_study):
     assert not [p for p in trend_study.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_findings_name_what_keeps_improving_what_is_flat_and_the_paper(trend_study):
+    res = write_results(trend_study, MODELS, n_boot=N_BOOT)
+    curves = {c["category"]: c for c in res["curves"]}
+    assert curves["extraction"]["form"] == "log-linear" and curves["extraction"]["forecast_examples"] == 100_000
+    assert curves["math"]["verdict"] == "cannot tell" and curves["overall"]["n_scales"] == 3
+    text = "\n".join(res["findings"])
+    assert res["findings"][0].startswith("Overall (mean over use cases)")
+    improving = next(t for t in res["findings"] if t.startswith("Keep improving"))
+    assert "Extraction (+0.20 [" in improving and "Math" not in improving
+    assert next(t for t in res["findings"] if t.startswith("Flat")).count("Math (") == 1
+    assert next(t for t in res["findings"] if t.startswith("Decline")).startswith("Decline with more data") \
+        and "Rewrite" in text
+    assert "Agrees with the paper on 2 of 3 use cases: stays flat with more data \u2014 Math (plateau" in text
+    assert "keeps improving with more data \u2014 Extraction (improving" in text
+    assert "Disagrees with the paper on 1: Rewrite (paper: good early" in text
+    assert "Cannot tell against the paper" not in text
+    assert "Not compared with the paper (no trend here): Code, COT, Classification" in text  # not in the eval set
+
+
+def test_findings_in_a_strategy_grid_start_with_the_strategy():
+    from helpers.analysis.findings import findings
+    trend = {"category": "math", "slope": 0.3, "ci_low": 0.2, "ci_high": 0.4, "label": "improving"}
+    res = {"trends": [{"strategy": st, **trend} for st in ("random", "quality")], "curves": [], "paper_comparison": []}
+    assert [t.split(":")[0] for t in findings(res)] == ["random", "quality"]
+    assert all("Keep improving with more data" in t and "Math (+0.30 [+0.20, +0.40])" in t for t in findings(res))
+
+
 def _is_png(p: Path) -> bool:
     return p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
 
@@ -272,7 +300,7 @@ def _is_png(p: Path) -> bool:
 def test_figures(trend_study, tmp_path):
     res = write_results(trend_study, MODELS, n_boot=N_BOOT)
     out = all_figures(trend_study, res, read_json(trend_study / "data_stats.json"), tmp_path / "figs")
-    assert set(out) == {"figure1", "score_curves", "composition", "loss_curves", "judge_spread"}
+    assert set(out) == {"figure1", "score_curves", "curve_fits", "composition", "loss_curves", "judge_spread"}
     for p in out.values():
         assert _is_png(Path(p)), p
     assert not [p for p in (tmp_path / "figs").iterdir() if p.name.endswith(".tmp")]

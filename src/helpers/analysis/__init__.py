@@ -8,6 +8,8 @@ training logs; writes ``results.csv``, ``results.json`` and ``figures/``; ``repo
     scores     judgments to item scores, category x model means with bootstrap CIs
     changes    paired changes between scales and between strategies
     trends     the trend per use case and the comparison with the paper's findings
+    curves     log-linear / saturating / flat fits per use case, the 10x forecast and the ceiling
+    findings   the plain sentences at the top of the report
     bootstrap  seeded percentile bootstrap over items
     order      model names and their order in tables and figures
     figures    the paper's Figure 1 and the other PNGs

@@ -6,6 +6,7 @@ number does not change with the order cells are computed in.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 
 import numpy as np
@@ -24,6 +25,23 @@ def boot_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.
         return np.full(n_boot, np.nan)
     idx = rng.integers(0, n, size=(n_boot, n))
     return values[idx].mean(axis=1)
+
+
+def joint_boot_means(matrix: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of an items x scales ``matrix`` and their bootstrap, shape (n_boot, scales).
+
+    Items are resampled as whole rows, so an item keeps its scores at every scale (the same
+    questions are asked of every model) and a trend or curve fitted to each row of the bootstrap
+    carries the pairing. NaN cells (a null judgment) are skipped in each mean; no rows -> NaN.
+    """
+    k = matrix.shape[1] if matrix.ndim == 2 else 0
+    if len(matrix) == 0:
+        return np.full(k, np.nan), np.full((n_boot, k), np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(matrix, axis=0)
+        idx = rng.integers(0, len(matrix), size=(n_boot, len(matrix)))
+        return means, np.nanmean(matrix[idx], axis=1)
 
 
 def percentile_ci(boot: np.ndarray) -> tuple[float, float]:

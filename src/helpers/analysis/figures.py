@@ -21,6 +21,7 @@ import seaborn as sns
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from helpers.analysis.order import OVERALL, examples_of, model_order, strategy_groups, strategy_of
 from helpers.study.categories import CATEGORIES, category_order, display_name
@@ -33,6 +34,12 @@ STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.
 STRATEGY_COLORMAPS = {"random": "Blues", "stratified": "Greens", "quality": "Oranges"}
 
 STRATEGY_LINES = {"random": "#2f5f98", "stratified": "#2e7d4f", "quality": "#c4621b"}
+
+DPI = 110
+MAX_WIDTH = 12.0
+"""Inches. The report's column is at most 1200 CSS px, so on a 1280 px screen a 12 in figure (1320 px
+at ``DPI``) is shown at >= 0.85 of its size and 8 pt labels stay above 10 px; a wider one shrinks
+until they cannot be read (a 12-scale strategy grid made composition 29 in wide)."""
 
 
 def model_palette(models) -> dict[str, tuple]:
@@ -84,7 +91,7 @@ def _new(figsize) -> Figure:
 def _save(fig: Figure, path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
 
@@ -107,7 +114,7 @@ def figure1(table, path) -> Path:
     models = model_order(t["model"])
     pal = model_palette(models)
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((max(8, 1.05 * len(cats) + 2), 4.8))
+        fig = _new((min(MAX_WIDTH, max(8, 1.05 * len(cats) + 2)), 4.8))
         ax = fig.add_subplot()
         width = 0.8 / max(len(models), 1)
         x = np.arange(len(cats))
@@ -150,7 +157,7 @@ def score_curves(table, path) -> Path:
     ncols = 4
     nrows = max(3, math.ceil(len(cats) / ncols))
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((13, 2.7 * nrows))
+        fig = _new((MAX_WIDTH, 2.7 * nrows))
         axes = fig.subplots(nrows, ncols, sharex=True, sharey=True).ravel()
         for ax, cat in zip(axes, cats):
             sub = t[t["category"] == cat].set_index("model")
@@ -191,6 +198,123 @@ def score_curves(table, path) -> Path:
     return _save(fig, path)
 
 
+VERDICT_TEXT = {"log-linear": "log-linear", "saturating": "saturating (ceiling)", "cannot tell": "cannot tell"}
+
+
+def _curve_panel(ax, fit: dict, rows: pd.DataFrame, scales: list[str], color, pal, x_base: float) -> None:
+    """One use case, one strategy: means with CIs, the fitted curve solid over the trained scales and
+    dashed beyond them with its band, the 10x forecast with its interval; a flat dotted line at the
+    mean where the verdict is "cannot tell"; the base model as a square at ``x_base``, not fitted."""
+    s = rows.reindex(scales)
+    x = np.array([examples_of(m) for m in scales], float)
+    mean = s["mean"].to_numpy(float)
+    err = np.nan_to_num(np.vstack([np.clip(mean - s["ci_low"].to_numpy(float), 0, None),
+                                   np.clip(s["ci_high"].to_numpy(float) - mean, 0, None)]))
+    band = fit.get("band")
+    if band:
+        gx, gy = np.array(band["examples"]), np.array(band["fit"], float)
+        lo, hi = np.array(band["low"], float), np.array(band["high"], float)
+        k = int(np.searchsorted(gx, x.max() * 1.0001))  # grid points over the trained scales
+        for part, alpha, ls in ((slice(0, k), 0.2, "-"), (slice(max(k - 1, 0), None), 0.08, "--")):
+            ax.fill_between(gx[part], lo[part], hi[part], color=color, alpha=alpha, lw=0)
+            ax.plot(gx[part], gy[part], color=color, lw=1.5, ls=ls)
+        f = fit.get("forecast")
+        if f is not None:
+            ax.errorbar([fit["forecast_examples"]], [f], yerr=[[max(f - fit["forecast_ci_low"], 0)],
+                                                           [max(fit["forecast_ci_high"] - f, 0)]],
+                        fmt="D", mfc="white", color=color, ms=6, capsize=2, zorder=4)
+    elif fit.get("level") is not None:
+        ax.plot([x.min(), x.max()], [fit["level"]] * 2, color=color, lw=1.2, ls=":")
+    ax.errorbar(x, mean, yerr=err, fmt="none", ecolor=color, elinewidth=0.9, capsize=2, zorder=3)
+    for xv, m, y in zip(x, scales, mean):
+        ax.plot([xv], [y], "o", color=pal[m], mec="white", mew=0.6, ms=6, zorder=4)
+    if "base" in rows.index and pd.notna(rows.loc["base", "mean"]):
+        b = rows.loc["base"]
+        ax.errorbar([x_base], [b["mean"]], yerr=[[max(b["mean"] - b["ci_low"], 0)], [max(b["ci_high"] - b["mean"], 0)]],
+                    fmt="s", color=pal["base"], ms=5, capsize=2)
+
+
+def curve_fits(results: dict, path) -> Path:
+    """Fitted scaling curves per use case (small multiples, Overall last) with the 10x forecasts.
+
+    Reads the ``curves`` and ``table`` of ``results.json``. The trained scales' means carry their 95%
+    CIs; the chosen curve is solid with its 95% band over the trained scales and dashed with a
+    lighter band where it extrapolates (the grey span), ending at the forecast (open diamond, 95%
+    interval). "Cannot tell" panels show a dotted line at the mean instead. The base model is the
+    square at the left, never fitted (log10(0) is undefined). ``MAX_WIDTH`` wide, legible at 1280 px;
+    in a strategy grid each strategy has its colour and its verdict line.
+    """
+    t = pd.DataFrame(results.get("table") or [])
+    fits = results.get("curves") or []
+    models = model_order(results.get("models") or (t["model"] if len(t) else []))
+    pal = model_palette(models)
+    chains = {st: [m for m in chain if m != "base"] for st, chain in strategy_groups(models).items()}
+    chains = {st: ms for st, ms in chains.items() if ms}
+    cats = [c for c in category_order({f["category"] for f in fits}) if c != OVERALL]
+    cats += [OVERALL] if any(f["category"] == OVERALL for f in fits) else []
+    ncols = 4
+    nrows = max(1, math.ceil(len(cats) / ncols))
+    with sns.axes_style("whitegrid", STYLE):
+        fig = _new((MAX_WIDTH, 2.55 * nrows + 0.9))
+        if not cats or not chains:
+            _message(fig, "No scaling curves: no trained scale was judged.")
+            return _save(fig, path)
+        xs = np.array(sorted({examples_of(m) for ms in chains.values() for m in ms}), float)
+        x_base, x_fore = xs.min() / 4, xs.max() * 10
+        axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
+        for ax, cat in zip(axes, cats):
+            rows = t[t["category"] == cat].set_index("model")
+            ax.axvspan(xs.max(), x_fore * 1.6, color="#000000", alpha=0.045, lw=0)
+            verdicts = []
+            for st, scales in chains.items():
+                fit = next((f for f in fits if f["category"] == cat and f.get("strategy") == st), None) or {}
+                color = "#2f5f98" if st is None else STRATEGY_LINES[st]
+                _curve_panel(ax, fit, rows, scales, color, pal, x_base)
+                verdict = VERDICT_TEXT.get(fit.get("verdict"), "cannot tell")
+                verdicts.append(verdict if st is None else f"{st}: {verdict}")
+            title = display_name(cat) if cat != OVERALL else "Overall (mean over use cases)"
+            ax.set_title(title + (f" \u2014 {verdicts[0]}" if len(verdicts) == 1 else ""), fontsize=10,
+                         fontweight="bold" if cat == OVERALL else "normal")
+            if len(verdicts) > 1:
+                ax.text(0.02, 0.97, "\n".join(verdicts), transform=ax.transAxes, va="top", fontsize=7)
+        for ax in axes[len(cats):]:
+            ax.axis("off")
+        ax0 = axes[0]
+        ax0.set_xscale("log")
+        labelled = [xs[0], xs[-1]]  # and the scales in between that are 1.9x from both neighbours' labels
+        for v in xs[1:-1]:
+            if v / max(u for u in labelled if u < v) >= 1.9 and xs[-1] / v >= 1.9:
+                labelled.append(v)
+        ticks = [x_base, *xs, x_fore]
+        labels = ["base", *[fmt_count(v) if v in labelled else "" for v in xs], f"{fmt_count(x_fore)}\n(10\u00d7)"]
+        ax0.set_xticks(ticks, labels)
+        for i, ax in enumerate(axes[:len(cats)]):
+            if i + ncols >= len(cats):  # nothing below it: label its x axis
+                ax.set_xlabel("Training examples (log scale)", fontsize=8)
+                ax.tick_params(axis="x", labelbottom=True)
+        ax0.set_xlim(x_base / 1.6, x_fore * 1.6)
+        ax0.set_ylim(-0.03, 1.05)
+        for ax in axes:
+            ax.minorticks_off()
+            ax.tick_params(axis="x", labelsize=8)
+            ax.tick_params(axis="y", labelsize=8)
+        handles = [
+            Line2D([], [], marker="o", color="#555555", ls="none", label="mean score at a trained scale (95% CI)"),
+            Line2D([], [], color="#555555", lw=1.6, label="chosen curve (95% band)"),
+            Line2D([], [], color="#555555", lw=1.4, ls="--", label="extrapolation (grey span)"),
+            Line2D([], [], marker="D", mfc="white", color="#555555", ls="none", label="forecast at 10\u00d7 (95% CI)"),
+            Line2D([], [], color="#555555", lw=1.2, ls=":", label="cannot tell: mean of the scales"),
+            Line2D([], [], marker="s", color=BASE_COLOR, ls="none", label="base model (not fitted)"),
+        ]
+        handles += [Line2D([], [], color=STRATEGY_LINES[st], lw=3, label=st) for st in chains if st is not None]
+        if len(axes) - len(cats) >= 2:  # the empty panels hold the legend
+            axes[len(cats)].legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
+        else:
+            fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+        fig.supylabel("Mean judge score (0-1)", fontsize=9)
+    return _save(fig, path)
+
+
 def judge_spread(spread, path) -> Path:
     """Judge agreement across repeated runs per category (``analysis.judge_spread``)."""
     s = pd.DataFrame(spread)
@@ -228,7 +352,7 @@ def composition(data_stats: dict, path) -> Path:
     cats = category_order({c for s in scales for c in (subsets[s].get("categories") or {})})
     pal = category_palette(cats)
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((max(9, 2 * len(scales) + 5), 4.6))
+        fig = _new((min(MAX_WIDTH, max(9, 2 * len(scales) + 5)), 4.6))
         if not scales:
             _message(fig, "No training subsets recorded in data_stats.json.")
             return _save(fig, path)
@@ -296,6 +420,7 @@ def all_figures(study_dir, results: dict, data_stats: dict | None = None, out_di
     return {
         "figure1": figure1(results["table"], out / "figure1.png"),
         "score_curves": score_curves(results["table"], out / "score_curves.png"),
+        "curve_fits": curve_fits(results, out / "curve_fits.png"),
         "composition": composition(data_stats or {}, out / "composition.png"),
         "loss_curves": loss_curves(study_dir, scales, out / "loss_curves.png"),
         "judge_spread": judge_spread(results["judge_spread"], out / "judge_spread.png"),

@@ -5,6 +5,11 @@ copies what it links to into the report folder and writes ``index.html`` there
 atomically. No server, no CDN, no script: inline CSS and relative links only.
 Every piece of model or judge text goes through ``html.escape``; notebook links
 whose target does not exist are shown as plain text rather than as dead links.
+
+The page reads findings first: plain sentences with their intervals (``analysis.findings``), then
+the headline figure (the fitted scaling curves with their forecasts), then the tables that back
+them. A section with nothing to show (one judge run, one selection strategy, no paid requests) is
+left out with one line saying why, rather than shown as an empty box or a table of blanks.
 """
 from __future__ import annotations
 
@@ -14,12 +19,18 @@ import re
 import shutil
 from pathlib import Path
 
+from helpers.analysis.findings import findings
 from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order
 from helpers.analysis.scores import code_execution_note
 from helpers.study.categories import display_name
 from helpers.study.config import StudyConfig
 from helpers.study.files import atomic_path, atomic_write_text, read_json, write_json
 from helpers.study.runner import Execution, manifest, stage_times
+
+HEADLINE = ("curve_fits", "Score against training examples per use case with the curve chosen by leave-one-scale-out "
+                          "error (95% band), dashed where it extrapolates to 10\u00d7 the largest scale (open diamond: "
+                          "the forecast, 95% CI). \u201cCannot tell\u201d: no curve predicts a left-out scale better "
+                          "than the mean. The base model (square) is shown, not fitted.")
 
 FIGURES = [
     ("figure1", "Figure 1 (after the paper): mean score per use case for each amount of instruction "
@@ -40,6 +51,7 @@ th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}
 tr.overall td{font-weight:600;background:#fafafa}
 img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}figcaption{color:#555;font-size:13px}
 pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;margin:2px 0;max-height:22em;overflow:auto}
+ul.findings li{margin:.35em 0}
 .agrees{color:#1a7f37}.disagrees{color:#b42318}.cannot{color:#8a6d00}.note{color:#555}.warn{color:#8a6d00}
 """
 
@@ -113,6 +125,54 @@ def _headline(res: dict) -> str:
         + _table(head, rows, classes))
 
 
+def _left_out(section: str, why: str) -> str:
+    """The one line that stands for a section with nothing to show."""
+    return f'<p class="note"><b>{_e(section)}</b>: left out &mdash; {_e(why)}.</p>'
+
+
+def _findings(res: dict) -> str:
+    items = res.get("findings")
+    if items is None:  # a results.json written before findings existed
+        items = findings(res)
+    if not items:
+        return _left_out("Findings", "no trend could be computed (fewer than two trained scales were judged)")
+    return "<ul class=\"findings\">" + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul>"
+
+
+def _interval(r: dict, key: str, fmt: str = "{:.2f}") -> str:
+    if r.get(key) is None:
+        return "&ndash;"
+    return (f"{_num(r[key], fmt)} <small>[{_num(r.get(key + '_ci_low'), fmt)}, "
+            f"{_num(r.get(key + '_ci_high'), fmt)}]</small>")
+
+
+def _curves(res: dict) -> str:
+    """The forecast table: per use case the chosen form, the 10x forecast, the ceiling and why."""
+    rows, classes = [], []
+    for r in res.get("curves") or []:
+        verdict = r.get("verdict") or "cannot tell"
+        fc = _interval(r, "forecast") + (" <small>(capped at 1)</small>" if r.get("forecast_capped") else "")
+        rows.append(_strategy_cell(res, r) + [
+            f"<td>{_e(display_name(r['category']))}</td>",
+            f'<td class="{"cannot" if verdict == "cannot tell" else ""}">{_e(verdict)}</td>',
+            f'<td class="num">{_e("{:,}".format(int(r["forecast_examples"]))) if r.get("forecast_examples") else "&ndash;"}</td>',
+            f'<td class="num">{fc}</td>', f'<td class="num">{_interval(r, "ceiling")}</td>',
+            f'<td class="num">{_interval(r, "n90", "{:,.0f}")}</td>',
+            f"<td><small>{_e(r.get('reason'))}</small></td>"])
+        classes.append("overall" if r["category"] == OVERALL else "")
+    if not rows:
+        return _left_out("Scaling curves", "results.json has no curves (rerun the analysis stage)")
+    return ("<p>Per use case, log-linear (score = a + b log10 n) and saturating (score = c &minus; k n<sup>&minus;"
+            "&alpha;</sup>) curves are fitted to the trained scales and chosen between, and against a flat line, by "
+            "how well each predicts a scale left out; a curve must also rise (or fall) across the scales with a 95% "
+            "interval that excludes 0, else <i>cannot tell</i>. The base model is not fitted (log10 0 is undefined). "
+            "<b>Forecasts are extrapolations</b> to 10&times; the largest scale, with 95% bootstrap intervals over "
+            "items; the ceiling and the examples needed to reach 90% of it exist only where the saturating form "
+            "was chosen.</p>"
+            + _table(_strategy_head(res) + ["Use case", "Chosen form", "Forecast at", "Forecast (extrapolation)",
+                                            "Ceiling", "Examples to 90% of ceiling", "Why"], rows, classes))
+
+
 def _strategy_cell(res: dict, r: dict) -> list[str]:
     """A leading Strategy cell in a strategy grid, nothing otherwise."""
     return [f"<td>{_e(r.get('strategy'))}</td>"] if res.get("strategies") else []
@@ -153,7 +213,8 @@ def _versus(res: dict) -> str:
     """The strategy grid's question: at equal data, does a selection strategy beat the reference?"""
     rows = res.get("strategy_comparison") or []
     if not rows:
-        return ""
+        return _left_out("Selection strategies at equal data",
+                         "this study trains with one selection strategy; a strategy grid compares them")
     ref = rows[0].get("reference")
     cells, classes = [], []
     for r in rows:
@@ -189,15 +250,24 @@ def _changes(res: dict) -> str:
             + "</details>")
 
 
+def _has_spread(res: dict) -> bool:
+    return any((r.get("n_items") or 0) > 0 for r in res.get("judge_spread") or [])
+
+
 def _spread(res: dict) -> str:
+    if not _has_spread(res):
+        runs = max([r.get("runs") or 0 for r in res.get("judge_spread") or []], default=0)
+        ran = "once" if runs <= 1 else f"{runs} times, but no item has two scored runs"
+        return _left_out("Judge agreement across repeated runs",
+                         f"the judge ran {ran} per item, so there is no spread across runs to show")
     rows = []
     for r in res.get("judge_spread", []):
         rows.append([f"<td>{_e(display_name(r['category']))}</td>", f'<td class="num">{_e(r.get("runs"))}</td>',
                      f'<td class="num">{_e(r.get("n_items"))}</td>',
                      f'<td class="num">{_num(r.get("mean_std"))}</td>',
                      f'<td class="num">{_num(r.get("share_disagree"), "{:.2f}")}</td>'])
-    return _table(["Use case", "Runs", "Items with &ge;2 runs", "Mean std across runs",
-                   "Share of items with runs differing by &gt; 0.1"], rows)
+    return "<h2>Judge spread</h2>" + _table(["Use case", "Runs", "Items with &ge;2 runs", "Mean std across runs",
+                                             "Share of items with runs differing by &gt; 0.1"], rows)
 
 
 def _usage(res: dict) -> str:
@@ -205,7 +275,7 @@ def _usage(res: dict) -> str:
     u = res.get("judge_usage") or {}
     total = u.get("total") or {}
     if not total.get("requests"):
-        return "<p>No judge API requests (the offline judge costs nothing).</p>"
+        return _left_out("Judge tokens and cost", "no judge API requests were made (the offline judge costs nothing)")
 
     def row(label, v):
         cells = ["{:,}".format(int(v.get(k) or 0)) for k in ("requests", "prompt_tokens", "completion_tokens")]
@@ -215,7 +285,7 @@ def _usage(res: dict) -> str:
     rows = [row(f"judge {_e(j)}", v) for j, v in (u.get("by_judge") or {}).items()]
     rows += [row(f"stage judge-{_e(m)}", v) for m, v in (u.get("by_model") or {}).items()]
     rows.append(row("<b>total</b>", total))
-    return ("<p>Requests that got a reply (retries for a missing score included), tokens as reported by the "
+    return ("<h2>Judge tokens and cost</h2><p>Requests that got a reply (retries for a missing score included), tokens as reported by the "
             "endpoint, cost in USD at the config's prices. Replies taken from the judge cache on a rerun are "
             "counted once, when they were paid for.</p>"
             + _table(["", "Requests", "Input tokens", "Output tokens", "Cost"], rows,
@@ -226,8 +296,8 @@ def _errors(res: dict) -> str:
     ea = res.get("error_analysis") or {}
     items = res.get("lowest_items") or []
     if not items:
-        return "<p>No items to show.</p>"
-    out = [f"<p>The {_e(ea.get('k'))} lowest-scoring items per use case for model "
+        return _left_out("Error analysis", "no judged item has a score to rank")
+    out = ["<h2>Error analysis</h2>", f"<p>The {_e(ea.get('k'))} lowest-scoring items per use case for model "
            f"<b>{_model_head(str(ea.get('model')))}</b>, next to the base model's answer.</p>"]
     by_cat: dict[str, list] = {}
     for it in items:
@@ -286,14 +356,19 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
 
     fig_dir = study_dir / "figures"
     pngs = {p.stem: p for p in sorted(fig_dir.glob("*.png"))} if fig_dir.is_dir() else {}
-    captions = dict(FIGURES)
-    order = [n for n, _ in FIGURES if n in pngs] + [n for n in pngs if n not in captions]
-    figs = []
-    for name in order:
+    if not _has_spread(res):
+        pngs.pop("judge_spread", None)  # nothing to show: its section says why in one line
+    captions = dict([HEADLINE, *FIGURES])
+
+    def figure(name: str) -> str:
         _copy(pngs[name], report_dir / "figures" / pngs[name].name)
         src = "figures/" + pngs[name].name
-        figs.append(f'<figure><img src="{_e(src)}" alt="{_e(name)}">'
-                    f"<figcaption>{_e(captions.get(name, name))}</figcaption></figure>")
+        return (f'<figure><img src="{_e(src)}" alt="{_e(name)}">'
+                f"<figcaption>{_e(captions.get(name, name))}</figcaption></figure>")
+
+    headline = figure(HEADLINE[0]) if HEADLINE[0] in pngs else ""
+    order = [n for n, _ in FIGURES if n in pngs] + [n for n in pngs if n not in captions]
+    figs = [figure(name) for name in order]
 
     nb = []
     for n in notebooks or []:
@@ -323,12 +398,12 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         f"Null judgments: {_e(nulls.get('total', 0))} of {_e(nulls.get('judgments', 0))}."
         + (f" Items without any judgment: {_e(missing)}." if missing else "")
         + (f" Answers generated by: {_e(engines)}." if engines else "") + "</p>",
+        "<h2>Findings</h2>", _findings(res), headline,
         "<h2>Scores per use case</h2>", _headline(res),
+        "<h2>Scaling curves and forecasts</h2>", _curves(res),
         "<h2>Figures</h2>", "".join(figs) or "<p>No figures found.</p>",
         "<h2>Trends with the amount of data</h2>", _trends(res), _changes(res), _versus(res),
-        "<h2>Judge spread</h2>", _spread(res),
-        "<h2>Judge tokens and cost</h2>", _usage(res),
-        "<h2>Error analysis</h2>", _errors(res),
+        _spread(res), _usage(res), _errors(res),
         "<h2>Notebooks</h2>", f"<ul>{''.join(nb)}</ul>" if nb else "<p>None listed.</p>",
         "<h2>Data</h2>", f"<ul>{''.join(links)}</ul>" if links else "<p>No results files.</p>",
         "<h2>Stage times</h2>", _stage_times(stage_times),

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
+from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
+from helpers.analysis.findings import findings
 from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order, strategy_of
 from helpers.analysis.scores import (
     code_execution,
@@ -130,6 +132,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     spread = judge_spread(df)
     changes = per_strategy(df, models, lambda d, chain: scale_changes(d, n_boot=n_boot, seed=seed, models=chain))
     versus = strategy_comparison(df, n_boot=n_boot, seed=seed)
+    curves = per_strategy(df, models, lambda d, chain: scaling_curves(d, n_boot=n_boot, seed=seed, models=chain))
     missing = missing_judgments(df, eval_items)
     for m, n in missing.items():
         if n:
@@ -159,6 +162,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "trends": _records(trends),
         "paper_comparison": _records(comparison),
         "judge_spread": _records(spread),
+        "curves": _records(curves),
         "changes": _records(changes),
         "strategies": sorted({st for m in models if (st := strategy_of(m))}, key=STRATEGIES.index),
         "strategy_comparison": _records(versus),
@@ -171,8 +175,12 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "error_analysis": {"model": error_model, "k": k},
         "lowest_items": _records(low),
         "settings": {"n_boot": n_boot, "seed": seed, "ci": 0.95, "improve": improve, "decline": decline,
-                     "high": high, "flat_tol": flat_tol, "slope_unit": "score per tenfold training examples"},
+                     "high": high, "flat_tol": flat_tol, "slope_unit": "score per tenfold training examples",
+                     "curves": {"forecast_at": f"{EXTRAPOLATE}x the largest scale", "ceiling_share": CEILING_SHARE,
+                                "saturating_needs": f"to beat log-linear in most of {SHARE_REPLICATES} item resamples",
+                                "curve_needs": "a rise across the trained scales whose 95% CI excludes 0"}},
     }
+    result["findings"] = findings(result)
     atomic_write_text(study_dir / "results.csv", table[cols].to_csv(index=False))
     write_json(study_dir / "results.json", result)
     return result

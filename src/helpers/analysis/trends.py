@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from helpers.analysis.bootstrap import cell_rng, percentile_ci
+from helpers.analysis.bootstrap import cell_rng, joint_boot_means, percentile_ci
 from helpers.analysis.changes import item_matrix
 from helpers.analysis.order import OVERALL, examples_of, model_order
 from helpers.analysis.scores import item_scores
@@ -77,15 +77,7 @@ def trend_labels(df: pd.DataFrame, improve: float = 0.02, decline: float = 0.02,
         base_mean = float(w["base"].mean()) if "base" in w else math.nan
         s = w[scales].to_numpy(float) if scales else np.empty((len(w), 0))
         s = s[~np.isnan(s).all(axis=1)] if s.size else s
-        rng = cell_rng(seed, "trend", cat)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            means = np.nanmean(s, axis=0) if len(s) else np.full(len(scales), np.nan)
-            if len(s):
-                idx = rng.integers(0, len(s), size=(n_boot, len(s)))
-                boot = np.nanmean(s[idx], axis=1)  # (n_boot, k)
-            else:
-                boot = np.full((n_boot, len(scales)), np.nan)
+        means, boot = joint_boot_means(s, n_boot, cell_rng(seed, "trend", cat))
         boots_by_cat.append(boot)
         means_by_cat.append(means)
         rows.append(_trend_row(cat, x, scales, means, boot, len(s), base_mean, improve, decline))
