@@ -37,6 +37,19 @@ def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_bloom_dir(tmp_path_factory) -> Path:
+    """Bloomz's architecture (its inner network is ``.transformer``, not ``.model``), random, with a
+    byte-level BPE tokenizer learned from the built-in suite (no download)."""
+    from helpers.data.suite import build_suite
+    from helpers.finetune.tiny import build_tiny_bloom
+    from helpers.study.prompt import format_prompt
+
+    pool, _ = build_suite(0, 200, 0)
+    texts = [format_prompt(r["instruction"], r["input"]) + r["output"] for r in pool]
+    return build_tiny_bloom(tmp_path_factory.mktemp("tiny-bloom"), texts)
+
+
 def make_config(base: str | Path, **overrides) -> StudyConfig:
     """A micro study config on ``base``; ``overrides`` replace top-level sections."""
     raw = {

@@ -29,18 +29,56 @@ def test_tokenize_masks_the_prompt_and_appends_eos(tiny_model_dir):
     assert len(tokenize(RECORDS[:1], tok, 10)[0]["input_ids"]) == 10
 
 
-def test_label_only_head_loss_equals_the_full_loss(tiny_model_dir):
-    """Projecting only labelled positions must give exactly the model's own causal-LM loss."""
-    tok = load_tokenizer(str(tiny_model_dir))
-    model = load_causal_lm(str(tiny_model_dir))
-    rows = tokenize(RECORDS, tok, 64)
+@pytest.mark.parametrize("arch", ["tiny_model_dir", "tiny_bloom_dir"])
+def test_label_only_head_loss_equals_the_full_loss(arch, request):
+    """Projecting only labelled positions gives exactly the model's own causal-LM loss, for Gemma 3 (its inner
+    network is ``.model``, logits soft-capped) and Bloom (``.transformer``), and the trainer really uses it."""
     from transformers import DataCollatorForSeq2Seq
 
-    batch = DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE)(rows)
+    from helpers.finetune.head import label_only_loss, label_only_parts
+
+    path = str(request.getfixturevalue(arch))
+    tok = load_tokenizer(path)
+    model = load_causal_lm(path)
+    batch = DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE)(tokenize(RECORDS, tok, 64))
     reference = model(**batch).loss
+    parts = label_only_parts(model)
+    assert not isinstance(parts, str), parts
+    inputs = dict(batch)
+    torch.testing.assert_close(label_only_loss(*parts, inputs, inputs.pop("labels")), reference, rtol=1e-5, atol=1e-5)
     trainer = LabelOnlyHeadTrainer.__new__(LabelOnlyHeadTrainer)
     ours = LabelOnlyHeadTrainer.compute_loss(trainer, model, dict(batch))
+    assert trainer._parts is not None  # the label-only path, not the fallback
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_label_only_head_falls_back_once_where_it_cannot_apply(tiny_bloom_dir, capsys):
+    """A model that changes its logits after the head (here: a scale the head does not know) is caught on the
+    first batch; the trainer then uses the model's own loss and says so once, not at every step."""
+    from transformers import BloomForCausalLM, DataCollatorForSeq2Seq, TrainingArguments
+    from transformers.modeling_outputs import CausalLMOutput
+
+    from helpers.finetune.head import label_only_parts
+
+    class ScaledLogits(BloomForCausalLM):  # scales its logits after the head, as Cohere's logit_scale does
+        def forward(self, input_ids=None, attention_mask=None, labels=None, **kw):
+            logits = super().forward(input_ids=input_ids, attention_mask=attention_mask, **kw).logits * 2.0
+            loss = None if labels is None else torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
+            return CausalLMOutput(loss=loss, logits=logits)
+
+    tok = load_tokenizer(str(tiny_bloom_dir))
+    model = ScaledLogits.from_pretrained(tiny_bloom_dir)
+    batch = DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE)(tokenize(RECORDS, tok, 64))
+    trainer = LabelOnlyHeadTrainer(model=model, args=TrainingArguments("unused", use_cpu=True, report_to="none"))
+    for _ in range(3):
+        loss = trainer.compute_loss(model, dict(batch))
+        torch.testing.assert_close(loss, model(**batch).loss)
+    assert trainer._parts is None
+    out = capsys.readouterr().out
+    assert out.count("label-only loss head off") == 1 and "differed from ScaledLogits's own" in out
+    wrapped = torch.nn.Sequential(model)
+    assert "wrapped by Sequential" in label_only_parts(wrapped)
 
 
 def test_compute_estimate_counts_lora_cheaper_than_full():

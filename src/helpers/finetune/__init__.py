@@ -7,7 +7,9 @@ Reads ``subsets/<model>.jsonl``; writes ``models/<model>/`` (LoRA adapter or ful
     tokens   prompt + response tokenization, labels on the response only
     head     the Trainer whose output projection runs on labelled positions only
     log      the training log and the prefix schedule's snapshots
-    launch   ``accelerate launch`` for several processes (DDP, DeepSpeed)
+    launch   ``accelerate launch`` for several processes (DDP, DeepSpeed) and the ZeRO settings of its config
+    memory   GPU memory for weights, gradients and Adam states per GPU under ZeRO, checked before training
+    tiny     a tiny random Bloom with a locally trained tokenizer (tests, ``benchmarks/gpu_smoke.py``)
 """
 from helpers.finetune.launch import launch_command
 from helpers.finetune.run import train

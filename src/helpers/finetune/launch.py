@@ -1,6 +1,8 @@
-"""Training on several processes: ``accelerate launch`` of ``python -m helpers train`` and the process rank."""
+"""Training on several processes: ``accelerate launch`` of ``python -m helpers train``, the process rank,
+and the DeepSpeed ZeRO settings of ``train.accelerate_config``."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,9 +18,60 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def zero_settings(accelerate_config: str | None) -> dict | None:
+    """``{stage, offload_optimizer, offload_params, bf16}`` of an accelerate config that sets up DeepSpeed, else None.
+
+    Read from the file itself (``distributed_type: DEEPSPEED`` and its ``deepspeed_config``), or from
+    the DeepSpeed JSON it names in ``deepspeed_config_file``; the memory check before training and the
+    dry run use them. accelerate's own default stage (2) applies when the file names none. ``bf16`` is
+    whether it trains in bf16 (None: ``auto``, it follows ``train.bf16``); DeepSpeed refuses a run where
+    it and ``train.bf16`` disagree, so the check before loading says so first.
+    """
+    if not accelerate_config:
+        return None
+    import yaml
+
+    from helpers.study.config import resolve
+
+    path = resolve(accelerate_config)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"train.accelerate_config: {path}: cannot read it as YAML ({e})") from e
+    if str(raw.get("distributed_type", "")).upper() != "DEEPSPEED":
+        return None
+    ds = raw.get("deepspeed_config") or {}
+    if ds.get("deepspeed_config_file"):
+        json_path = resolve(ds["deepspeed_config_file"])
+        try:
+            zero = json.loads(json_path.read_text(encoding="utf-8")).get("zero_optimization", {})
+        except (OSError, ValueError) as e:
+            raise ValueError(f"train.accelerate_config: {path}: deepspeed_config_file {json_path}: {e}") from e
+        stage = zero.get("stage", 0)
+        opt_dev = (zero.get("offload_optimizer") or {}).get("device", "none")
+        param_dev = (zero.get("offload_param") or {}).get("device", "none")
+        bf16 = json.loads(json_path.read_text(encoding="utf-8")).get("bf16", {}).get("enabled", "auto")
+    else:
+        stage = ds.get("zero_stage", 2)
+        opt_dev, param_dev = ds.get("offload_optimizer_device", "none"), ds.get("offload_param_device", "none")
+        bf16 = str(raw.get("mixed_precision", "no")).lower() == "bf16"
+    if stage not in (0, 1, 2, 3):
+        raise ValueError(f"train.accelerate_config: {path}: ZeRO stage must be 0, 1, 2 or 3, got {stage!r}")
+    return {"stage": int(stage), "offload_optimizer": str(opt_dev).lower() not in ("none", ""),
+            "offload_params": str(param_dev).lower() not in ("none", ""), "bf16": None if bf16 == "auto" else bool(bf16)}
+
+
+def under_deepspeed_launch() -> bool:
+    """Whether ``accelerate launch`` started this process with a DeepSpeed config (it says so in the environment)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
 def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path | None, scale: str | None,
                    overrides: tuple[str, ...] | list[str] = ()) -> list[str]:
     """The ``accelerate launch`` command that trains on ``train.num_processes`` processes.
+
+    The finetune notebook uses it whenever ``train.accelerate_config`` is set, on one process too:
+    a DeepSpeed config only applies in a process that accelerate launched.
 
     With ``train.accelerate_config`` (configs/accelerate/: DDP, DeepSpeed ZeRO-3, multi-node)
     that file decides the setup; without one, plain multi-process data parallelism, which on

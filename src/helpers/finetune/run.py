@@ -9,6 +9,12 @@ accelerate/DeepSpeed launch) is Trainer's own.
 
 Loss is on the response and the EOS token only; the prompt comes from
 ``helpers.study.prompt`` so training and generation see the same text.
+
+Order matters at scale: ``TrainingArguments`` is built before the model is loaded, because
+under ``accelerate launch`` with a DeepSpeed ZeRO-3 config it is what puts the DeepSpeed
+config in force (``transformers.integrations.is_deepspeed_zero3_enabled()``); ``from_pretrained``
+then partitions the weights across the GPUs as they load (``deepspeed.zero.Init``) instead of
+every rank holding a whole fp32 copy (~28 GB each for a 7B model).
 """
 from __future__ import annotations
 
@@ -23,8 +29,9 @@ import torch
 from transformers import DataCollatorForSeq2Seq, TrainingArguments
 
 from helpers.finetune.head import LabelOnlyHeadTrainer
-from helpers.finetune.launch import is_main_process, world_size
+from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
+from helpers.finetune.memory import check_fits, gpu_memory, size
 from helpers.finetune.tokens import IGNORE, tokenize
 from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
@@ -48,8 +55,22 @@ def compute_estimate(n_tokens: int, n_params: int, n_trainable: int, epochs: flo
     return {"tokens": n_tokens, "epochs": epochs, "params": n_params, "trainable": n_trainable, "flops": flops}
 
 
-def build_model(cfg: StudyConfig, base: str):
-    model = load_causal_lm(base)
+def load_dtype(cfg: StudyConfig, zero: dict | None) -> torch.dtype:
+    """The dtype the base weights load in: bf16 on a CUDA GPU with bf16 on, where fp32 is kept where it matters.
+
+    That is under DeepSpeed (its optimizer holds fp32 master weights; ZeRO-3 partitions the bf16
+    weights as they load) and with LoRA (the base is frozen, peft keeps the adapters in fp32): half
+    the memory of the weights and of loading. A full fine-tune without DeepSpeed keeps fp32 weights
+    under bf16 autocast, since AdamW stepping bf16 weights loses every update below 1/256 of a
+    weight (most steps at the paper's learning rate of 3e-6). On the CPU fp32, as before.
+    """
+    if torch.cuda.is_available() and use_bf16(cfg.train.bf16) and (zero is not None or cfg.train.method == "lora"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def build_model(cfg: StudyConfig, base: str, dtype: torch.dtype | None = None):
+    model = load_causal_lm(base, dtype=dtype)
     if cfg.train.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -60,8 +81,61 @@ def build_model(cfg: StudyConfig, base: str):
     return model
 
 
+def count_parameters(model) -> tuple[int, int]:
+    """(all, trainable) parameters; under ZeRO-3 a parameter's full size is its ``ds_numel`` (``numel()`` is 0)."""
+    sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in model.parameters()]
+    return sum(n for n, _ in sizes), sum(n for n, trained in sizes if trained)
+
+
+def check_gradient_checkpointing(cfg: StudyConfig, model) -> None:
+    """Refuse ``train.gradient_checkpointing`` on an architecture without it, before training starts."""
+    if not cfg.train.gradient_checkpointing:
+        return
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(inner, "supports_gradient_checkpointing", False):
+        raise ValueError(
+            f"train.gradient_checkpointing: true, but {type(inner).__name__} (model.base {cfg.model.base}) does not "
+            "support gradient checkpointing (its supports_gradient_checkpointing is false); set "
+            "train.gradient_checkpointing: false, or lower train.per_device_batch_size or train.max_length to save memory")
+
+
+def check_zero_in_force(cfg: StudyConfig, zero: dict | None) -> None:
+    """A DeepSpeed accelerate config applies only in a process that accelerate launched; refuse to ignore it.
+
+    Called after ``TrainingArguments`` exists and before the model loads: under ZeRO-3 the
+    DeepSpeed config must already be in force, or every rank would load the whole model.
+    """
+    if zero is None:
+        return
+    if not under_deepspeed_launch():
+        raise ValueError(
+            f"train.accelerate_config: {cfg.train.accelerate_config} sets up DeepSpeed, which applies only under "
+            "accelerate launch: run the finetune stage (its notebook launches it whenever train.accelerate_config "
+            "is set) or `accelerate launch --config_file <that file> -m helpers train --config ... --scale ...`")
+    if zero["bf16"] is not None and zero["bf16"] != use_bf16(cfg.train.bf16):
+        raise ValueError(
+            f"train.bf16: {cfg.train.bf16} (bf16 {'on' if use_bf16(cfg.train.bf16) else 'off'} here) disagrees with "
+            f"train.accelerate_config: {cfg.train.accelerate_config} (bf16 {'on' if zero['bf16'] else 'off'}); "
+            "DeepSpeed needs them to agree: change one of them")
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if zero["stage"] == 3 and not is_deepspeed_zero3_enabled():
+        raise RuntimeError(f"train.accelerate_config: {cfg.train.accelerate_config} asks for ZeRO-3, but it is not in "
+                           "force before the model loads; each process would load the whole model")
+
+
 def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> TrainingArguments:
+    """Trainer's arguments from the config. Build them before loading the model (see the module docstring).
+
+    Gradient checkpointing goes by its newer name ``activation_checkpointing`` where this
+    transformers has it (non-reentrant by default there, so LoRA needs no input-gradient hook).
+    """
     accumulation = cfg.train.batch_size // (cfg.train.per_device_batch_size * cfg.train.num_processes)
+    fields = TrainingArguments.__dataclass_fields__
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    extra = {checkpointing: cfg.train.gradient_checkpointing}
+    if cfg.train.gradient_checkpointing:
+        extra[f"{checkpointing}_kwargs"] = {"use_reentrant": False}
     return TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=cfg.train.per_device_batch_size,
         gradient_accumulation_steps=accumulation, num_train_epochs=cfg.train.epochs,
@@ -71,6 +145,7 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> Tra
         save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=1,
         report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
         train_sampling_strategy=sampling, dataloader_num_workers=0, optim="adamw_torch", disable_tqdm=False,
+        **extra,
     )
 
 
@@ -149,17 +224,28 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         print(f"already trained: {', '.join(scales)} (models/ holds the finished models of this run)", flush=True)
         return [study_dir / "models" / s for s in scales]
     rows = tokenize(records, tok, cfg.train.max_length)
-    model = build_model(cfg, base)
-    n_params = sum(p.numel() for p in model.parameters())
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    models = study_dir / "models"
+    work = models / f".{name}.tmp"
+    zero = zero_settings(cfg.train.accelerate_config)
+    args = training_arguments(cfg, work / "trainer", sampling)  # first: it puts a ZeRO-3 config in force
+    check_zero_in_force(cfg, zero)
+    dtype = load_dtype(cfg, zero)
+    model = build_model(cfg, base, dtype)
+    check_gradient_checkpointing(cfg, model)
+    n_params, n_trainable = count_parameters(model)
+    if zero and zero["stage"] == 3 and any(hasattr(p, "ds_id") for p in model.parameters()):
+        # before the Trainer wraps it: only zero.Init during from_pretrained can have partitioned them by now
+        print("ZeRO-3: the weights were partitioned as they loaded (deepspeed.zero.Init)", flush=True)
+    states = check_fits(cfg.train.method, cfg.train.accelerate_config, n_params, n_trainable, zero, world_size(),
+                        weight_bytes=dtype.itemsize, gpu_bytes=gpu_memory())
     n_tokens = sum(len(r["input_ids"]) for r in rows)
     est = compute_estimate(n_tokens, n_params, n_trainable, cfg.train.epochs)
     print(f"training {'scales ' + ', '.join(scales) if len(scales) > 1 else 'scale ' + scales[0]}: "
           f"{len(rows)} examples, {n_tokens} tokens x {cfg.train.epochs} epochs, "
-          f"{n_trainable:,} of {n_params:,} parameters trained, about {est['flops'] / 1e12:.2f} TFLOPs", flush=True)
+          f"{n_trainable:,} of {n_params:,} parameters trained, about {est['flops'] / 1e12:.2f} TFLOPs, "
+          f"model states about {size(states)} per device"
+          + (f" (ZeRO-{zero['stage']} over {world_size()} processes)" if zero else ""), flush=True)
 
-    models = study_dir / "models"
-    work = models / f".{name}.tmp"
     resume = last_checkpoint(work, key)
     resumed_from = None
     if resume:
@@ -204,7 +290,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     # a resumed run only passes the boundaries after its checkpoint; earlier ones were saved before
     boundaries = {split_model(s)[1] // cfg.train.batch_size: s for s in scales[:-1]}
     trainer = LabelOnlyHeadTrainer(
-        model=model, args=training_arguments(cfg, work / "trainer", sampling), train_dataset=rows,
+        model=model, args=args, train_dataset=rows,
         data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest"),
         callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
                    PrefixSnapshots(boundaries, publish)],

@@ -131,8 +131,13 @@ class TrainConfig(_Strict):
     max_length: int = Field(256, gt=8)
     bf16: Literal["auto"] | bool = "auto"
     """bf16 autocast: true, false, or auto (on where the CPU or GPU supports bf16)."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: about a third
+    more compute for far less activation memory (a 7B model at 8 x 1,024 tokens per GPU needs it)."""
     num_processes: int = Field(1, gt=0)
     accelerate_config: str | None = None
+    """An accelerate config file (configs/accelerate/): DDP, or DeepSpeed ZeRO (its ``zero_stage`` also sets
+    how model states are sharded in the memory check before training)."""
     schedule: Literal["separate", "prefix"] = "separate"
     """separate: one run per scale. prefix: one run over the largest subset in nested order,
     saving each smaller scale at its boundary (the same computation with 1 epoch and a constant LR)."""

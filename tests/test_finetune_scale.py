@@ -1,0 +1,225 @@
+"""Training at paper scale, checked on the CPU: ZeRO-3's config in force before the model loads, gradient
+checkpointing, the memory check before training, a full fine-tune of Bloom's architecture."""
+import importlib.util
+import json
+
+import pytest
+import torch
+from conftest import make_config
+
+from helpers.finetune import run
+from helpers.finetune.launch import zero_settings
+from helpers.finetune.memory import GIB, check_fits, model_state_memory
+from helpers.study.files import read_jsonl, write_jsonl
+
+RECORDS = [{"id": f"b{i}", "instruction": f"复述数字{i}", "input": "", "output": f"{i}{i}", "category": "rewrite"}
+           for i in range(8)]
+ZERO3 = "configs/accelerate/deepspeed_zero3.yaml"
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_zero3_config_is_in_force_when_the_model_loads(tmp_path, tiny_model_dir, monkeypatch):
+    """The model must load after TrainingArguments, which (under accelerate launch with a ZeRO-3 config) puts
+    the DeepSpeed config in force: only then does from_pretrained partition the weights as they load.
+
+    DeepSpeed is not installed here, so the arguments are given what they hold there: a live DeepSpeed
+    config answering is_zero3(). Loading the model before building them records False and fails.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    class Zero3Config:  # what TrainingArguments keeps alive under accelerate launch (HfDeepSpeedConfig)
+        def is_zero3(self):
+            return True
+
+    events = []
+    real_arguments = run.training_arguments
+
+    def arguments(*a, **kw):
+        args = real_arguments(*a, **kw)
+        args.ds_stand_in = Zero3Config()
+        hf_deepspeed.set_hf_deepspeed_config(args.ds_stand_in)
+        events.append("arguments")
+        return args
+
+    def load(path, dtype=None, **kw):
+        events.append(("load", is_deepspeed_zero3_enabled()))
+        raise _Stop
+
+    monkeypatch.setattr(run, "training_arguments", arguments)
+    monkeypatch.setattr(run, "load_causal_lm", load)
+    monkeypatch.setattr(run, "under_deepspeed_launch", lambda: True)
+    cfg = make_config(tiny_model_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
+                                             "bf16": True, "accelerate_config": ZERO3})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    try:
+        with pytest.raises(_Stop):
+            run.train(cfg, tmp_path, "8")
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+    assert events == ["arguments", ("load", True)]
+
+
+def test_a_deepspeed_config_outside_accelerate_launch_is_refused(tmp_path, tiny_model_dir):
+    cfg = make_config(tiny_model_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
+                                             "accelerate_config": ZERO3})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    with pytest.raises(ValueError, match=r"train\.accelerate_config: .*deepspeed_zero3\.yaml sets up DeepSpeed.*accelerate launch"):
+        run.train(cfg, tmp_path, "8")
+
+
+def test_bf16_that_disagrees_with_the_deepspeed_config_is_refused_before_loading(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(run, "under_deepspeed_launch", lambda: True)
+    monkeypatch.setattr(run, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
+    cfg = make_config(tiny_model_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
+                                             "accelerate_config": ZERO3})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    with pytest.raises(ValueError, match=r"train\.bf16: False .* disagrees with train\.accelerate_config: .*deepspeed_zero3"):
+        run.train(cfg, tmp_path, "8")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed (pip install -e .[gpu])")
+def test_deepspeed_zero3_partitions_the_weights_as_they_load(tmp_path, tiny_bloom_dir):
+    """The real thing where DeepSpeed is importable (its CPU accelerator works without a GPU): accelerate launch
+    with configs/accelerate/deepspeed_zero3.yaml fully fine-tunes the tiny Bloom, the weights already
+    partitioned when from_pretrained returns."""
+    import os
+    import subprocess
+
+    import yaml
+
+    from helpers.finetune.launch import launch_command
+    from helpers.study.config import REPO, load_config
+
+    raw = {"study": "zero3", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
+           "model": {"base": str(tiny_bloom_dir)},
+           "train": {"method": "full", "batch_size": 4, "per_device_batch_size": 4, "max_length": 32, "bf16": True,
+                     "lr": 1e-3, "accelerate_config": ZERO3}}
+    config = tmp_path / "zero3.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    write_jsonl(tmp_path / "data" / "zero3" / "subsets" / "8.jsonl", RECORDS)
+    cmd = launch_command(load_config(config), config, tmp_path, "8")
+    cmd[cmd.index("--num_processes") + 1] = "1"
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "ZeRO-3: the weights were partitioned as they loaded" in done.stdout
+    out = tmp_path / "data" / "zero3" / "models" / "8"
+    assert (out / "config.json").exists() and read_jsonl(out / "train_log.jsonl")
+
+
+def test_full_fine_tune_of_bloom_uses_the_label_only_head(tmp_path, tiny_bloom_dir, capsys):
+    cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
+                                             "max_length": 32, "bf16": False, "lr": 1e-3})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    out, = run.train(cfg, tmp_path, "8")
+    assert (out / "config.json").exists() and (out / "model.safetensors").exists()
+    assert not (out / "adapter_config.json").exists()
+    log = read_jsonl(out / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2] and all(r["loss"] > 0 for r in log)
+    printed = capsys.readouterr().out
+    assert "label-only loss head off" not in printed and "132,992 of 132,992 parameters trained" in printed
+    from safetensors.torch import load_file
+
+    before = load_file(tiny_bloom_dir / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the weights themselves were trained
+
+
+def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bloom_dir, monkeypatch):
+    seen = []
+    real = run.LabelOnlyHeadTrainer.train
+
+    def train_and_look(self, *a, **kw):
+        result = real(self, *a, **kw)
+        base = self.model.get_base_model()
+        seen.append(getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing)
+        return result
+
+    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", train_and_look)
+    cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "max_length": 32,
+                                             "bf16": False, "gradient_checkpointing": True})
+    args = run.training_arguments(cfg, tmp_path / "args", "sequential")
+    assert getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    out, = run.train(cfg, tmp_path, "8")
+    assert seen == [True]
+    from safetensors.torch import load_file
+
+    adapter = load_file(out / "adapter_model.safetensors")
+    assert any(w.abs().sum() > 0 for k, w in adapter.items() if "lora_B" in k)  # gradients got through
+
+
+def test_gradient_checkpointing_on_an_architecture_without_it_is_refused(tmp_path, tiny_bloom_dir, monkeypatch):
+    real = run.load_causal_lm
+
+    def load_without(*a, **kw):
+        model = real(*a, **kw)
+        model.supports_gradient_checkpointing = False
+        return model
+
+    monkeypatch.setattr(run, "load_causal_lm", load_without)
+    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
+                                             "gradient_checkpointing": True})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    with pytest.raises(ValueError, match=r"train\.gradient_checkpointing: true, but BloomForCausalLM .* does not support"):
+        run.train(cfg, tmp_path, "8")
+
+
+def test_gradient_checkpointing_is_a_known_setting_off_by_default_and_on_in_paper():
+    from helpers.study.config import load_config
+
+    assert make_config("x").train.gradient_checkpointing is False
+    assert load_config("configs/paper.yaml").train.gradient_checkpointing is True
+
+
+def test_model_state_memory_by_hand():
+    p = 7.07e9
+    assert model_state_memory(p, p, stage=3, n_gpus=8) == pytest.approx(16 * p / 8)  # 14.14 GB, 13.2 GiB
+    assert model_state_memory(p, p, stage=0, n_gpus=8) == pytest.approx(16 * p)
+    assert model_state_memory(p, p, stage=1, n_gpus=8) == pytest.approx(2 * p + 2 * p + 12 * p / 8)
+    assert model_state_memory(p, p, stage=2, n_gpus=8) == pytest.approx(2 * p + 14 * p / 8)
+    assert model_state_memory(p, p, stage=0, n_gpus=1, weight_bytes=4) == pytest.approx(16 * p)  # fp32 + autocast
+    lora = 3.9e6
+    assert model_state_memory(p + lora, lora, stage=0, n_gpus=1) == pytest.approx(2 * p + 16 * lora)
+    assert model_state_memory(p, p, stage=3, n_gpus=8, offload_optimizer=True, offload_params=True) == \
+        pytest.approx(2 * p / 8)
+    with pytest.raises(ValueError, match="ZeRO stage"):
+        model_state_memory(p, p, stage=4, n_gpus=8)
+
+
+def test_the_paper_setup_fits_80gb_gpus_and_plain_data_parallel_does_not():
+    zero3 = zero_settings(ZERO3)
+    assert zero3 == {"stage": 3, "offload_optimizer": False, "offload_params": False, "bf16": True}
+    p = 7.07e9
+    need = check_fits("full", ZERO3, p, p, zero3, 8, weight_bytes=2, gpu_bytes=80 * GIB)
+    assert need / GIB == pytest.approx(13.17, abs=0.01)
+    with pytest.raises(ValueError) as err:
+        check_fits("full", "configs/accelerate/multi_gpu.yaml", p, p, zero_settings("configs/accelerate/multi_gpu.yaml"),
+                   8, weight_bytes=2, gpu_bytes=80 * GIB)
+    message = str(err.value)
+    assert "105.4 GiB per GPU" in message and "80.0 GiB" in message
+    assert all(s in message for s in ("train.method (now full", "train.accelerate_config (now configs/accelerate/multi_gpu.yaml",
+                                      "train.num_processes"))
+    assert check_fits("full", None, p, p, None, 1, weight_bytes=2, gpu_bytes=None) == pytest.approx(16 * p)  # no GPU
+
+
+def test_zero_settings_read_a_deepspeed_json_too(tmp_path):
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}))
+    acc = tmp_path / "acc.yaml"
+    acc.write_text(f"distributed_type: DEEPSPEED\ndeepspeed_config:\n  deepspeed_config_file: {ds}\n")
+    assert zero_settings(str(acc)) == {"stage": 2, "offload_optimizer": True, "offload_params": False, "bf16": None}
+    assert zero_settings(None) is None and zero_settings("configs/accelerate/single_gpu.yaml") is None
+
+
+def test_a_model_that_does_not_fit_stops_before_training(tmp_path, tiny_bloom_dir, monkeypatch):
+    monkeypatch.setattr(run, "gpu_memory", lambda: 2**20)  # a 1 MiB GPU
+    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4, "bf16": False})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    with pytest.raises(ValueError, match=r"the model does not fit: .* need 2\.0 MiB per GPU .* a GPU has 1\.0 MiB\. Change train\.method"):
+        run.train(cfg, tmp_path, "8")
