@@ -33,9 +33,17 @@ sandbox:
 		apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null ) || \
 		echo "bubblewrap not installed: code answers run in unshare namespaces if available, else are not run (see README)"
 
+# The tests also need the gpu extra: DeepSpeed installs on a CPU machine (pure Python until an op is compiled)
+# and its CPU accelerator runs the real ZeRO-3 test (tests/test_finetune_scale.py).
+TEST_STAMP = $(VENV)/.installed-test
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[gpu]"
+	touch $(TEST_STAMP)
+
 # Lint (ruff: pyflakes, pycodestyle, import order), unit tests, a micro study end to end through papermill, then
 # nbval over every notebook on the micro config (in a scratch root so nothing under data/ is touched).
-test: setup browser sandbox
+test: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
