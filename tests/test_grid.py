@@ -257,7 +257,7 @@ def test_a_grid_study_runs_through_the_runner_to_one_report(tmp_path, tiny_model
 
 
 def test_the_dry_run_counts_one_pass_per_strategy_under_prefix(tmp_path):
-    from helpers.study.runner import compute_plan
+    from helpers.estimate import compute_plan
 
     prefix = grid_config(strategies=["random", "quality"],
                          train={"schedule": "prefix", "batch_size": 4, "per_device_batch_size": 4})

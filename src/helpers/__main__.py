@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run]``,
+"""Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run [--tflops T]]``,
 ``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``."""
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dry-run", action="store_true", help="print the plan, a compute estimate and the preflight checks; run nothing")
     run.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
                      help="override a config value, e.g. --set train.lr=1e-4 (repeatable; recorded in the manifest)")
+    run.add_argument("--tflops", type=float, default=None,
+                     help="with --dry-run: sustained TFLOP/s per GPU for the training time (default 125: 40%% of an A100)")
     train = sub.add_parser("train", help="train one scale (what accelerate launch runs on many devices)")
     train.add_argument("--config", required=True)
     train.add_argument("--root", default=None)
@@ -33,14 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
+            from functools import partial
+
             from helpers.analysis.report import build_index
+            from helpers.estimate import plan_lines
             from helpers.preflight import check_study
             from helpers.study.lock import StudyBusy
             from helpers.study.runner import StageFailed, run_study
 
+            if args.tflops is not None and (not args.dry_run or args.tflops <= 0):
+                raise ValueError("--tflops: only with --dry-run (it sets the training time estimate), and above 0")
             try:
                 run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
-                          overrides=args.overrides, report=build_index, preflight=check_study)
+                          overrides=args.overrides, report=build_index, preflight=check_study,
+                          estimate=partial(plan_lines, tflops=args.tflops))
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1

@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from helpers.study import hashes
-from helpers.study.config import REPO, StudyConfig, load_config, report_dir, resolve, split_model, study_dir
+from helpers.study.config import REPO, StudyConfig, load_config, report_dir, resolve, study_dir
 from helpers.study.files import read_json, write_json
 from helpers.study.hashes import hash_path
 from helpers.study.imports import code_hashes, notebook_modules
@@ -207,7 +207,7 @@ def run_preflight(cfg: StudyConfig, sd: Path, todo: list[Execution], preflight, 
 
 def run_study(config: str | Path, root: str | Path | None = None, force: bool = False,
               only: str | None = None, dry_run: bool = False, out=print, overrides: tuple[str, ...] = (),
-              report=None, preflight=None) -> Path | None:
+              report=None, preflight=None, estimate=None) -> Path | None:
     """Run (or plan) every stage; returns what ``report`` returns, else the study folder (None for a dry run).
 
     ``overrides`` are ``--set section.key=value`` strings applied to the config file; they reach
@@ -217,7 +217,8 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
     stage, so it imports none of them). ``preflight(cfg, sd, runs, out)`` checks, before the first
     stage execution of a run that includes a costly stage (``COSTLY``), everything those executions
     will need, and raises when something is missing; the command line passes
-    ``helpers.preflight.check_study``. A dry run calls it too, after the plan.
+    ``helpers.preflight.check_study``. A dry run calls it too, after the plan and after
+    ``estimate(cfg, sd, out)``, the planning figures (``helpers.estimate.plan_lines``).
     """
     config_path = resolve(config)
     overrides = tuple(overrides)
@@ -231,6 +232,8 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
     hashes.load(store)
     if dry_run:
         print_plan(cfg, sd, runs, out)
+        if estimate is not None:
+            estimate(cfg, sd, out)
         if store.parent.exists():  # a cache only: no lock needed, the worst case is a file hashed again
             hashes.save(store)
         run_preflight(cfg, sd, to_run(cfg, sd, runs, only, force), preflight, out)
@@ -310,7 +313,7 @@ def manifest(cfg: StudyConfig, config_path: Path, sd: Path, runs: list[Execution
 
 
 def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> None:
-    """The dry run: every execution with its status, the data sizes and a compute estimate."""
+    """The dry run: every execution with its status and the data sizes (the estimates: ``helpers.estimate``)."""
     out(f"study {cfg.study}: {len(runs)} stage executions, data and outputs under {sd}")
     out(f"models: base (0 examples) + scales {', '.join(f'{s:,}' for s in cfg.scales)} "
         f"(nested, strateg{'ies' if cfg.grid else 'y'} {', '.join(cfg.strategies)})")
@@ -324,27 +327,3 @@ def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> 
     for run in runs:
         status = "up to date" if is_current(sd, run, fingerprint(cfg, run)) else "will run"
         out(f"  {run.label:<24} {status}")
-    est = compute_plan(cfg, sd)
-    out(f"training: {est['examples']:,} examples in all, about {est['tokens']:,.0f} tokens x {cfg.train.epochs} epochs "
-        f"({est['tokens_source']}), {cfg.train.method} on a {est['params'] / 1e9:.2f}B-parameter model")
-    out(f"compute: about {est['flops']:.2e} FLOPs = {est['gpu_hours']:.1f} GPU-hours at 40% of a 312-TFLOP/s A100")
-
-
-def compute_plan(cfg: StudyConfig, sd: Path) -> dict:
-    """FLOPs for training every scale (6 x params x tokens; LoRA: about 4 x params x tokens)."""
-    trained = [[split_model(m)[1] for m in cfg.strategy_models(st) if m not in cfg.model.checkpoints]
-               for st in cfg.strategies]
-    # the prefix schedule passes over each strategy's largest subset once; separate runs train every scale
-    examples = sum(max(ns, default=0) if cfg.train.schedule == "prefix" else sum(ns) for ns in trained)
-    per_example, source = 300.0, "assuming 300 tokens per example"
-    stats_file = sd / "data_stats.json"
-    if stats_file.exists():
-        chars = read_json(stats_file).get("pool", {}).get("chars", {}).get("mean")
-        if chars:
-            per_example, source = chars / 1.5 + 8, "from data_stats.json at ~1.5 characters per token"
-    params = cfg.model.params or (2.68e8 if cfg.model.base == "embedded" else 7e9)
-    tokens = examples * per_example
-    per_token = 6 if cfg.train.method == "full" else 4
-    flops = per_token * params * tokens * cfg.train.epochs
-    return {"examples": examples, "tokens": tokens, "tokens_source": source, "params": params,
-            "flops": flops, "gpu_hours": flops / (0.4 * 312e12) / 3600}
