@@ -21,12 +21,13 @@ files              train files (local, or a plausible hub name), the eval file, 
                    present and readable
 eval set           ``data.eval_file`` loads (bad records name the file and the line), or the built-in
                    suite's split; the same items the data stage will write
-judge prompts      the LLM judge: ``judge.prompts_file`` loads and has a rubric for every use case of
-                   the eval set
-offline judge      ``judge.kind: offline``: every eval item has a check or a reference to score against
+judge prompts      each LLM judge (``judge``, every one of ``judge.others``): its ``prompts_file`` loads
+                   and has a rubric for every use case of the eval set
+offline judge      an offline judge (headline or other): every eval item has a check or a reference to
+                   score against
                    (BELLE's released eval set has no reference for brainstorming, generation and much
                    of rewrite: those need the LLM judge)
-endpoints          the LLM judge and the self-instruct teacher: the key is set, and one ``GET /models``
+endpoints          each LLM judge and the self-instruct teacher: the key is set, and one ``GET /models``
                    (openai's ``models.list``, 10 s timeout, no retries) answers, accepts the key and
                    lists the model
 generate backend   ``generate.backend: vllm``: vLLM importable by the interpreter that will run it, LoRA
@@ -94,12 +95,8 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
     checks.append(_files(cfg, stages))
     if "data" in stages and cfg.data.source in ("file", "hf"):
         checks.append(_pool_size(cfg))
-    if "judge" in stages and cfg.judge.kind == "openai":
-        checks.append(_judge_prompts(cfg, items))  # without items (a bad eval file): the file alone
-    elif "judge" in stages and items is not None:
-        checks.append(_offline_judge(items))
-    if "judge" in stages and cfg.judge.kind == "openai":
-        checks.append(_endpoint(cfg.judge, "judge", "the LLM judge"))
+    if "judge" in stages:  # every judge of the study scores every answer (helpers.study.judges)
+        checks += _judges(cfg, items)
     if "selfinstruct" in stages:
         checks.append(_endpoint(cfg.selfinstruct, "selfinstruct", "the self-instruct teacher"))
     if "generate" in stages and cfg.generate.backend != "hf":
@@ -157,17 +154,36 @@ def _ids(items: list[dict], k: int = 3) -> str:
 
 # ------------------------------------------------------------------------------------------ the judge
 
-def _judge_prompts(cfg: StudyConfig, items: list[dict] | None) -> Check:
-    """The LLM judge needs a rubric for every use case of the eval set (``helpers.judge.llm.load_prompts``)."""
+def _judges(cfg: StudyConfig, items: list[dict] | None) -> list[Check]:
+    """Each LLM judge's prompts and endpoint, and (once, whichever judges use it) the offline judge's items:
+    a second judge that cannot run must stop the study as early as the headline judge would."""
+    from helpers.study.judges import study_judges
+
+    checks, offline = [], False
+    for j in study_judges(cfg):
+        if j.settings.kind == "openai":
+            checks.append(_judge_prompts(j.settings, j.section, items))  # without items (a bad eval file): the file
+            checks.append(_endpoint(j.settings, j.section, "the LLM judge"))
+        else:
+            offline = True
+    if offline and items is not None:
+        checks.append(_offline_judge(items))
+    return checks
+
+
+def _judge_prompts(settings, section: str, items: list[dict] | None) -> Check:
+    """An LLM judge needs a rubric for every use case of the eval set (``helpers.judge.llm.load_prompts``);
+    ``settings`` is its config section, named ``section`` in the messages (``judge``, ``judge.others.gpt``)."""
     from helpers.judge.llm import JudgeError, load_prompts
 
-    path = resolve(cfg.judge.prompts_file)
-    check = Check("judge prompts")
+    path = resolve(settings.prompts_file)
+    check = Check(f"{section} prompts")
     try:
-        prompts = load_prompts(path)
+        prompts = load_prompts(path, section)
     except JudgeError as e:
         msg = str(e)
-        check.problems.append(msg if msg.startswith("judge.prompts_file") else f"judge.prompts_file: {msg}")
+        key = f"{section}.prompts_file"
+        check.problems.append(msg if msg.startswith(key) else f"{key}: {msg}")
         return check
     if items is None:
         check.found = f"{path} loads ({len(prompts)} use cases); the eval set could not be read to compare"
@@ -178,7 +194,7 @@ def _judge_prompts(cfg: StudyConfig, items: list[dict] | None) -> Check:
     missing = sorted(set(by_cat) - set(prompts))
     if missing:
         detail = "; ".join(f"{c} {len(by_cat[c])} ({_ids(by_cat[c])})" for c in missing)
-        check.problems.append(f"judge.prompts_file: no prompt for use case(s) {', '.join(missing)} in {path} "
+        check.problems.append(f"{section}.prompts_file: no prompt for use case(s) {', '.join(missing)} in {path} "
                               f"(eval items: {detail}); add a {{class, prompt}} line for each")
     else:
         check.found = f"{path} has a rubric for each of the {len(by_cat)} use cases of the eval set"

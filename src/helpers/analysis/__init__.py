@@ -1,7 +1,7 @@
 """Stage 05 (``notebooks/05_analysis.ipynb``): what changed with more data, per use case, and the report.
 
-Reads ``eval.jsonl``, ``data_stats.json``, ``answers/`` and ``judgments/`` of every model and the
-training logs; writes ``results.csv``, ``results.json`` and ``figures/``; ``report`` writes
+Reads ``eval.jsonl``, ``data_stats.json``, ``answers/`` and ``judgments/`` of every model (and of
+every judge) and the training logs; writes ``results.csv``, ``results.json`` and ``figures/``; ``report`` writes
 ``manifest.json`` and ``reports/<study>/index.html`` after every run of the study.
 
     results    the stage: every table into results.csv / results.json (``write_results``)
@@ -10,6 +10,7 @@ training logs; writes ``results.csv``, ``results.json`` and ``figures/``; ``repo
     trends     the trend per use case and the comparison with the paper's findings
     curves     log-linear / saturating / flat fits per use case, the 10x forecast and the ceiling
     findings   the plain sentences at the top of the report
+    agreement  each judge of ``judge.others`` against the headline judge, per use case
     bootstrap  seeded percentile bootstrap over items
     order      model names and their order in tables and figures
     figures    the paper's Figure 1 and the other PNGs

@@ -8,7 +8,7 @@ whose target does not exist are shown as plain text rather than as dead links.
 
 The page reads findings first: plain sentences with their intervals (``analysis.findings``), then
 the headline figure (the fitted scaling curves with their forecasts), then the tables that back
-them. A section with nothing to show (one judge run, one selection strategy, no paid requests) is
+them. A section with nothing to show (one judge run, one judge, one selection strategy, no paid requests) is
 left out with one line saying why, rather than shown as an empty box or a table of blanks.
 """
 from __future__ import annotations
@@ -270,6 +270,57 @@ def _spread(res: dict) -> str:
                                              "Share of items with runs differing by &gt; 0.1"], rows)
 
 
+def _agreement(res: dict) -> str:
+    """Each other judge against the headline judge per use case, then the answers they disagree on most."""
+    a = res.get("judge_agreement") or {}
+    if not a.get("others"):
+        return _left_out("Judges checked against each other",
+                         "the study has one judge; list another under judge.others (the offline judge beside an "
+                         "LLM judge, or a second LLM) to see per use case how far they agree")
+    head, apart = a.get("headline"), a.get("apart")
+    out = ["<h2>Judges checked against each other</h2>",
+           f"<p>Every judge scored the same answers (each model's answer to each eval item); the headline judge "
+           f"<b>{_e(head)}</b> is set against each other judge per use case: rank correlation over answers "
+           "(Spearman's &rho;, Kendall's &tau;-b, which allows for tied scores), the mean absolute difference, and "
+           f"the share of answers whose scores differ by more than {_e(apart)}. <i>Overall</i> pools every answer. "
+           "&ndash; : a correlation is undefined (under two answers, or a judge that gives them all one score). "
+           "Answers either judge left null are not compared (column Null).</p>"]
+    for name in a["others"]:
+        rows, classes = [], []
+        for r in (x for x in a.get("table") or [] if x.get("judge") == name):
+            rows.append([f"<td>{_e(display_name(r['category']))}</td>", f'<td class="num">{_e(r.get("n"))}</td>',
+                         f'<td class="num">{_num(r.get("spearman"), "{:+.2f}")}</td>',
+                         f'<td class="num">{_num(r.get("kendall"), "{:+.2f}")}</td>',
+                         f'<td class="num">{_num(r.get("mad"), "{:.2f}")}</td>',
+                         f'<td class="num">{_num(r.get("share_apart"), "{:.2f}")}</td>',
+                         f'<td class="num">{_num(r.get("mean_headline"), "{:.2f}")}</td>',
+                         f'<td class="num">{_num(r.get("mean_other"), "{:.2f}")}</td>',
+                         f'<td class="num">{_e(r.get("n_null"))}</td>'])
+            classes.append("overall" if r["category"] == OVERALL else "")
+        out.append(f"<h3>{_e(head)} (headline) against {_e(name)}</h3>")
+        out.append(_table(["Use case", "Answers", "Spearman &rho;", "Kendall &tau;-b", "Mean |difference|",
+                           f"Share differing by &gt; {_e(apart)}", f"Mean {_e(head)}", f"Mean {_e(name)}", "Null"],
+                          rows, classes))
+        out.append(_worst(a, head, name))
+    return "".join(out)
+
+
+def _worst(a: dict, head: str, name: str) -> str:
+    """The answers two judges score furthest apart, per use case, side by side (every text escaped)."""
+    worst = [w for w in a.get("disagreements") or [] if w.get("judge") == name]
+    if not worst:
+        return _left_out(f"Where {head} and {name} disagree most", "no answer was scored by both")
+    rows = [[f"<td>{_e(display_name(w['category']))}</td>", f"<td>{_model_head(str(w.get('model')))}<br>"
+             f"<small>{_e(w.get('id'))}</small></td>", f"<td><pre>{_e(w.get('question'))}</pre></td>",
+             f"<td><pre>{_e(w.get('answer'))}</pre></td>", f'<td class="num">{_num(w.get("headline"), "{:.2f}")}</td>',
+             f'<td class="num">{_num(w.get("other"), "{:.2f}")}</td>', f"<td><pre>{_e(w.get('headline_raw'))}</pre></td>",
+             f"<td><pre>{_e(w.get('other_raw'))}</pre></td>"] for w in worst]
+    return (f"<details><summary>Where {_e(head)} and {_e(name)} disagree most: the {_e(a.get('k'))} answers per use "
+            "case with the largest difference</summary>"
+            + _table(["Use case", "Model", "Question", "Answer", _e(head), _e(name), f"{_e(head)} says",
+                      f"{_e(name)} says"], rows) + "</details>")
+
+
 def _usage(res: dict) -> str:
     """Judge tokens and cost per judge model and per judge stage (model judged)."""
     u = res.get("judge_usage") or {}
@@ -379,6 +430,7 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
             nb.append(f'<li>{_e(t)} <span class="note">(not rendered)</span></li>')
 
     judges = (res.get("judges") or {}).get("all") or []
+    others = (res.get("judge_agreement") or {}).get("others") or []
     judge_note = ""
     if "offline" in judges:
         judge_note = (" The offline judge scores answers against the reference without an LLM (one run per "
@@ -395,7 +447,8 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         *([f'<p class="{"warn" if "NOT run" in code_note or "WITHOUT" in code_note else "note"}">'
            f"{_e(code_note)}</p>"] if code_note else []),
         f"<p>Scores produced by judge: <b>{_e(', '.join(judges) or 'unknown')}</b>.{_e(judge_note)} "
-        f"Null judgments: {_e(nulls.get('total', 0))} of {_e(nulls.get('judgments', 0))}."
+        + (f"Checked against: {_e(', '.join(others))} (section Judges checked against each other). " if others else "")
+        + f"Null judgments: {_e(nulls.get('total', 0))} of {_e(nulls.get('judgments', 0))}."
         + (f" Items without any judgment: {_e(missing)}." if missing else "")
         + (f" Answers generated by: {_e(engines)}." if engines else "") + "</p>",
         "<h2>Findings</h2>", _findings(res), headline,
@@ -403,7 +456,7 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         "<h2>Scaling curves and forecasts</h2>", _curves(res),
         "<h2>Figures</h2>", "".join(figs) or "<p>No figures found.</p>",
         "<h2>Trends with the amount of data</h2>", _trends(res), _changes(res), _versus(res),
-        _spread(res), _usage(res), _errors(res),
+        _spread(res), _agreement(res), _usage(res), _errors(res),
         "<h2>Notebooks</h2>", f"<ul>{''.join(nb)}</ul>" if nb else "<p>None listed.</p>",
         "<h2>Data</h2>", f"<ul>{''.join(links)}</ul>" if links else "<p>No results files.</p>",
         "<h2>Stage times</h2>", _stage_times(stage_times),

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helpers.analysis.agreement import APART, judge_agreement
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
 from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
 from helpers.analysis.findings import findings
@@ -110,14 +111,18 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 1000, seed: int = 0,
                   improve: float = 0.02, decline: float = 0.02, high: float = 0.6,
-                  flat_tol: float = 0.1, k: int = 3, error_model: str | None = None) -> dict:
+                  flat_tol: float = 0.1, k: int = 3, error_model: str | None = None,
+                  judges: list[str] | None = None) -> dict:
     """Compute everything and write ``results.csv`` and ``results.json`` atomically.
 
     ``results.csv`` is the tidy table (category, model, examples, mean, ci_low,
     ci_high, n, n_null), including the ``overall`` (headline, mean over
     categories) and ``overall_items`` rows. ``results.json`` holds the same table
     and the analyses around it (see the keys of the returned dict). Error analysis
-    uses ``error_model`` (default: the largest scale). Returns the JSON content.
+    uses ``error_model`` (default: the largest scale). ``judges`` names the study's
+    judges, the headline judge first (``helpers.study.judges.study_judges``); every
+    table is the headline judge's, and ``judge_agreement`` sets each other judge
+    against it (``helpers.analysis.agreement``). Returns the JSON content.
     """
     study_dir = Path(study_dir)
     models = model_order(models)
@@ -138,8 +143,11 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         if n:
             warnings.warn(f"{study_dir / 'judgments' / (m + '.jsonl')}: {n} eval items have no judgment")
     error_model = error_model or models[-1]
-    answers = load_answers(study_dir, list(dict.fromkeys([error_model, "base"])))
+    others = list((judges or [])[1:])
+    answers = load_answers(study_dir, list(dict.fromkeys([error_model, "base"] + (models if others else []))))
     low = lowest_items(df, answers, eval_items, error_model, k=k)
+    names = judges or [", ".join(sorted({str(j) for j in df["judge"].dropna()})) or "headline"]
+    agreement = judge_agreement(study_dir, models, names, df, eval_items, answers, APART, k)
 
     judges = {m: sorted({str(j) for j in g["judge"].dropna()}) for m, g in df.groupby("model", sort=False)}
     nulls = df[df["score"].isna()]
@@ -169,7 +177,8 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "identical_subsets": (read_json(study_dir / "data_stats.json").get("identical_subsets", [])
                               if (study_dir / "data_stats.json").exists() else []),
         "null_counts": null_counts,
-        "judge_usage": judge_usage(study_dir, models),
+        "judge_usage": judge_usage(study_dir, models, others),
+        "judge_agreement": _clean(agreement),
         "code_execution": code_execution(study_dir, models),
         "missing_judgments": missing,
         "error_analysis": {"model": error_model, "k": k},

@@ -15,10 +15,12 @@ from helpers.analysis.bootstrap import boot_means, cell_rng, percentile_ci
 from helpers.analysis.order import OVERALL, OVERALL_ITEMS, examples_of, model_order
 from helpers.study.categories import category_order
 from helpers.study.files import read_jsonl
+from helpers.study.judges import judgments_path
 
 
-def load_scores(study_dir: str | Path, models: list[str]) -> pd.DataFrame:
-    """The long frame: one row per (model, item, judge run).
+def load_scores(study_dir: str | Path, models: list[str], judge: str | None = None) -> pd.DataFrame:
+    """The long frame: one row per (model, item, judge run), of the headline judge (``judge`` None) or of
+    the judge of ``judge.others`` named ``judge`` (``helpers.study.judges.judgments_path``).
 
     Columns: ``model``, ``examples`` (0 for base), ``id``, ``category`` (from
     ``eval.jsonl``), ``run``, ``score`` (float, NaN where the judge failed), plus
@@ -37,9 +39,10 @@ def load_scores(study_dir: str | Path, models: list[str]) -> pd.DataFrame:
     rows = []
     for model in models:
         n_examples = examples_of(model)
-        path = study_dir / "judgments" / f"{model}.jsonl"
+        path = judgments_path(study_dir, model, judge)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no judgments for model {model!r} (run the judge stage)")
+            who = "" if judge is None else f" by judge {judge!r}"
+            raise FileNotFoundError(f"{path}: no judgments{who} for model {model!r} (run the judge stage)")
         seen = set()
         for line_no, rec in enumerate(read_jsonl(path), start=1):
             item = str(rec.get("id"))
@@ -182,13 +185,15 @@ def judge_spread(df: pd.DataFrame, threshold: float = 0.1) -> pd.DataFrame:
 USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cost")
 
 
-def judge_usage(study_dir: str | Path, models: list[str]) -> dict:
-    """Tokens and cost of the judge, summed from the judgment rows' ``usage``.
+def judge_usage(study_dir: str | Path, models: list[str], others: list[str] | tuple[str, ...] = ()) -> dict:
+    """Tokens and cost of the judges, summed from the judgment rows' ``usage``.
 
     Returns ``{"by_judge": {judge: sums}, "by_model": {model: sums}, "total": sums}`` with
     sums ``{requests, prompt_tokens, completion_tokens, cost}``; ``by_model`` is per judge
-    stage execution (one per model). The offline judge's rows carry ``usage: {}`` and
-    count as zero. Cost is in USD at the prices of the config the judge ran with.
+    stage execution (one per model, every judge of the study). The headline judge is keyed by
+    its rows' ``judge`` (its model), each judge of ``others`` (``judge.others`` names) by its
+    name, since two of them may ask the same model. The offline judge's rows carry ``usage: {}``
+    and count as zero. Cost is in USD at the prices of the config the judge ran with.
     """
     def zero():
         return dict.fromkeys(USAGE_FIELDS, 0)
@@ -197,20 +202,24 @@ def judge_usage(study_dir: str | Path, models: list[str]) -> dict:
     by_model: dict[str, dict] = {}
     total = zero()
     for model in model_order(models):
-        path = Path(study_dir) / "judgments" / f"{model}.jsonl"
-        if not path.exists():
-            continue
-        m = by_model.setdefault(model, zero())
-        for rec in read_jsonl(path):
-            u = rec.get("usage") or {}
-            j = by_judge.setdefault(str(rec.get("judge")), zero())
-            for k in USAGE_FIELDS:
-                v = u.get(k) or 0
-                for acc in (j, m, total):
-                    acc[k] += v
+        for other in (None, *others):
+            path = judgments_path(study_dir, model, other)
+            if path.exists():
+                _add_usage(read_jsonl(path), other, by_judge, by_model.setdefault(model, zero()), total)
     for acc in [*by_judge.values(), *by_model.values(), total]:
         acc["cost"] = round(float(acc["cost"]), 6)
     return {"by_judge": by_judge, "by_model": by_model, "total": total}
+
+
+def _add_usage(rows: list[dict], name: str | None, by_judge: dict, m: dict, total: dict) -> None:
+    """Add the ``usage`` of judgment ``rows`` to their judge's, their model's (``m``) and the total sums."""
+    for rec in rows:
+        u = rec.get("usage") or {}
+        j = by_judge.setdefault(name or str(rec.get("judge")), dict.fromkeys(USAGE_FIELDS, 0))
+        for k in USAGE_FIELDS:
+            v = u.get(k) or 0
+            for acc in (j, m, total):
+                acc[k] += v
 
 
 def code_execution(study_dir: str | Path, models: list[str]) -> dict:

@@ -2,9 +2,10 @@
 
 Reads ``eval.jsonl``, ``answers/<model>.jsonl`` and, for an LLM judge, the rubric prompts file;
 writes ``judgments/<model>.jsonl`` ``{id, run, score, raw, judge, usage}``, one row per item per
-judge run (LLM replies are cached under ``judge_cache/``).
+judge run (LLM replies are cached under ``judge_cache/``); each judge of ``judge.others`` writes
+``judgments/<name>/<model>.jsonl`` beside them.
 
-    answers       the stage: offline or LLM judge over one model's answers (``judge_answers``)
+    answers       the stage: every judge of the study over one model's answers (``judge_with_every_judge``)
     offline       the offline judge: one scorer per kind of ``check``
     text_metrics  character F1 and ROUGE-L for Chinese text
     code          running an answer's code against the item's unit tests
@@ -12,7 +13,7 @@ judge run (LLM replies are cached under ``judge_cache/``).
     prompts       the rubric prompts file format
     parse         the score in a judge's reply (``parse_score``)
 """
-from helpers.judge.answers import judge_answers
+from helpers.judge.answers import judge_answers, judge_with_every_judge
 from helpers.judge.parse import parse_score
 
-__all__ = ["judge_answers", "parse_score"]
+__all__ = ["judge_answers", "judge_with_every_judge", "parse_score"]

@@ -14,6 +14,11 @@ to ``judgments/<model>.jsonl`` (atomically, at the end):
   (``helpers.judge.llm``: concurrency, retries, the request cache, token usage and
   cost). Its reply is read by ``parse_score``; a reply without a readable score is
   stored as a null with the text and a ``reason``, never as 0.
+
+Every judge of the study scores the same answers (``judge_with_every_judge``): the headline judge
+(the ``judge`` section) into ``judgments/<model>.jsonl``, each judge of ``judge.others`` into
+``judgments/<name>/<model>.jsonl`` (``helpers.study.judges``), so the analysis can set them against
+each other (``helpers.analysis.agreement``) while every other table reads the headline judge's files.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from pathlib import Path
 
 from helpers.study.config import StudyConfig
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.judges import Judge, study_judges
 
 OFFLINE = "offline"
 
@@ -43,15 +49,18 @@ def load_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> tuple[di
     return items, answers
 
 
-def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
-    """Write ``judgments/<model>.jsonl`` for the answers of ``model_name``."""
+def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path, judge: Judge | None = None) -> Path:
+    """Write one judge's judgments of the answers of ``model_name`` (``judge`` None: the headline judge's
+    ``judgments/<model>.jsonl``); returns the file."""
     study_dir = Path(study_dir)
-    if cfg.judge.kind == OFFLINE:
+    judge = judge or study_judges(cfg)[0]
+    settings = judge.settings
+    if settings.kind == OFFLINE:
         items, answers = load_answers(cfg, model_name, study_dir)
         from helpers.judge.offline import score_answer
         from helpers.judge.sandbox import execution_mode
 
-        setting = cfg.judge.code_execution
+        setting = settings.code_execution
         rows = []
         for a in answers:
             item = items[a["id"]]
@@ -63,9 +72,23 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
     else:
         from helpers.judge.llm import judge_key, judge_with_llm
 
-        judge_key(cfg)  # before reading anything, so a missing key fails fast
+        judge_key(cfg, judge)  # before reading anything, so a missing key fails fast
         items, answers = load_answers(cfg, model_name, study_dir)
-        rows = judge_with_llm(cfg, items, answers, study_dir)
-    path = study_dir / "judgments" / f"{model_name}.jsonl"
+        rows = judge_with_llm(cfg, items, answers, study_dir, judge)
+    path = judge.judgments(study_dir, model_name)
     write_jsonl(path, rows)
     return path
+
+
+def judge_with_every_judge(cfg: StudyConfig, model_name: str, study_dir: Path) -> dict[str, Path]:
+    """Every judge of the study over the answers of ``model_name``: ``{judge name: judgments file}``, the
+    headline judge first. Each LLM judge's key is checked before any judge starts, so a missing second key
+    does not stop the stage after the first judge has spent its requests."""
+    judges = study_judges(cfg)
+    llm = [j for j in judges if j.settings.kind != OFFLINE]
+    if llm:
+        from helpers.judge.llm import judge_key
+
+        for j in llm:
+            judge_key(cfg, j)
+    return {j.name: judge_answers(cfg, model_name, study_dir, j) for j in judges}

@@ -17,7 +17,8 @@ Prompts
     The rubric asks for the score as ``得分：x``, read by ``helpers.judge.parse.parse_score``.
 
 Requests
-    ``helpers.openai_client.ChatEndpoint`` with the ``judge`` section's settings: at most
+    ``helpers.openai_client.ChatEndpoint`` with the judge's settings (the ``judge`` section, or its
+    entry of ``judge.others``, named so in every message): at most
     ``judge.concurrency`` requests in flight, up to ``judge.max_retries`` retries with
     backoff after a 429, a 5xx, a timeout or a dropped connection, a stop without retries
     on a refused key, a wrong model or an exhausted quota (the rules are that module's,
@@ -35,7 +36,8 @@ Nulls
 
 Cache
     Every completed request (a reply received, with or without a score) is appended to
-    ``judge_cache/<judge model>.jsonl`` under the study folder, one line per reply
+    ``judge_cache/<judge model>.jsonl`` under the study folder (a judge of ``judge.others``:
+    ``judge_cache/<its name>/<judge model>.jsonl``, so judges never share a cache), one line per reply
     ``{key, attempt, id, run, text, usage, time}``, flushed at once and fsynced right
     behind (``helpers.openai_client.RequestCache``), keyed by the sha256 of
     (judge model, temperature, prompt template, question, reference as sent, answer,
@@ -65,6 +67,7 @@ from helpers.judge.prompts import load_judge_prompts
 from helpers.openai_client import ChatEndpoint, RequestCache, RequestFailed, check_api_key, run_coroutine
 from helpers.study.categories import canonical_category
 from helpers.study.config import StudyConfig, resolve
+from helpers.study.judges import Judge, study_judges
 from helpers.study.records import DataError
 
 NO_REFERENCE = frozenset({"generation", "brainstorming", "rewrite"})
@@ -79,20 +82,27 @@ class JudgeIncomplete(JudgeError):
     """More requests failed than ``judge.max_failures`` allows; rerun to send only those again."""
 
 
-def judge_key(cfg: StudyConfig) -> str:
-    """The judge's API key from the environment variable named by ``judge.api_key_env``; JudgeError if unset."""
-    return check_api_key(cfg.judge, "judge", "the LLM judge", JudgeError)
+def _pick(cfg: StudyConfig, judge: Judge | None) -> Judge:
+    """``judge``, or the headline judge when None (every function here serves any judge of the study)."""
+    return judge or study_judges(cfg)[0]
 
 
-def load_prompts(path: str | Path) -> dict[str, str]:
+def judge_key(cfg: StudyConfig, judge: Judge | None = None) -> str:
+    """The judge's API key from the environment variable named by its ``api_key_env``; JudgeError if unset."""
+    j = _pick(cfg, judge)
+    return check_api_key(j.settings, j.section, "the LLM judge", JudgeError)
+
+
+def load_prompts(path: str | Path, section: str = "judge") -> dict[str, str]:
     """``{canonical category: rubric prompt}`` from a ``{class, prompt}`` JSONL file (BELLE's format).
 
     Labels are mapped by ``helpers.data.loaders``; unknown labels, a second prompt for the same use
-    case or an empty prompt stop the stage with the file and record named.
+    case or an empty prompt stop the stage with the file and record named; ``section`` is the judge's config
+    section, named in the message (``judge``, ``judge.others.gpt``).
     """
     path = resolve(path)
     if not path.is_file():
-        raise JudgeError(f"judge.prompts_file: {path} not found")
+        raise JudgeError(f"{section}.prompts_file: {path} not found")
     try:
         records, _ = load_judge_prompts(path)
     except DataError as e:
@@ -114,23 +124,28 @@ def build_prompt(template: str, item: dict, answer: str) -> str:
     return "\n".join(parts)
 
 
-def request_key(cfg: StudyConfig, template: str, item: dict, answer: str, run: int) -> str:
+def request_key(cfg: StudyConfig, template: str, item: dict, answer: str, run: int, judge: Judge | None = None) -> str:
     """sha256 of what makes a request: judge model, temperature, template, question, reference, answer, run."""
-    parts = {"model": cfg.judge.model, "temperature": cfg.judge.temperature, "template": template.strip(),
+    j = _pick(cfg, judge).settings
+    parts = {"model": j.model, "temperature": j.temperature, "template": template.strip(),
              "question": str(item["question"]), "reference": str(item.get("reference") or "") if uses_reference(item)
              else None, "answer": str(answer), "run": int(run)}
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def cache_path(cfg: StudyConfig, study_dir: Path) -> Path:
-    return Path(study_dir) / "judge_cache" / f"{cfg.judge.cache_name('judge')}.jsonl"
+def cache_path(cfg: StudyConfig, study_dir: Path, judge: Judge | None = None) -> Path:
+    """The judge's reply cache: ``judge_cache/<model>.jsonl``, in a folder of its own for judges of ``judge.others``
+    (two judges asking the same model with other settings never share a file)."""
+    j = _pick(cfg, judge)
+    return j.cache_dir(study_dir) / f"{j.settings.cache_name('judge')}.jsonl"
 
 
 class _Judge:
-    def __init__(self, cfg: StudyConfig, key: str, prompts: dict[str, str], cache: RequestCache, progress=None):
-        self.cfg, self.j = cfg, cfg.judge
+    def __init__(self, cfg: StudyConfig, judge: Judge, key: str, prompts: dict[str, str], cache: RequestCache,
+                 progress=None):
+        self.cfg, self.judge, self.j = cfg, judge, judge.settings
         self.prompts, self.cache, self.progress = prompts, cache, progress
-        self.api = ChatEndpoint(self.j, key, section="judge", what="judge", error=JudgeError)
+        self.api = ChatEndpoint(self.j, key, section=judge.section, what="judge", error=JudgeError)
         self.cached = 0     # judgments taken whole from the cache
         self.failed = 0     # judgments whose request gave up
         self.failures: list[str] = []
@@ -160,7 +175,7 @@ class _Judge:
 
     async def _judge_one(self, item: dict, answer: str, run: int) -> dict:
         template = self.prompts[canonical_category(item["category"]) or item["category"]]
-        key = request_key(self.cfg, template, item, answer, run)
+        key = request_key(self.cfg, template, item, answer, run, self.judge)
         recs = list(self.cache.get(key))
         for i, r in enumerate(recs):
             score = parse_score(r["text"])
@@ -202,26 +217,30 @@ class _Judge:
             await self.api.close()
 
 
-def judge_with_llm(cfg: StudyConfig, items: dict[str, dict], answers: list[dict], study_dir: Path) -> list[dict]:
-    """Judgment rows for ``answers`` (``judge.runs`` per answer, in answer order)."""
-    key = judge_key(cfg)
-    prompts = load_prompts(cfg.judge.prompts_file)
+def judge_with_llm(cfg: StudyConfig, items: dict[str, dict], answers: list[dict], study_dir: Path,
+                   which: Judge | None = None) -> list[dict]:
+    """Judgment rows for ``answers`` by the LLM judge ``which`` (default: the headline judge), ``runs`` per
+    answer, in answer order."""
+    which = _pick(cfg, which)
+    settings = which.settings
+    key = judge_key(cfg, which)
+    prompts = load_prompts(settings.prompts_file, which.section)
     cats = {canonical_category(it["category"]) or it["category"] for it in items.values()}
     missing = sorted(cats - set(prompts))
     if missing:
-        raise JudgeError(f"judge.prompts_file {resolve(cfg.judge.prompts_file)}: no prompt for use case(s) {missing} "
-                         f"of eval.jsonl")
-    cache = RequestCache(cache_path(cfg, study_dir))
-    jobs = [(items[a["id"]], a.get("answer") or "", run) for a in answers for run in range(cfg.judge.runs)]
+        raise JudgeError(f"{which.section}.prompts_file {resolve(settings.prompts_file)}: no prompt for use case(s) "
+                         f"{missing} of eval.jsonl")
+    cache = RequestCache(cache_path(cfg, study_dir, which))
+    jobs = [(items[a["id"]], a.get("answer") or "", run) for a in answers for run in range(settings.runs)]
     from tqdm import tqdm
 
     t0 = time.perf_counter()
-    with tqdm(total=len(jobs), desc=f"judge {cfg.judge.model}", unit="req", mininterval=5) as bar:
+    with tqdm(total=len(jobs), desc=f"judge {which.name}", unit="req", mininterval=5) as bar:
         judge = None
 
         async def main():
             nonlocal judge
-            judge = _Judge(cfg, key, prompts, cache, progress=bar)
+            judge = _Judge(cfg, which, key, prompts, cache, progress=bar)
             return await judge.judge_all(jobs)
 
         try:
@@ -229,15 +248,15 @@ def judge_with_llm(cfg: StudyConfig, items: dict[str, dict], answers: list[dict]
         finally:
             cache.close()
     s = judge.api.stats
-    cost = cfg.judge.cost(s.prompt_tokens, s.completion_tokens)
+    cost = settings.cost(s.prompt_tokens, s.completion_tokens)
     nulls = sum(r["score"] is None for r in rows)
-    print(f"judge {cfg.judge.model}: {len(rows)} judgments ({len(answers)} answers x {cfg.judge.runs} runs), "
+    print(f"judge {which.name} ({settings.model}): {len(rows)} judgments ({len(answers)} answers x {settings.runs} runs), "
           f"{nulls} null; {s.sent} requests answered now ({s.attempts} attempts, {s.retries} retries), "
           f"{judge.cached} judgments from the cache ({cache.path}); this session: {s.prompt_tokens} input + "
           f"{s.completion_tokens} output tokens, ${cost:.4f}; {time.perf_counter() - t0:.1f} s")
-    if judge.failed > cfg.judge.max_failures:
+    if judge.failed > settings.max_failures:
         raise JudgeIncomplete(
-            f"{judge.failed} of {len(rows)} judge requests failed after their retries (judge.max_failures is "
-            f"{cfg.judge.max_failures}), e.g. {judge.failures[:3]}. Every reply received is cached in {cache.path}: "
+            f"{judge.failed} of {len(rows)} judge requests failed after their retries ({which.section}.max_failures "
+            f"is {settings.max_failures}), e.g. {judge.failures[:3]}. Every reply received is cached in {cache.path}: "
             f"run the stage again to send only the missing requests.")
     return rows

@@ -296,8 +296,9 @@ class EndpointConfig(_Strict):
         return re.sub(r"[^A-Za-z0-9._-]+", "_", self.model).strip("._") or fallback
 
 
-class JudgeConfig(EndpointConfig):
-    """Stage 04's judge (helpers.judge.answers): offline, or an LLM behind an OpenAI-compatible endpoint (helpers.judge.llm)."""
+class JudgeSettings(EndpointConfig):
+    """One judge: offline, or an LLM behind an OpenAI-compatible endpoint (helpers.judge.llm). The ``judge``
+    section is one of these (the headline judge), and so is each entry of ``judge.others``."""
     kind: Literal["offline", "openai"] = "offline"
     runs: int = Field(3, gt=0)
     prompts_file: str = "configs/judge_prompts.jsonl"
@@ -308,6 +309,59 @@ class JudgeConfig(EndpointConfig):
     """How the offline judge runs the code answers' unit tests (helpers.judge.sandbox): ``isolated`` in OS
     isolation (bubblewrap, else unshare namespaces), and where there is none not at all (code items score
     null, with the reason); ``unisolated`` opts in to running model-written code without OS isolation."""
+
+
+JUDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+"""A judge of ``judge.others`` is named by its key, which is also a folder name (``judgments/<name>/``)."""
+
+
+class JudgeConfig(JudgeSettings):
+    """Stage 04's judges (helpers.judge.answers). The section's own settings are the headline judge, whose scores
+    every table, curve and finding uses, exactly as in a config without ``others``; ``others`` adds judges that
+    score the same answers so the report can show how far they agree (helpers.analysis.agreement):
+
+        judge:
+          kind: offline                # the headline judge
+          others:                      # more judges, each named by its key
+            gpt: {kind: openai, model: gpt-4o-mini, runs: 3}
+
+    To make the LLM the headline judge, swap the two: its settings in ``judge:``, ``others: {offline: {kind:
+    offline}}``. The headline judge keeps today's files (``judgments/<model>.jsonl``, ``judge_cache/``); each other
+    judge writes ``judgments/<name>/<model>.jsonl`` and caches its replies under ``judge_cache/<name>/``."""
+    others: dict[str, JudgeSettings] = {}
+    """Name -> judge settings (the same keys as this section, without ``others``); the names are folder names,
+    distinct from each other and from the headline judge's name (``offline``, else its ``model``)."""
+
+    @property
+    def name(self) -> str:
+        """The headline judge's name in tables: ``offline``, or the model it asks."""
+        return "offline" if self.kind == "offline" else self.model
+
+    @field_validator("others", mode="before")
+    @classmethod
+    def _string_names(cls, v):
+        if isinstance(v, dict):
+            odd = [k for k in v if not isinstance(k, str)]
+            if odd:
+                raise ValueError(f"judge names {odd} are not text: YAML reads a bare off, no, yes, on as true/false "
+                                 "and digits as a number; quote the name (\"off\": ...)")
+        return v
+
+    @field_validator("others")
+    @classmethod
+    def _names(cls, v):
+        bad = [n for n in v if not JUDGE_NAME.match(n)]
+        if bad:
+            raise ValueError(f"judge names {bad} must start with a letter or digit and hold only letters, digits, "
+                             "'_', '.' and '-' (each names a folder judgments/<name>/)")
+        return v
+
+    @model_validator(mode="after")
+    def _not_the_headline_name(self):
+        if self.name in self.others:
+            raise ValueError(f"judge.others.{self.name}: the headline judge (the judge section itself) is already "
+                             f"called {self.name!r}; give this judge another name so the report can tell them apart")
+        return self
 
 
 class AnalysisConfig(_Strict):
@@ -496,15 +550,18 @@ def ignored_settings(cfg: "StudyConfig") -> list[str]:
         out.append(f"{_keys('generate', sampling)}: {'has' if len(sampling) == 1 else 'have'} no effect with "
                    "generate.do_sample: false (greedy decoding); set do_sample: true, or remove "
                    f"{'it' if len(sampling) == 1 else 'them'}")
-    if cfg.judge.kind != "offline" and "code_execution" in changed_fields(cfg.judge):
-        out.append(f"judge.code_execution: has no effect with judge.kind: {cfg.judge.kind} (only the offline judge runs "
-                   "an answer's code); remove it")
-    if cfg.judge.kind == "offline":
-        judge = changed_fields(cfg.judge, skip=("kind", "code_execution"))
-        if judge:
-            out.append(f"{_keys('judge', judge)}: {'has' if len(judge) == 1 else 'have'} no effect with judge.kind: "
-                       "offline (the offline judge calls no model, uses no prompts and runs once); set judge.kind: "
-                       f"openai to judge with an LLM, or remove {'it' if len(judge) == 1 else 'them'}")
+    judges = [("judge", cfg.judge)] + [(f"judge.others.{n}", j) for n, j in cfg.judge.others.items()]
+    for section, j in judges:
+        if j.kind != "offline" and "code_execution" in changed_fields(j):
+            out.append(f"{section}.code_execution: has no effect with {section}.kind: {j.kind} (only the offline judge "
+                       "runs an answer's code); remove it")
+        if j.kind == "offline":
+            judge = changed_fields(j, skip=("kind", "code_execution", "others"))
+            if judge:
+                out.append(f"{_keys(section, judge)}: {'has' if len(judge) == 1 else 'have'} no effect with "
+                           f"{section}.kind: offline (the offline judge calls no model, uses no prompts and runs "
+                           f"once); set {section}.kind: openai to judge with an LLM, or remove "
+                           f"{'it' if len(judge) == 1 else 'them'}")
     if d.source != "generate":
         si = changed_fields(cfg.selfinstruct)
         if si:
@@ -536,6 +593,24 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error.
+
+    PyYAML keeps the last of two equal keys without a word, so two judges named alike under ``judge.others``
+    (or a section written twice) would silently become one."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping (first at line {seen[key] + 1}); "
+                                "a second entry would silently replace the first", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     """A config file as a mapping, with ``extends: other.yaml`` resolved.
 
@@ -547,7 +622,7 @@ def read_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     if path in _seen:
         raise ConfigError(f"{path}: extends itself through {' -> '.join(map(str, _seen + (path,)))}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         where = f" (extended by {_seen[-1]})" if _seen else ""
         raise ConfigError(f"{path}: config file not found{where}") from None
@@ -616,7 +691,8 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             # our cross-field checks already start their message with the full key
-            problems.append(msg if re.match(r"^[a-z_.]+(, [a-z_.]+)*: ", msg) else f"{key}: {msg}")
+            problems.append(msg if re.match(r"^[a-z_.]+(\.[A-Za-z0-9_.-]+)?(, [a-z_.]+(\.[A-Za-z0-9_.-]+)?)*: ", msg)
+                            else f"{key}: {msg}")
         given = f" with --set {' '.join(overrides)}" if overrides else ""
         raise ConfigError(f"{path}{given}: invalid config\n  " + "\n  ".join(problems)) from None
 

@@ -31,6 +31,7 @@ from helpers.study.config import REPO, StudyConfig, load_config, report_dir, res
 from helpers.study.files import read_json, write_json
 from helpers.study.hashes import hash_path
 from helpers.study.imports import code_hashes, notebook_modules
+from helpers.study.judges import study_judges
 from helpers.study.lock import study_lock
 
 NOTEBOOKS = REPO / "notebooks"
@@ -108,12 +109,13 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
         for m in cfg.models:
             model_in = [sd / "models" / m] if m in trained else []
             runs.append(Execution(stage["generate"], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
+    judges = study_judges(cfg)  # one execution per model runs every judge: one notebook, its fingerprint the whole section
+    prompts = list(dict.fromkeys(resolve(j.settings.prompts_file) for j in judges if j.settings.kind != "offline"))
     for m in cfg.models:
-        prompts = [resolve(cfg.judge.prompts_file)] if cfg.judge.kind != "offline" else []
         runs.append(Execution(stage["judge"], m, [sd / "eval.jsonl", sd / "answers" / f"{m}.jsonl"] + prompts,
-                              [sd / "judgments" / f"{m}.jsonl"]))
-    analysis_in = [sd / "eval.jsonl", sd / "data_stats.json"] + \
-        [sd / d / f"{m}.jsonl" for m in cfg.models for d in ("answers", "judgments")] + \
+                              [j.judgments(sd, m) for j in judges]))
+    analysis_in = [sd / "eval.jsonl", sd / "data_stats.json"] + [sd / "answers" / f"{m}.jsonl" for m in cfg.models] + \
+        [j.judgments(sd, m) for m in cfg.models for j in judges] + \
         [sd / "models" / s / "train_log.jsonl" for s in trained]
     runs.append(Execution(stage["analysis"], "study", analysis_in, [sd / "results.csv", sd / "results.json"]))
     return runs
