@@ -37,9 +37,13 @@ def test_the_judge_cost_is_an_upper_bound_from_the_eval_set_and_the_rubrics(tmp_
     per_prompt = (225 + 45) / 1.5 + 30  # mean rubric + mean question and reference, then the answer budget
     prompt_tokens, completion_tokens = requests * per_prompt, requests * 100
     cost = prompt_tokens / 1000 * 1.0 + completion_tokens / 1000 * 2.0
-    assert line.startswith(f"judge: {requests} requests (2 items [eval.jsonl] x 3 models x 2 run(s)) to j")
+    assert line.startswith(f"judge j: {requests} requests (2 items [eval.jsonl] x 3 models x 2 run(s)) to j")
     assert f"{prompt_tokens:,.0f} prompt + {completion_tokens:,.0f} completion tokens, at most ${cost:,.2f}" in line
-    assert judge_lines(make_config("m"), tmp_path) == ["judge: offline, no requests"]
+    assert judge_lines(make_config("m"), tmp_path) == ["judge offline: offline, no requests"]
+    two = make_config("m", judge={"kind": "offline", "others": {"gpt": {"kind": "openai", "model": "j", "runs": 2,
+                                  "prompts_file": str(prompts), "max_tokens": 100, "price_per_1k_input": 1.0,
+                                  "price_per_1k_output": 2.0}}}, generate={"max_new_tokens": {"default": 30}})
+    assert judge_lines(two, tmp_path) == ["judge offline: offline, no requests", line.replace("judge j:", "judge gpt (judge.others.gpt):")]
 
 
 def test_tflops_is_a_dry_run_setting(tmp_path, capsys):
@@ -57,4 +61,4 @@ def test_tflops_must_be_positive(tmp_path, capsys, bad):
 def test_plan_lines_prints_training_then_judge(tmp_path):
     lines = []
     plan_lines(make_config("m"), tmp_path, out=lines.append)
-    assert lines[0].startswith("training:") and lines[-1] == "judge: offline, no requests"
+    assert lines[0].startswith("training:") and lines[-1] == "judge offline: offline, no requests"

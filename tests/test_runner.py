@@ -110,7 +110,7 @@ def test_paper_dry_run_prints_the_plan_offline():
                  "FLOPs", "GPU-hours", "gpt-3.5-turbo x 3 runs", "hub dataset(s) BelleGroup/train_2M_CN",
                  "tokens to train per scale (x 2 epochs): 200000: 120.0M", "2000000: 1,200.0M",
                  "memory per GPU for model states: 13.2 GiB (full, 7,070,000,000 parameters, bf16 weights, ZeRO stage 3 over 8",
-                 "about 26.9 hours on 8 GPU(s) at 125 TFLOP/s each", "judge: 1,800 requests (120 items"):
+                 "about 26.9 hours on 8 GPU(s) at 125 TFLOP/s each", "judge gpt-3.5-turbo: 1,800 requests (120 items"):
         assert text in out.stdout
     assert out.returncode == 2, out.stderr  # the environment above has no OPENAI_API_KEY
     assert "judge.api_key_env: the environment variable OPENAI_API_KEY is not set" in out.stderr

@@ -101,26 +101,32 @@ def eval_items(cfg: StudyConfig, sd: Path) -> tuple[list[dict] | None, int, str]
 
 
 def judge_lines(cfg: StudyConfig, sd: Path) -> list[str]:
-    """Requests of the LLM judge and their cost at most, at the configured prices."""
-    j = cfg.judge
-    if j.kind == "offline":
-        return ["judge: offline, no requests"]
+    """Requests of every LLM judge (the headline and ``judge.others``) and their cost at most, at its prices."""
+    from helpers.study.judges import study_judges
+
     items, n, source = eval_items(cfg, sd)
-    requests = n * len(cfg.models) * j.runs
-    rubric = 0.0
-    prompts = resolve(j.prompts_file)
-    if prompts.is_file():
-        texts = [r.get("prompt", "") for r in read_jsonl(prompts)]
-        rubric = sum(map(len, texts)) / max(len(texts), 1)
     shown = sum(len(it.get("question", "")) + len(it.get("reference") or it.get("std_answer") or "")
                 for it in items) / len(items) if items else 200.0
     answer = sum(cfg.generate.tokens_for(c) for c in CATEGORIES) / len(CATEGORIES)
-    prompt_tokens = requests * ((rubric + shown) / 1.5 + answer)
-    completion_tokens = requests * j.max_tokens
-    cost = j.cost(prompt_tokens, completion_tokens)
-    return [f"judge: {requests:,} requests ({n:,} items [{source}] x {len(cfg.models)} models x {j.runs} run(s)) to {j.model}, "
-            f"at most about {prompt_tokens:,.0f} prompt + {completion_tokens:,.0f} completion tokens, "
-            f"at most ${cost:,.2f} at ${j.price_per_1k_input:g} / ${j.price_per_1k_output:g} per 1k tokens"]
+    lines = []
+    for judge in study_judges(cfg):
+        j, who = judge.settings, f"judge {judge.name}" + ("" if judge.headline else f" ({judge.section})")
+        if j.kind == "offline":
+            lines.append(f"{who}: offline, no requests")
+            continue
+        requests = n * len(cfg.models) * j.runs
+        rubric = 0.0
+        prompts = resolve(j.prompts_file)
+        if prompts.is_file():
+            texts = [r.get("prompt", "") for r in read_jsonl(prompts)]
+            rubric = sum(map(len, texts)) / max(len(texts), 1)
+        prompt_tokens = requests * ((rubric + shown) / 1.5 + answer)
+        completion_tokens = requests * j.max_tokens
+        cost = j.cost(prompt_tokens, completion_tokens)
+        lines.append(f"{who}: {requests:,} requests ({n:,} items [{source}] x {len(cfg.models)} models x {j.runs} run(s)) "
+                     f"to {j.model}, at most about {prompt_tokens:,.0f} prompt + {completion_tokens:,.0f} completion "
+                     f"tokens, at most ${cost:,.2f} at ${j.price_per_1k_input:g} / ${j.price_per_1k_output:g} per 1k tokens")
+    return lines
 
 
 def plan_lines(cfg: StudyConfig, sd: Path, out=print, tflops: float | None = None) -> None:
