@@ -307,6 +307,7 @@ def manifest(cfg: StudyConfig, config_path: Path, sd: Path, runs: list[Execution
     return {
         "study": cfg.study, "seed": cfg.seed, "config_file": str(config_path), "overrides": list(overrides),
         "config": cfg.model_dump(mode="json"), "judge": cfg.judge.kind if cfg.judge.kind == "offline" else cfg.judge.model,
+        "other_judges": {name: j.kind if j.kind == "offline" else j.model for name, j in cfg.judge.others.items()},
         "python": sys.version.split()[0], "platform": platform.platform(), "packages": versions,
         "generation": {m: read_json(p) for m, p in notes.items() if p.exists()},
         "stages": {k: {"fingerprint": v["fingerprint"], "outputs": v["outputs"], "seconds": v.get("seconds"),
@@ -325,7 +326,8 @@ def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> 
         src = (f"self-instruct, {si.target:,} items from {si.seeds_file} by {si.model} "
                f"({si.tasks_per_request} tasks per request, {si.concurrency} in flight)")
     out(f"pool: {src}; eval: {cfg.data.eval_file or f'{cfg.data.eval_per_category} per use case'}; "
-        f"judge: {cfg.judge.kind}{'' if cfg.judge.kind == 'offline' else f' {cfg.judge.model} x {cfg.judge.runs} runs'}")
+        f"judge: {cfg.judge.kind}{'' if cfg.judge.kind == 'offline' else f' {cfg.judge.model} x {cfg.judge.runs} runs'}"
+        + (f" (headline), also {', '.join(cfg.judge.others)}" if cfg.judge.others else ""))
     for run in runs:
         status = "up to date" if is_current(sd, run, fingerprint(cfg, run)) else "will run"
         out(f"  {run.label:<24} {status}")
