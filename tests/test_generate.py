@@ -3,7 +3,7 @@ from conftest import make_config
 
 from helpers.generate.answers import cut_at_stop, generate_answers, plan_batches
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
-from helpers.study.models import load_tokenizer
+from helpers.study.models import bf16_supported, load_tokenizer
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": "问题" * (i + 1), "reference": "答"}
          for i, cat in enumerate(["math", "code", "math", "rewrite", "code", "math", "translation"])]
@@ -33,7 +33,8 @@ def test_generate_writes_one_answer_per_item_and_resumes(tmp_path, tiny_model_di
         assert set(a) >= {"id", "category", "answer", "new_tokens", "model"}
         assert a["model"] == "base" and 0 < a["new_tokens"] <= 4
     note = read_json(tmp_path / "answers" / "base.engine.json")
-    assert note["backend"] == "hf" and note["engine"].startswith("transformers ") and note["dtype"] == "float32"
+    assert note["backend"] == "hf" and note["engine"].startswith("transformers ")
+    assert note["dtype"] == ("bfloat16" if bf16_supported() else "float32")  # generate.dtype: auto
 
     # a run killed after two answers, mid-way through writing the third line
     kept = full[:2]
@@ -56,18 +57,37 @@ def test_generate_without_a_trained_model_says_so(tmp_path, tiny_model_dir):
         generate_answers(cfg, "8", tmp_path)
 
 
-def test_answers_on_the_cpu_stay_fp32_and_a_gpu_gets_bf16_spread_by_device_map(monkeypatch):
+def test_answers_go_to_the_gpu_in_bf16_and_to_the_cpu_in_bf16_only_where_it_is_native(monkeypatch):
     import torch
 
+    import helpers.study.models as models
     from helpers.study.models import generation_placement
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert generation_placement() == {}  # the CPU study loads exactly as before
+    monkeypatch.setattr(models, "bf16_supported", lambda: False)
+    assert generation_placement() == {}  # a CPU without native bf16: fp32 as before
+    monkeypatch.setattr(models, "bf16_supported", lambda: True)
+    assert generation_placement() == {"dtype": torch.bfloat16}
+    assert generation_placement("float32") == {"dtype": torch.float32}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert generation_placement() == {"dtype": torch.bfloat16, "device_map": "auto"}
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
     assert generation_placement() == {"dtype": torch.float16, "device_map": "auto"}
+    assert generation_placement("float32") == {"dtype": torch.float32, "device_map": "auto"}
+
+
+def test_the_hf_dtype_reaches_the_model_and_its_note(tmp_path, tiny_model_dir):
+    cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}, "dtype": "bfloat16"})
+    write_jsonl(tmp_path / "eval.jsonl", ITEMS)
+    generate_answers(cfg, "base", tmp_path)
+    assert read_json(tmp_path / "answers" / "base.engine.json")["dtype"] == "bfloat16"
+
+
+def test_generate_dtype_with_another_backend_is_an_error(tiny_model_dir):
+    with pytest.raises(ValueError, match="generate.dtype: has no effect with generate.backend: vllm"):
+        make_config(tiny_model_dir, generate={"backend": "vllm", "dtype": "bfloat16", "max_new_tokens": {"default": 4}})
+    make_config(tiny_model_dir, generate={"backend": "vllm", "dtype": "auto", "max_new_tokens": {"default": 4}})  # the default
 
 
 def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(tmp_path, tiny_model_dir):

@@ -83,28 +83,31 @@ def load_causal_lm(path: str, dtype=None, **kwargs):
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32, **kwargs)
 
 
-def generation_placement() -> dict:
-    """``from_pretrained`` arguments for answering on the best device this machine has.
+def generation_placement(dtype: str = "auto") -> dict:
+    """``from_pretrained`` arguments for answering on the best device this machine has (``generate.dtype``).
 
-    On a CUDA machine: bf16 (fp16 where the GPU lacks bf16) and ``device_map="auto"``, which puts
-    the model on one GPU when it fits and spreads a larger one over every GPU (and the CPU last).
-    Without CUDA: nothing, the fp32 CPU model as before (bf16 made generation slower on the
-    reference CPU, and the default study's answers must not change).
+    On a CUDA machine: ``device_map="auto"``, which puts the model on one GPU when it fits and spreads
+    a larger one over every GPU (and the CPU last), in bf16 (fp16 where the GPU lacks bf16) unless the
+    setting names a dtype. Without CUDA: the CPU, in bf16 where the CPU computes it natively
+    (``bf16_supported``: 2.2-2.5x faster than fp32 for the embedded model on the reference CPU), else fp32.
     """
     import torch
 
-    if not torch.cuda.is_available():
-        return {}
-    return {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "device_map": "auto"}
+    if dtype != "auto":
+        named = getattr(torch, dtype)
+        return {"dtype": named, "device_map": "auto"} if torch.cuda.is_available() else {"dtype": named}
+    if torch.cuda.is_available():
+        return {"dtype": torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, "device_map": "auto"}
+    return {"dtype": torch.bfloat16} if bf16_supported() else {}
 
 
 def load_for_generation(cfg: StudyConfig, model_name: str, study_dir: Path):
     """The model to answer with: the base, a configured checkpoint, or base + our adapter merged.
 
     Merging the LoRA weights into the base makes generation as fast as the base model. The device
-    and dtype are ``generation_placement()``'s: a GPU when there is one, else the CPU in fp32.
+    and dtype are ``generation_placement``'s for ``generate.dtype``: a GPU when there is one, else the CPU.
     """
-    base, where = base_model_path(cfg), generation_placement()
+    base, where = base_model_path(cfg), generation_placement(cfg.generate.dtype)
     if model_name == "base":
         return load_causal_lm(base, **where), load_tokenizer(base)
     if model_name in cfg.model.checkpoints:
