@@ -37,6 +37,24 @@ def model_rows(ds):
     return [{k: r[k] for k in ("input_ids", "attention_mask", "labels")} for r in ds]
 
 
+@pytest.mark.parametrize("arch", ["tiny_model_dir", "tiny_bloom_dir"])
+def test_batched_fast_encoding_gives_the_ids_of_one_call_per_text(arch, request):
+    """Gemma's SentencePiece-style tokenizer (BOS added to prompts) and Bloom's byte-level BPE, on Chinese,
+    English, digits, emoji, tabs and newlines: the backend's ``encode_batch_fast`` path equals ``tok(text)``."""
+    from helpers.finetune.tokens import encode
+
+    tok = load_tokenizer(str(request.getfixturevalue(arch)))
+    texts = ["把下面的句子翻译成英文：我喜欢猫。", "Translate: Hello, world!\n\tIndented", "计算 12345 + 678 = ?",
+             "表情😀和全角ＡＢＣ１２３", " leading space", "a" * 300, "。"]
+    assert tok.is_fast and tok.backend_tokenizer.truncation is None
+    for special in (True, False):
+        assert encode(tok, texts, special) == [tok(t, add_special_tokens=special)["input_ids"] for t in texts]
+    records = pool(12) + [{"instruction": t, "input": "", "output": t[::-1]} for t in texts]
+    assert tokenize(records, tok, 32) == old_tokenize(records, tok, 32)
+    tok.backend_tokenizer.enable_truncation(8)  # a backend with state of its own: the plain call, still equal
+    assert encode(tok, texts, True) == tok(texts)["input_ids"]
+
+
 @pytest.fixture
 def study(tmp_path):
     records = pool(12)

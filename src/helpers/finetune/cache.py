@@ -120,17 +120,26 @@ def _lines(path: str):
                 yield {"line": line, "n": n}
 
 
-def _rows(batch: dict, tok, max_length: int, path: str) -> dict:
+def _rows(batch, tok, max_length: int, path: str):
+    """One batch of lines (an Arrow table) to its rows (an Arrow table: typed arrays built in one call
+    each, rather than datasets inferring the types of millions of Python ints and casting them)."""
+    import pyarrow as pa
+
+    lines = batch.column("line").to_pylist()
     records = []
-    for line, n in zip(batch["line"], batch["n"]):
+    for line, n in zip(lines, batch.column("n").to_pylist()):
         try:
             records.append(json.loads(line))
         except ValueError as e:
             raise ValueError(f"{path}: line {n} is not valid JSON ({e}); rerun the data stage") from None
     rows = tokenize(records, tok, max_length)
-    return {"input_ids": [r["input_ids"] for r in rows], "attention_mask": [r["attention_mask"] for r in rows],
-            "labels": [r["labels"] for r in rows], "length": [len(r["input_ids"]) for r in rows],
-            "digest": [line_digest(line) for line in batch["line"]]}
+    ids = [r["input_ids"] for r in rows]
+    return pa.table({
+        "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
+        "attention_mask": pa.array([r["attention_mask"] for r in rows], type=pa.list_(pa.int8())),
+        "labels": pa.array([r["labels"] for r in rows], type=pa.list_(pa.int32())),
+        "length": pa.array([len(x) for x in ids], type=pa.int32()),
+        "digest": pa.array([line_digest(line) for line in lines], type=pa.int64())})
 
 
 def build(source: Path, out: Path, tok, max_length: int, num_proc: int | None = None) -> None:
@@ -150,10 +159,11 @@ def build(source: Path, out: Path, tok, max_length: int, num_proc: int | None = 
             "attention_mask": datasets.Sequence(datasets.Value("int8")),
             "labels": datasets.Sequence(datasets.Value("int32")),
             "length": datasets.Value("int32"), "digest": datasets.Value("int64")})
-        rows = lines.map(_rows, batched=True, batch_size=1000, num_proc=num_proc if num_proc > 1 else None,
+        rows = lines.with_format("arrow").map(_rows, batched=True, batch_size=1000,
+                                              num_proc=num_proc if num_proc > 1 else None,
                          remove_columns=["line", "n"], features=out_features,
                          fn_kwargs={"tok": tok, "max_length": max_length, "path": str(source)},
-                         desc=f"tokenizing {source.name}")
+                         desc=f"tokenizing {source.name}").with_format(None)
         rows.save_to_disk(str(work / "rows"))
         os.replace(work / "rows", out)
     finally:
