@@ -82,7 +82,20 @@ def compare_files(subset: Path, source: Path) -> tuple[str, bool]:
     return h.hexdigest(), prefix
 
 
+_SHA: dict[tuple, str] = {}
+
+
 def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, remembered by (path, size, modification time) within this process:
+    every scale of a strategy asks for its source file's (1.4 GB at 2M records)."""
+    st = path.stat()
+    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if stamp not in _SHA:
+        _SHA[stamp] = _sha256(path)
+    return _SHA[stamp]
+
+
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
