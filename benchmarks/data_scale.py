@@ -9,8 +9,8 @@ by copies that differ only in whitespace, width or case (``benchmarks/dedup.py``
 few questions of the eval set are planted: half verbatim as an instruction, half inside a longer
 instruction. All planted records are known by line.
 
-Steps, each with wall time and peak memory (RSS of this process and its worker processes, sampled
-every 0.1 s), through the data stage's own functions with the default ``data`` settings:
+Steps, each with wall time and peak memory (RSS of this process plus the unique memory of its
+worker processes, sampled every 0.1 s), through the data stage's own functions with the default ``data`` settings:
 
 1. load and validate: ``helpers.data.build.load_sources`` (``loaders.load_train``/``load_eval``);
 2. verbatim check: ``helpers.study.dedup.verbatim_hits`` (``contamination.verbatim: remove``);
@@ -77,10 +77,12 @@ class Meter:
         self.proc = psutil.Process()
 
     def rss(self) -> int:
+        """This process's RSS plus its workers' unique memory (USS): ``datasets`` forks its workers, whose
+        RSS would count again every page they share with this process."""
         total = self.proc.memory_info().rss
         for child in self.proc.children(recursive=True):
             try:
-                total += child.memory_info().rss
+                total += child.memory_full_info().uss
             except psutil.Error:
                 pass
         return total

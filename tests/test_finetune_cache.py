@@ -153,3 +153,22 @@ def test_run_key_follows_the_subset_file(tiny_model_dir):
     assert run.run_key(cfg, "a" * 64) == run.run_key(cfg, "a" * 64) != run.run_key(cfg, "b" * 64)
     other = make_config(tiny_model_dir, train={"max_length": 33})
     assert run.run_key(other, "a" * 64) != run.run_key(cfg, "a" * 64)
+
+
+def test_the_cache_key_follows_the_tokenization_code_only(monkeypatch):
+    """An edit to tokens.py or the prompt template makes a new cache; one elsewhere in the package (run.py,
+    files.py...) does not throw hours of tokenizing away."""
+    from helpers.finetune import cache
+
+    base = cache.cache_key("s" * 64, "t" * 64, 32)
+    real = cache.code_hashes
+
+    def edited(module):
+        return lambda modules, *a: {**real(modules, *a), **({module: "edited"} if module in modules else {})}
+
+    for module, changes in (("helpers.finetune.tokens", True), ("helpers.study.prompt", True),
+                            ("helpers.finetune.run", False), ("helpers.study.files", False)):
+        monkeypatch.setattr(cache, "code_hashes", edited(module))
+        assert (cache.cache_key("s" * 64, "t" * 64, 32) != base) == changes, module
+    monkeypatch.setattr(cache, "code_hashes", real)
+    assert cache.cache_key("s" * 64, "t" * 64, 33) != base and cache.cache_key("x" * 64, "t" * 64, 32) != base

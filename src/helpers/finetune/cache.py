@@ -24,8 +24,9 @@ Subsets
 Key and place
     ``<study>/tokenized/<key>/`` (``datasets.save_to_disk``) with ``meta.json``. The key hashes the
     source file's bytes, the tokenizer (its saved files), ``train.max_length`` and the code of
-    ``tokens`` and of the prompt template (``helpers.study.prompt``): a change of any makes a new
-    cache. After a new cache of a source file is built, the older caches of the same file are
+    ``tokens``, of the prompt template (``helpers.study.prompt``) and of this module (those files
+    only, not everything they import: an edit elsewhere in the package must not throw away hours of
+    tokenizing): a change of any makes a new cache. After a new cache of a source file is built, the older caches of the same file are
     removed (one 2M-record cache takes gigabytes).
 
 Processes
@@ -48,7 +49,7 @@ from pathlib import Path
 
 from helpers.finetune.tokens import tokenize
 from helpers.study.config import StudyConfig, split_model
-from helpers.study.imports import code_hashes, module_closure
+from helpers.study.imports import code_hashes
 
 FORMAT = 1
 """Bumped when the layout of a cache changes, so old caches are not read as new ones."""
@@ -116,7 +117,7 @@ def tokenizer_hash(tok) -> str:
 
 def cache_key(source_sha: str, tok_sha: str, max_length: int) -> str:
     raw = {"format": FORMAT, "source": source_sha, "tokenizer": tok_sha, "max_length": max_length,
-           "code": code_hashes(module_closure({"helpers.finetune.tokens"}))}
+           "code": code_hashes({"helpers.finetune.tokens", "helpers.study.prompt", __name__})}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:24]
 
 
