@@ -120,3 +120,75 @@ def test_short_eval_questions_must_occur_whole():
     found, _ = find_contamination(["请问：中国的首都是哪里？谢谢", "首都在哪"], ["中国的首都是哪里"], n=10,
                                   threshold=0.5, max_df=10)
     assert [f["pool"] for f in found] == [0]
+
+
+def reference_contamination(pool_texts, eval_questions, n, threshold, max_df):
+    """find_contamination as it was before the hashed prefilter: every pool text split into its n-gram set."""
+    from collections import Counter, defaultdict
+
+    from helpers.study.dedup import normalize
+
+    eval_grams = [ngrams(q, n) for q in eval_questions]
+    owners = defaultdict(list)
+    for e, grams in enumerate(eval_grams):
+        for g in grams:
+            owners[g].append(e)
+    short = {next(iter(g)) for g in eval_grams if len(g) == 1 and len(next(iter(g))) < n}
+    matches, df = [], Counter()
+    for p, text in enumerate(pool_texts):
+        hit = ngrams(text, n) & owners.keys()
+        hit |= {s for s in short if s in normalize(text)}
+        if hit:
+            matches.append((p, hit))
+            df.update(hit)
+    common = {g for g, c in df.items() if c > max_df}
+    distinctive = [len(g - common) for g in eval_grams]
+    found = []
+    for p, hit in matches:
+        counts = Counter(e for g in hit - common for e in owners[g])
+        best = None
+        for e, c in counts.items():
+            if c / distinctive[e] >= threshold and (best is None or c / distinctive[e] > best[1]):
+                best = (e, c / distinctive[e])
+        if best:
+            found.append({"pool": p, "eval": best[0], "overlap": round(best[1], 3)})
+    return found
+
+
+@pytest.mark.parametrize("n, with_short", [(5, False), (5, True), (10, False)])
+def test_contamination_through_hashed_candidates_equals_checking_every_text(n, with_short):
+    """The numpy prefilter and the chunked pass change nothing: the same finds as splitting every pool text
+    into its n-gram set, on templated texts where many share n-grams with the eval questions."""
+    import random
+
+    from helpers.data.suite import build_suite
+    from helpers.study.prompt import question
+
+    pool, items = build_suite(0, 600, 3)
+    rng = random.Random(0)
+    texts = [f"{question(r['instruction'], r['input'])}\n{r['output']}" for r in pool]
+    for k, it in enumerate(items[:12]):  # some eval questions planted, whole or in part, in full-width form
+        q = it["question"] if k % 2 else it["question"][: len(it["question"]) * 2 // 3].upper()
+        texts[rng.randrange(len(texts))] += "ＡＢ " + q
+    texts += ["", "短", "ab", "一加一"]
+    questions = [it["question"] for it in items] + (["一加一", "ab"] if with_short else [])
+    fast = find_contamination(texts, questions, n=n, threshold=0.5, max_df=20, chunk=97)
+    assert fast[0] == reference_contamination(texts, questions, n, 0.5, 20) and len(fast[0]) >= 6
+    if with_short:
+        assert len(texts) - 1 in {f["pool"] for f in fast[0]}  # "一加一" holds a short eval question whole
+
+
+def test_fast_nfkc_equals_unicodedata():
+    import random
+    import unicodedata
+
+    from helpers.study.dedup import nfkc
+
+    tricky = ["全角，标点：？！", "ＡＢＣ１２３ａｂｃ", "Ａ\u0301", "ｶﾞｷﾞ", "ﬁ ① ㍿ Ⅻ", "e\u0301\u0323", "，\u0301", "中文。"]
+    rng = random.Random(0)
+    pools = [range(0x20, 0x250), range(0x300, 0x370), range(0x3000, 0x3100), range(0x4E00, 0x4E80),
+             range(0xFF00, 0xFFEF), range(0x1100, 0x1200), range(0xAC00, 0xAC40)]
+    texts = tricky + ["".join(chr(rng.choice(rng.choice(pools))) for _ in range(rng.randint(1, 30)))
+                      for _ in range(5000)]
+    for t in texts:
+        assert nfkc(t) == unicodedata.normalize("NFKC", t), ascii(t)

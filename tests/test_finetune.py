@@ -234,9 +234,12 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
                           env={**os.environ, KERNEL_ENV: str(locks)})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("training scale 8") == 2  # both processes ran
+    # one process tokenized (helpers.finetune.cache), the other waited for it and loaded the cache from disk
+    assert done.stdout.count("once into") == 1 and done.stdout.count("(cached)") == 1, done.stdout
     assert len(list(locks.glob("*.lock"))) == 2  # each held a lock of its own: a rerun would wait for them
     models = tmp_path / "data" / "ddp" / "models"
     assert sorted(p.name for p in models.iterdir()) == ["8"]
+    assert len([p for p in (tmp_path / "data" / "ddp" / "tokenized").iterdir() if p.is_dir()]) == 1
     log = read_jsonl(models / "8" / "train_log.jsonl")
     assert [r["step"] for r in log] == [1, 2]  # 8 examples / (2 per process x 2 processes)
     assert (models / "8" / "adapter_model.safetensors").exists()

@@ -76,7 +76,8 @@ def load_sources(cfg: StudyConfig, study_dir: Path | None = None) -> tuple[list[
         raise ValueError("data.eval_file: required when data.source is not builtin")
     pool, summaries, seen_ids = [], [], {}
     for spec in cfg.data.train_files:
-        records, summary = load_train(spec, category_map=cfg.data.category_map, start=len(pool), seen_ids=seen_ids)
+        records, summary = load_train(spec, category_map=cfg.data.category_map, start=len(pool), seen_ids=seen_ids,
+                                      revision=cfg.data.revision)
         pool.extend(records)
         summaries.append(summary)
     items, summary = load_eval(resolve(cfg.data.eval_file), category_map=cfg.data.category_map)

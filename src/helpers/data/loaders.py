@@ -109,14 +109,33 @@ def _train_record(rec: dict, where: str, problems: Problems, notes: Counter) -> 
     return None
 
 
+def missing_revision(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is huggingface_hub's ``RevisionNotFoundError``.
+
+    ``datasets.load_dataset`` re-raises it as ``DatasetNotFoundError("Revision 'x' doesn't exist
+    ...") from`` the original, so the cause chain is where it is found.
+    """
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, RevisionNotFoundError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def load_train(spec: str, *, category_map: dict | None = None, start: int = 0,
-               id_prefix: str = "pool", seen_ids: dict | None = None) -> tuple[list[dict], dict]:
+               id_prefix: str = "pool", seen_ids: dict | None = None,
+               revision: str | None = None) -> tuple[list[dict], dict]:
     """Train records ``{id, instruction, input, output, category}`` and a summary.
 
     ``spec``: a local ``.json``/``.jsonl``/``.parquet`` file, a local folder of data files, or a
     Hugging Face dataset name. Records without an id get ``{id_prefix}-{start + i:07d}``.
     ``seen_ids`` (id -> where) carries ids across several files so duplicates between files
-    are caught too.
+    are caught too. ``revision`` (``data.revision``) pins a Hugging Face dataset; it applies to
+    hub names only (the config refuses it where no train file is one).
     """
     local = local_path(spec)
     source = str(local) if local is not None else spec
@@ -131,10 +150,15 @@ def load_train(spec: str, *, category_map: dict | None = None, start: int = 0,
         raise DataError(f"{local}: unsupported file type {local.suffix!r}; expected .json, .jsonl or .parquet")
     else:
         try:
-            rows_iter, fmt, columns, total = dataset_rows(spec, local)
+            rows_iter, fmt, columns, total = dataset_rows(spec, local, revision if local is None else None)
         except DataError:
             raise
         except Exception as e:  # datasets raises many kinds; name the source in every case
+            if revision and local is None and missing_revision(e):
+                raise DataError(f"data.revision: {revision!r} does not exist for the Hugging Face dataset {spec} "
+                                f"(huggingface_hub: RevisionNotFoundError); set it to a commit sha, tag or branch "
+                                f"listed at https://huggingface.co/datasets/{spec}/commits/main, or remove it "
+                                f"to load the newest version") from None
             raise DataError(f"{source}: could not be loaded with datasets.load_dataset "
                             f"({type(e).__name__}: {e})") from None
         rows, fields = rows_iter, None

@@ -1,10 +1,12 @@
 """Stage 02 (``notebooks/02_finetune.ipynb``): fine-tuning the base model on each subset.
 
-Reads ``subsets/<model>.jsonl``; writes ``models/<model>/`` (LoRA adapter or full weights) with
-``train_log.jsonl`` and ``train_summary.json``; a killed run resumes from ``models/.<run>.tmp/``.
+Reads ``subsets/<model>.jsonl`` (tokenized once per strategy into ``tokenized/``); writes
+``models/<model>/`` (LoRA adapter or full weights) with ``train_log.jsonl`` and
+``train_summary.json``; a killed run resumes from ``models/.<run>.tmp/``.
 
     run      the stage: model, Trainer arguments, resume, publish (``train``)
     tokens   prompt + response tokenization, labels on the response only
+    cache    the tokenization cache: one ``datasets`` copy per strategy, each scale a prefix of it
     head     the Trainer whose output projection runs on labelled positions only
     log      the training log and the prefix schedule's snapshots
     launch   ``accelerate launch`` for several processes (DDP, DeepSpeed) and the ZeRO settings of its config

@@ -27,12 +27,14 @@ from pathlib import Path
 
 import torch
 from transformers import DataCollatorForSeq2Seq, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from helpers.finetune.cache import ModelColumns, row_lengths, subset_rows
 from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
 from helpers.finetune.memory import check_fits, gpu_memory, size
-from helpers.finetune.tokens import IGNORE, tokenize
+from helpers.finetune.tokens import IGNORE
 from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
 from helpers.study.imports import code_hashes, module_closure
@@ -149,11 +151,33 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> Tra
     )
 
 
-def run_key(cfg: StudyConfig, records: list[dict]) -> str:
-    """What a checkpoint was made from: resuming is only safe when this is unchanged."""
+class CachedRowsTrainer(LabelOnlyHeadTrainer):
+    """Trainer on rows from the tokenization cache (``helpers.finetune.cache``).
+
+    Trainer reads the ``length`` column of a ``datasets.Dataset`` for its length-grouped sampler as a
+    lazy column (one Arrow lookup per access: minutes at 2M rows); the sampler gets the same lengths
+    as a list, read in one go. The order it draws is unchanged.
+    """
+
+    def __init__(self, *args, lengths: list[int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.row_lengths = lengths
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler) and self.row_lengths is not None:
+            sampler.lengths = self.row_lengths
+        return sampler
+
+
+def run_key(cfg: StudyConfig, data_sha256: str) -> str:
+    """What a checkpoint was made from: resuming is only safe when this is unchanged.
+
+    ``data_sha256`` is the subset file's hash (the records it holds, in order), read as a stream:
+    serialising two million records again in every process only to hash them is what it replaces.
+    """
     raw = {"train": cfg.train.model_dump(mode="json"), "model": cfg.model.base, "seed": cfg.seed,
-           "data": hashlib.sha256(json.dumps(records, ensure_ascii=False).encode()).hexdigest(),
-           "code": code_hashes(module_closure({__name__}))}
+           "data": data_sha256, "code": code_hashes(module_closure({__name__}))}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
 
 
@@ -217,13 +241,16 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size()))
     base = base_model_path(cfg)
     tok = load_tokenizer(base)
-    records = read_jsonl(study_dir / "subsets" / f"{data}.jsonl")
-    key = run_key(cfg, records)
+    # tokenized once per strategy and shared by every scale and process (helpers.finetune.cache);
+    # before TrainingArguments, so processes waiting for the builder hold no collective open
+    rows, data_sha = subset_rows(cfg, study_dir, data, tok)
+    key = run_key(cfg, data_sha)
     if all(finished_by(study_dir / "models" / s, key) for s in scales):
         # e.g. killed after the last model was published but before the runner recorded the stage
         print(f"already trained: {', '.join(scales)} (models/ holds the finished models of this run)", flush=True)
         return [study_dir / "models" / s for s in scales]
-    rows = tokenize(records, tok, cfg.train.max_length)
+    rows = rows.remove_columns("digest")
+    lengths = row_lengths(rows)
     models = study_dir / "models"
     work = models / f".{name}.tmp"
     zero = zero_settings(cfg.train.accelerate_config)
@@ -238,7 +265,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         print("ZeRO-3: the weights were partitioned as they loaded (deepspeed.zero.Init)", flush=True)
     states = check_fits(cfg.train.method, cfg.train.accelerate_config, n_params, n_trainable, zero, world_size(),
                         weight_bytes=dtype.itemsize, gpu_bytes=gpu_memory())
-    n_tokens = sum(len(r["input_ids"]) for r in rows)
+    n_tokens = sum(lengths)
     est = compute_estimate(n_tokens, n_params, n_trainable, cfg.train.epochs)
     print(f"training {'scales ' + ', '.join(scales) if len(scales) > 1 else 'scale ' + scales[0]}: "
           f"{len(rows)} examples, {n_tokens} tokens x {cfg.train.epochs} epochs, "
@@ -289,9 +316,9 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
 
     # a resumed run only passes the boundaries after its checkpoint; earlier ones were saved before
     boundaries = {split_model(s)[1] // cfg.train.batch_size: s for s in scales[:-1]}
-    trainer = LabelOnlyHeadTrainer(
-        model=model, args=args, train_dataset=rows,
-        data_collator=DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest"),
+    trainer = CachedRowsTrainer(
+        model=model, args=args, train_dataset=rows, lengths=lengths,
+        data_collator=ModelColumns(DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest")),
         callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
                    PrefixSnapshots(boundaries, publish)],
     )

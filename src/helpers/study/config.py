@@ -85,6 +85,12 @@ class DataConfig(_Strict):
     """An eval file in BELLE's ``{question, class, std_answer}`` format (or ours): required for file/hf sources,
     optional for builtin and generate, where it replaces the built-in suite's held-out split (your eval set on
     the built-in pool is a real use; the contamination check then removes pool items that overlap it)."""
+    revision: str | None = None
+    """The Hugging Face Hub dataset in ``train_files``: the revision to load (a commit sha, tag or
+    branch; ``datasets.load_dataset(..., revision=...)``). Pin a commit sha so that the study reads
+    the same data next year: unpinned, a dataset updated on the Hub changes the pool while nothing
+    in the config changes. It is part of the data stage's fingerprint (the runner hashes the whole
+    ``data`` section), so changing it reruns the data stage and everything after it."""
     category_map: dict[str, str] = {}
     """Extra category labels -> canonical use case (or "unlabelled"), for labels the built-in synonym
     table (helpers.study.categories.SYNONYMS) does not know."""
@@ -541,6 +547,18 @@ def ignored_settings(cfg: "StudyConfig") -> list[str]:
         why = "the eval set is data.eval_file" if d.eval_file else f"data.source: {d.source} reads data.eval_file"
         out.append(f"data.eval_per_category: has no effect here ({why}; it sizes the built-in suite's eval split "
                    f"only); remove it")
+    if d.revision is not None:
+        hub = [f for f in d.train_files if not resolve(f).exists()]
+        if d.source in ("builtin", "generate"):
+            out.append(f"data.revision: has no effect with data.source: {d.source} (it pins a Hugging Face dataset "
+                       "in data.train_files); remove it")
+        elif not hub:
+            out.append(f"data.revision: has no effect: every data.train_files entry is a local file or folder "
+                       f"({', '.join(d.train_files)}), and only a Hugging Face dataset has revisions; remove it")
+        elif len(hub) > 1:
+            out.append(f"data.revision: pins one Hugging Face dataset, but data.train_files names {len(hub)} "
+                       f"({', '.join(hub)}) and a revision belongs to one repository; keep one hub dataset per "
+                       "study, or download the others and list them as local files")
     if d.source == "builtin" and not d.eval_file and d.category_map:
         out.append("data.category_map: has no effect with data.source: builtin and no data.eval_file (the built-in "
                    "suite uses the canonical use-case names; the map is for labels in files); remove it")

@@ -160,16 +160,22 @@ def _read_array(text: str, pos: int, path: Path) -> list[tuple[str, object]]:
                         f"at line {line_at(pos)}")
 
 
-def dataset_rows(spec: str, local: Path | None):
-    """Rows of a parquet file, a local data folder or a hub dataset, through ``datasets``."""
+def dataset_rows(spec: str, local: Path | None, revision: str | None = None):
+    """Rows of a parquet file, a local data folder or a hub dataset, through ``datasets``.
+
+    ``revision`` (``data.revision``) pins a hub dataset to a commit, tag or branch; local data has none.
+    """
     import datasets
 
     if local is not None and local.is_file():
         ds = datasets.load_dataset("parquet", data_files=str(local), split="train")
         fmt = "parquet"
-    else:  # a hub name, or a local folder: the same ``load_dataset(name)`` call
-        ds = datasets.load_dataset(str(local) if local is not None else spec, split="train")
-        fmt = "datasets folder" if local is not None else "datasets hub"
+    elif local is not None:  # a local folder: the same ``load_dataset(name)`` call as a hub name
+        ds = datasets.load_dataset(str(local), split="train")
+        fmt = "datasets folder"
+    else:
+        ds = datasets.load_dataset(spec, split="train", revision=revision)
+        fmt = "datasets hub" + (f" @ {revision}" if revision else "")
     def rows():
         i = 0
         for batch in ds.iter(batch_size=10000):
