@@ -331,7 +331,8 @@ def test_report_says_at_the_top_when_code_was_not_run(tmp_path):
                 r.update(score=None, raw=sandbox.NOT_RUN_REASON, code_execution=sandbox.NOT_RUN)
         write_jsonl(path, rows)
     res = write_results(study, MODELS, n_boot=50)
-    assert res["code_execution"]["not_run"] == 12 and res["code_execution"]["modes"] == {"not run": 12}
+    n = 4 * len(MODELS)  # four math items per model
+    assert res["code_execution"]["not_run"] == n and res["code_execution"]["modes"] == {"not run": n}
     index = build_report(study, tmp_path / "report", "t", [], {}, {})
     text = index.read_text(encoding="utf-8")
     head = text[text.index("<h1>"):text.index("<h2>")]
