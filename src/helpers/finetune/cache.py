@@ -49,6 +49,7 @@ from pathlib import Path
 
 from helpers.finetune.tokens import tokenize
 from helpers.study.config import StudyConfig, split_model
+from helpers.study.hashes import cached_digest
 from helpers.study.imports import code_hashes
 
 FORMAT = 1
@@ -81,27 +82,6 @@ def compare_files(subset: Path, source: Path) -> tuple[str, bool]:
             if prefix and b.read(len(chunk)) != chunk:
                 prefix = False
     return h.hexdigest(), prefix
-
-
-_SHA: dict[tuple, str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, remembered by (path, size, modification time) within this process:
-    every scale of a strategy asks for its source file's (1.4 GB at 2M records)."""
-    st = path.stat()
-    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if stamp not in _SHA:
-        _SHA[stamp] = _sha256(path)
-    return _SHA[stamp]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tokenizer_hash(tok) -> str:
@@ -191,7 +171,7 @@ def cached_rows(source: Path, cache_dir: Path, tok, max_length: int, num_proc: i
 
     from helpers.study.files import atomic_write_text
 
-    source_sha = file_sha256(source)
+    source_sha = cached_digest(source)  # remembered by path, size, time and inode: every scale asks for it
     key = cache_key(source_sha, tokenizer_hash(tok), max_length)
     folder = cache_dir / key
     cache_dir.mkdir(parents=True, exist_ok=True)
