@@ -83,6 +83,34 @@ def test_dedup_records_reports_what_it_removed():
     assert counts["exact"] == 1 and counts["near"] == 1 and counts["kept"] == len(DISTINCT)
 
 
+def test_band_index_proposes_the_candidates_datasketch_lsh_proposes():
+    from datasketch import LeanMinHash, MinHashLSH
+
+    rng = np.random.default_rng(0)
+    base = [rng.choice(list("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以会"), size=40) for _ in range(60)]
+    texts = []
+    for i in range(400):  # variants of 60 texts with 0..5 characters changed: every degree of overlap
+        chars = base[i % 60].copy()
+        idx = rng.choice(40, size=int(rng.integers(0, 6)), replace=False)
+        chars[idx] = rng.choice(list("天地玄黄宇宙洪荒日月盈昃辰宿列张"), size=len(idx))
+        texts.append("".join(chars))
+    sigs = signatures(texts, n=3)
+    lsh = MinHashLSH(threshold=0.7, num_perm=64, weights=(0.1, 0.9))
+    index = dedup.BandIndex(lsh.b, lsh.r)
+    keys = index.keys(sigs).tolist()
+    proposed = 0
+    for i, sig in enumerate(sigs):
+        lean = LeanMinHash(seed=1, hashvalues=sig, scheme="affine32")
+        theirs = set(lsh.query(lean))
+        ours = index.query(keys[i])
+        assert len(ours) == len(set(ours)) and set(ours) == theirs, i
+        proposed += len(theirs)
+        if i % 3:  # insert only some (kept texts), as the deduper does
+            lsh.insert(i, lean)
+            index.insert(keys[i], i)
+    assert proposed > 300  # the variants did collide: the comparison covered shared and unshared bands
+
+
 def test_threshold_is_validated():
     with pytest.raises(ValueError, match="threshold"):
         Deduper(threshold=0)
