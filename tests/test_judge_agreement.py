@@ -307,6 +307,10 @@ def check_results(res: dict, sd: Path, items: list[dict]) -> None:
     # the headline tables are the offline judge's alone; the fake judge's requests are counted in the usage
     assert res["judges"]["all"] == ["offline"]
     assert res["judge_usage"]["by_judge"]["fake"]["requests"] == len(MODELS) * len(items) * 2
+    # the findings say it in a sentence: the overall tau-b, and math among the use cases ranked least alike
+    line = next(t for t in res["findings"] if t.startswith("Judges: fake"))
+    assert f'Kendall tau-b {got["overall"]["kendall"]:+.2f}' in line and "headline judge offline" in line
+    assert f'Math (tau-b {got["math"]["kendall"]:+.2f}' in line.split("least alike on ")[1]
 
 
 def test_offline_headline_and_an_llm_judge_scored_analysed_and_reported(two_judges, tmp_path):
@@ -325,6 +329,7 @@ def test_offline_headline_and_an_llm_judge_scored_analysed_and_reported(two_judg
     assert read_json(sd / "results.json")["judge_agreement"] == res["judge_agreement"]
     html = build_report(sd, tmp_path / "report", "two judges", [], {}, {}).read_text(encoding="utf-8")
     assert "<h2>Judges checked against each other</h2>" in html and "offline (headline) against fake" in html
+    assert next(t for t in res["findings"] if t.startswith("Judges: fake")) in html  # among the findings on top
     math_row = next(r for r in res["judge_agreement"]["table"] if r["category"] == "math")
     assert f'{math_row["spearman"]:+.2f}' in html and f'{math_row["kendall"]:+.2f}' in html
     assert "&lt;b&gt;不知道&lt;/b&gt;" in html and "<b>不知道" not in html  # model output escaped
@@ -341,6 +346,7 @@ def test_with_one_judge_the_section_is_left_out_with_the_reason(two_judges, tmp_
         assert list(judge_with_every_judge(cfg, m, sd)) == ["offline"]
     res = write_results(sd, MODELS, n_boot=20, judges=[j.name for j in study_judges(cfg)])
     assert res["judge_agreement"]["others"] == [] and res["judge_agreement"]["table"] == []
+    assert not [t for t in res["findings"] if t.startswith("Judges:")]
     html = build_report(sd, tmp_path / "report", "one judge", [], {}, {}).read_text(encoding="utf-8")
     assert "<b>Judges checked against each other</b>: left out &mdash; the study has one judge" in html
     assert "<h2>Judges checked against each other</h2>" not in html

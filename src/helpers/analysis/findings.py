@@ -117,9 +117,52 @@ def _paper_sentences(comparison: list[dict]) -> list[str]:
     return out
 
 
+WEAK_RANK = 0.5
+"""Below this Kendall tau-b two judges are said to rank a use case's answers differently."""
+
+
+def judge_sentences(agreement: dict) -> list[str]:
+    """One sentence per other judge: how it ranks answers against the headline judge, overall and where least alike.
+
+    >>> judge_sentences({"headline": "gpt", "others": ["offline"], "apart": 0.3, "table": [
+    ...     {"judge": "offline", "category": "overall", "n": 40, "spearman": 0.81, "kendall": 0.66, "mad": 0.12,
+    ...      "share_apart": 0.1},
+    ...     {"judge": "offline", "category": "code", "n": 8, "spearman": 0.2, "kendall": 0.1, "mad": 0.4, "share_apart": 0.5},
+    ...     {"judge": "offline", "category": "math", "n": 8, "spearman": None, "kendall": None, "mad": 0.0, "share_apart": 0.0}]})
+    ['Judges: offline ranks answers like the headline judge gpt overall (Kendall tau-b +0.66, Spearman +0.81, mean |difference| 0.12 over 40 answers); least alike on Code (tau-b +0.10, 50% of answers more than 0.3 apart); undefined (one judge gave every answer the same score) on Math.']
+    """
+    out = []
+    head, apart = agreement.get("headline"), agreement.get("apart")
+    for name in agreement.get("others") or []:
+        rows = [r for r in agreement.get("table") or [] if r.get("judge") == name]
+        overall = next((r for r in rows if r["category"] == OVERALL), None)
+        if overall is None or not overall.get("n"):
+            out.append(f"Judges: {name} and the headline judge {head} scored no answer in common.")
+            continue
+        k = overall.get("kendall")
+        how = "ranks answers like" if k is not None and k >= WEAK_RANK else "ranks answers unlike"
+        text = (f"Judges: {name} {how} the headline judge {head} overall (Kendall tau-b {_f(k, '{:+.2f}')}, "
+                f"Spearman {_f(overall.get('spearman'), '{:+.2f}')}, mean |difference| {_f(overall.get('mad'))} over "
+                f"{_n(overall['n'])} answers)")
+        cats = [r for r in rows if r["category"] != OVERALL]
+        weak = sorted((r for r in cats if r.get("kendall") is not None and r["kendall"] < WEAK_RANK),
+                      key=lambda r: r["kendall"])
+        if weak:
+            text += "; least alike on " + ", ".join(
+                f"{display_name(r['category'])} (tau-b {_f(r['kendall'], '{:+.2f}')}, "
+                f"{_f(r.get('share_apart'), '{:.0%}')} of answers more than {apart} apart)" for r in weak)
+        undefined = [r for r in cats if r.get("kendall") is None and r.get("n")]
+        if undefined:
+            text += ("; undefined (one judge gave every answer the same score) on "
+                     + ", ".join(display_name(r["category"]) for r in undefined))
+        out.append(text + ".")
+    return out
+
+
 def findings(res: dict) -> list[str]:
     """Plain sentences, overall first, then which use cases keep improving, are flat or not settled,
-    and where the study agrees or disagrees with the paper, each with its 95% interval."""
+    where the study agrees or disagrees with the paper, each with its 95% interval, and how far
+    the judges agree where there are several."""
     trends, curves, comparison = res.get("trends") or [], res.get("curves") or [], res.get("paper_comparison") or []
     strategies = list(dict.fromkeys(r.get("strategy") for r in trends)) or [None]
     out = []
@@ -129,4 +172,4 @@ def findings(res: dict) -> list[str]:
 
         sentences = _one_chain(res, of(trends), of(curves), of(comparison))
         out += [f"{st}: {t}" if st else t for t in sentences]
-    return out
+    return out + judge_sentences(res.get("judge_agreement") or {})
