@@ -124,12 +124,15 @@ WEAK_RANK = 0.5
 def judge_sentences(agreement: dict) -> list[str]:
     """One sentence per other judge: how it ranks answers against the headline judge, overall and where least alike.
 
-    >>> judge_sentences({"headline": "gpt", "others": ["offline"], "apart": 0.3, "table": [
+    >>> s, = judge_sentences({"headline": "gpt", "others": ["offline"], "apart": 0.3, "table": [
     ...     {"judge": "offline", "category": "overall", "n": 40, "spearman": 0.81, "kendall": 0.66, "mad": 0.12,
     ...      "share_apart": 0.1},
     ...     {"judge": "offline", "category": "code", "n": 8, "spearman": 0.2, "kendall": 0.1, "mad": 0.4, "share_apart": 0.5},
     ...     {"judge": "offline", "category": "math", "n": 8, "spearman": None, "kendall": None, "mad": 0.0, "share_apart": 0.0}]})
-    ['Judges: offline ranks answers like the headline judge gpt overall (Kendall tau-b +0.66, Spearman +0.81, mean |difference| 0.12 over 40 answers); least alike on Code (tau-b +0.10, 50% of answers more than 0.3 apart); undefined (one judge gave every answer the same score) on Math.']
+    >>> print(s.replace("; ", ";\n"))
+    Judges: offline ranks answers like the headline judge gpt overall (Kendall tau-b +0.66, Spearman +0.81, mean |difference| 0.12 over 40 answers);
+    least alike on Code (tau-b +0.10, 50% of answers more than 0.3 apart);
+    undefined (one judge gave every answer the same score) on Math.
     """
     out = []
     head, apart = agreement.get("headline"), agreement.get("apart")
