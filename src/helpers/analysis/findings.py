@@ -129,8 +129,9 @@ def judge_sentences(agreement: dict) -> list[str]:
     ...      "share_apart": 0.1},
     ...     {"judge": "offline", "category": "code", "n": 8, "spearman": 0.2, "kendall": 0.1, "mad": 0.4, "share_apart": 0.5},
     ...     {"judge": "offline", "category": "math", "n": 8, "spearman": None, "kendall": None, "mad": 0.0, "share_apart": 0.0}]})
-    >>> print(s.replace("; ", ";\n"))
-    Judges: offline ranks answers like the headline judge gpt overall (Kendall tau-b +0.66, Spearman +0.81, mean |difference| 0.12 over 40 answers);
+    >>> print(s.replace(" (", "\n(", 1).replace("; ", ";\n"))
+    Judges: offline ranks answers like the headline judge gpt overall
+    (Kendall tau-b +0.66, Spearman +0.81, mean |difference| 0.12 over 40 answers);
     least alike on Code (tau-b +0.10, 50% of answers more than 0.3 apart);
     undefined (one judge gave every answer the same score) on Math.
     """
