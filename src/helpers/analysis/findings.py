@@ -122,7 +122,7 @@ WEAK_RANK = 0.5
 
 
 def judge_sentences(agreement: dict) -> list[str]:
-    """One sentence per other judge: how it ranks answers against the headline judge, overall and where least alike.
+    r"""One sentence per other judge: how it ranks answers against the headline judge, overall and where least alike.
 
     >>> s, = judge_sentences({"headline": "gpt", "others": ["offline"], "apart": 0.3, "table": [
     ...     {"judge": "offline", "category": "overall", "n": 40, "spearman": 0.81, "kendall": 0.66, "mad": 0.12,
