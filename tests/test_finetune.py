@@ -101,6 +101,34 @@ def test_train_scale_writes_adapter_log_and_summary(tmp_path, tiny_model_dir):
     assert not list((tmp_path / "models").glob(".*tmp"))
 
 
+def test_lora_with_bf16_loads_the_frozen_base_in_bf16_and_keeps_the_adapters_fp32(tmp_path, tiny_model_dir, monkeypatch):
+    from safetensors.torch import load_file
+
+    from helpers.finetune import run
+
+    seen = []
+    real_build = run.build_model
+
+    def build(cfg, base, dtype=None):
+        model = real_build(cfg, base, dtype)
+        seen.append(({p.dtype for p in model.parameters() if not p.requires_grad},
+                     {p.dtype for p in model.parameters() if p.requires_grad}))
+        return model
+
+    monkeypatch.setattr(run, "build_model", build)
+    cfg = make_config(tiny_model_dir, train={"batch_size": 4, "per_device_batch_size": 4, "max_length": 64, "bf16": True})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    out, = train(cfg, tmp_path, "8")
+    assert seen == [({torch.bfloat16}, {torch.float32})]
+    assert json.loads((out / "train_summary.json").read_text())["base_dtype"] == "bfloat16"
+    weights = load_file(out / "adapter_model.safetensors")
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+    assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)  # it did learn
+    # a full fine-tune keeps fp32 weights (AdamW on bf16 weights loses small updates), as does bf16 off
+    assert run.load_dtype(make_config(tiny_model_dir, train={"method": "full", "bf16": True}), None) == torch.float32
+    assert run.load_dtype(make_config(tiny_model_dir), None) == torch.float32
+
+
 def test_training_is_deterministic(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
