@@ -84,6 +84,27 @@ def test_the_hf_dtype_reaches_the_model_and_its_note(tmp_path, tiny_model_dir):
     assert read_json(tmp_path / "answers" / "base.engine.json")["dtype"] == "bfloat16"
 
 
+def test_a_merged_lora_model_projects_a_contiguous_last_position(tmp_path, tiny_model_dir):
+    """The output projection of a merged LoRA model (weights that do not require grad) must see a contiguous
+    input: a strided one sends torch's bf16 CPU matmul through a copy of the weight per row (16x slower)."""
+    from peft import LoraConfig, get_peft_model
+
+    from helpers.generate.answers import answer_batch
+    from helpers.study.models import load_causal_lm, load_for_generation
+
+    cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}, "dtype": "bfloat16"})
+    peft_model = get_peft_model(load_causal_lm(str(tiny_model_dir)), LoraConfig(r=4, target_modules="all-linear"))
+    peft_model.save_pretrained(tmp_path / "models" / "8")
+    model, tok = load_for_generation(cfg, "8", tmp_path)
+    tok.padding_side = "left"
+    head = model.get_output_embeddings()
+    assert not head.weight.requires_grad  # merge_and_unload leaves the weights frozen: the case that was slow
+    seen = []
+    head.register_forward_hook(lambda _m, args, _out: seen.append((tuple(args[0].shape), args[0].is_contiguous())))
+    answer_batch(model, tok, ITEMS[:3], cfg)
+    assert seen and seen[0][0][0] == 3 and all(contiguous for _, contiguous in seen)
+
+
 def test_generate_dtype_with_another_backend_is_an_error(tiny_model_dir):
     with pytest.raises(ValueError, match="generate.dtype: has no effect with generate.backend: vllm"):
         make_config(tiny_model_dir, generate={"backend": "vllm", "dtype": "bfloat16", "max_new_tokens": {"default": 4}})
