@@ -138,3 +138,61 @@ def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(
     write_json(summary, {"run_key": "run-2"})
     assert answers_key(longer, "4", tmp_path) != k1
     assert answers_key(longer, "base", tmp_path) == answers_key(longer, "base", tmp_path / "elsewhere")
+
+
+def _tiny_batch(model_dir):
+    import torch
+
+    from helpers.study.models import load_causal_lm
+    from helpers.study.prompt import format_prompt
+
+    torch.manual_seed(0)
+    model = load_causal_lm(str(model_dir)).eval()
+    with torch.no_grad():  # a wider spread than the tiny models' init, so that rows differ and vary along the way
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    tok = load_tokenizer(str(model_dir))
+    tok.padding_side = "left"
+    prompts = [format_prompt(q) for q in ["写一首诗", "把这句话翻译成英文：我喜欢猫。", "计算12乘以7", "中国的首都是哪座城市？",
+                                          "列出三种水果", "用一句话概括这段文字的主要内容，不超过二十个字。"]]
+    return model, tok, tok(prompts, return_tensors="pt", padding=True)
+
+
+def _generate(model, tok, enc, max_new, **stop):
+    out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, temperature=None, top_p=None, top_k=None,
+                         pad_token_id=tok.pad_token_id, **stop)
+    return [[t for t in row.tolist() if t != tok.pad_token_id] for row in out[:, enc["input_ids"].shape[1]:]]
+
+
+@pytest.mark.parametrize("arch", ["tiny_model_dir", "tiny_bloom_dir"])
+def test_greedy_decode_drops_ended_rows_and_gives_generates_tokens_for_eos(arch, request):
+    from helpers.generate.greedy import greedy_decode
+
+    model, tok, enc = _tiny_batch(request.getfixturevalue(arch))
+    full = greedy_decode(model, tok, enc, 12, "\x00never", set())
+    assert all(len(row) == 12 for row in full)
+    # an "EOS" that some rows reach at different steps and others never do
+    counts = {t: sum(t in row[:-1] for row in full) for row in full for t in row[:-1]}
+    eos = next(t for t, c in sorted(counts.items()) if 0 < c < len(full) and t != tok.pad_token_id)
+    ours = greedy_decode(model, tok, enc, 12, "\x00never", {eos})
+    assert len({len(row) for row in ours}) > 1 and any(len(row) == 12 for row in ours)  # some ended early
+    assert ours == _generate(model, tok, enc, 12, eos_token_id=eos)
+
+
+def test_greedy_decode_ends_a_row_at_the_first_token_that_completes_the_stop_string(tiny_model_dir):
+    """Each row is the undisturbed decode cut at the first token whose answer holds the stop string: rows that
+    end early leave the batch and the KV cache without changing the others."""
+    from helpers.generate.greedy import greedy_decode
+
+    model, tok, enc = _tiny_batch(tiny_model_dir)
+    full = greedy_decode(model, tok, enc, 12, "\x00never", set())
+    stop = tok.decode(full[0][3:5])  # a piece of the first answer's middle
+    assert stop.strip()
+
+    def cut(row):
+        return next((row[:k] for k in range(1, len(row) + 1) if stop in tok.decode(row[:k])), row)
+
+    ours = greedy_decode(model, tok, enc, 12, stop, set())
+    assert ours == [cut(row) for row in full]
+    assert len(ours[0]) <= 5 and any(len(row) == 12 for row in ours)  # one ended early, another ran on

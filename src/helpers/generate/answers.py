@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from helpers.generate.greedy import greedy_decode
 from helpers.generate.rows import GenerateError, answers_key, cut_at_stop, set_aside_if_stale, write_engine_note
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl, read_jsonl
@@ -45,24 +46,23 @@ def plan_batches(items: list[dict], tok, cfg: StudyConfig) -> list[list[dict]]:
 
 @torch.inference_mode()
 def answer_batch(model, tok, batch: list[dict], cfg: StudyConfig) -> list[dict]:
+    """Answers to one batch: greedy through ``greedy_decode`` (finished rows leave the batch), sampling through
+    ``generate``."""
     prompts = [format_prompt(it["question"]) for it in batch]
-    enc = tok(prompts, return_tensors="pt", padding=True)
+    enc = tok(prompts, return_tensors="pt", padding=True).to(model.device)
     max_new = cfg.generate.tokens_for(batch[0]["category"])
-    kwargs = dict(max_new_tokens=max_new, do_sample=cfg.generate.do_sample,
-                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                  stop_strings=[STOP], tokenizer=tok)
     if cfg.generate.do_sample:
-        kwargs.update(temperature=cfg.generate.temperature, top_p=cfg.generate.top_p)
+        out = model.generate(**enc, max_new_tokens=max_new, do_sample=True, temperature=cfg.generate.temperature,
+                             top_p=cfg.generate.top_p, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                             stop_strings=[STOP], tokenizer=tok)
+        new = [[t for t in ids.tolist() if t != tok.pad_token_id] for ids in out[:, enc["input_ids"].shape[1]:]]
     else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    out = model.generate(**enc.to(model.device), **kwargs)
-    new = out[:, enc["input_ids"].shape[1]:]
+        new = greedy_decode(model, tok, enc, max_new, STOP, {tok.eos_token_id})
     rows = []
     for it, ids in zip(batch, new):
-        n_new = int((ids != tok.pad_token_id).sum())
         text = tok.decode(ids, skip_special_tokens=True)
         rows.append({"id": it["id"], "category": it["category"], "answer": cut_at_stop(text),
-                     "new_tokens": n_new, "truncated": n_new >= max_new})
+                     "new_tokens": len(ids), "truncated": len(ids) >= max_new})
     return rows
 
 
