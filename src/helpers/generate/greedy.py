@@ -50,7 +50,8 @@ def greedy_decode(model, tok, enc, max_new: int, stop: str, eos: set[int]) -> li
         if len(ended) == len(live):
             break
         if ended:
-            keep = torch.tensor([j for j in range(len(live)) if j not in set(ended)], device=ids.device)
+            gone = set(ended)
+            keep = torch.tensor([j for j in range(len(live)) if j not in gone], device=ids.device)
             cache.batch_select_indices(keep)
             live, nxt, mask, positions = live[keep], nxt[keep], mask[keep], positions[keep]
         step_ids = nxt[:, None]
