@@ -113,9 +113,10 @@ def chaos_config(path: Path, base_url: str) -> Path:
         "study": STUDY, "seed": 0, "scales": [8, 24],
         "data": {"source": "builtin", "pool_size": 60, "eval_per_category": 2},
         "model": {"base": "embedded"},
-        # fp32 (bf16 off): with the bf16 LoRA base the six steps ran out within a kill's latency (the kernel
-        # of a killed runner lives up to a second), so no kill landed between a checkpoint and the end
-        "train": {"batch_size": 4, "per_device_batch_size": 4, "max_length": 96, "schedule": "prefix",
+        # fp32 and two micro-batches a step: with the bf16 LoRA base the six steps ran out within a kill's
+        # latency (the kernel of a killed runner lives up to a second), so no kill landed between a checkpoint
+        # and the end
+        "train": {"batch_size": 4, "per_device_batch_size": 2, "max_length": 96, "schedule": "prefix",
                   "save_steps": 2, "bf16": False},
         "generate": {"batch_size": 4, "max_new_tokens": {"default": 8}},
         "judge": {"kind": "openai", "model": "fake-judge", "base_url": base_url, "api_key_env": ENV, "runs": 3,
@@ -473,7 +474,7 @@ def kill_plan(rng: random.Random, labels: list[str], dur: dict[str, float]) -> l
         # data and analysis: a few cells into the notebook (a delay after the stage started could miss it)
         {"target": "data", "trigger": "cell", "n": rng.randint(2, 5), "delay": u(0, 0.3)},
         {"target": fin, "trigger": "start", "delay": u(0.05, 0.3) * dur[fin]},     # kernel, model load, step 1
-        {"target": fin, "trigger": "step", "n": rng.randint(3, 4), "delay": u(0, 2)},  # past checkpoint-2
+        {"target": fin, "trigger": "step", "n": rng.randint(2, 3), "delay": u(0, 0.5)},  # just past checkpoint-2
         {"target": fin, "trigger": "step", "n": rng.randint(5, 6), "delay": u(0, 3)},  # late: last steps, publish
         {"target": gens[0], "trigger": "answers", "n": 4, "delay": u(0, 0.5)},         # after the first of six batches
         {"target": gens[1], "trigger": "start", "delay": u(0.1, 0.9) * dur[gens[1]]},
