@@ -355,10 +355,10 @@ def teacher_tasks(rng, n: int, examples: list[tuple[str, str, str]] = (), contex
     output that talks about being an AI, an English answer, a two-character instruction, no
     output, a copy of a shown example (``examples``) or a near copy of the task before it.
     """
-    from helpers.data.suite import CITIES, EVENTS, GENERATORS, GIVEN, HOBBIES, JOBS, PRODUCTS, SURNAMES, _knobs, _Vocab
+    from helpers.data.suite import CITIES, EVENTS, GENERATORS, GIVEN, HOBBIES, JOBS, PRODUCTS, SURNAMES, Vocab, _knobs
     from helpers.study.categories import CATEGORIES
 
-    vocab, knobs = _Vocab("pool"), _knobs(None)
+    vocab, knobs = Vocab("pool"), _knobs(None)
     out: list[tuple[str, str, str | None]] = []
     for _ in range(n):
         cat = CATEGORIES[rng.randrange(len(CATEGORIES))]

@@ -109,6 +109,30 @@ def test_a_change_in_a_module_reached_only_indirectly_makes_the_stage_stale(tmp_
     assert fingerprint(cfg, run) != before
 
 
+def test_a_change_in_a_data_file_makes_the_data_stage_stale(tmp_path, monkeypatch):
+    """The built-in suite's words live in ``suite/<module>.yaml`` beside the code: an edit there reruns the data stage."""
+    cfg = load_config("configs/micro.yaml")
+    run = next(r for r in plan(cfg, study_dir(cfg, tmp_path)) if r.stage.name == "data")
+    assert "helpers.data.suite.writing" in notebook_modules(NOTEBOOKS / run.stage.notebook)
+    before = fingerprint(cfg, run)
+    from helpers.study import imports
+
+    real = imports.module_file
+    copy = tmp_path / "writing.py"
+
+    def edited(name, package_dir=imports.PACKAGE_DIR):
+        path = real(name, package_dir)
+        if name == "helpers.data.suite.writing":
+            copy.write_bytes(path.read_bytes())
+            (tmp_path / "writing.yaml").write_text(path.with_suffix(".yaml").read_text(encoding="utf-8") + "\n# an edit\n",
+                                                   encoding="utf-8")
+            return copy
+        return path
+
+    monkeypatch.setattr(imports, "module_file", edited)
+    assert fingerprint(cfg, run) != before
+
+
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebooks_are_stored_clean_with_stable_ids(notebook):
     nb = json.loads(notebook.read_text(encoding="utf-8"))

@@ -192,3 +192,96 @@ def test_items_are_short():
     assert sum(lengths.values()) / len(lengths) < 60
     for r in pool:
         assert lengths[r["id"]] < (130 if r["category"] == "code" else 110), r
+
+
+SUITE_PIN = "f248c60d366a177e7be9e30dbdaad80b82fd1cb887cecfc90df01b2e03139fbb"
+"""sha256 of ``build_suite(0, 1200, 10)`` as sorted JSON. A regression pin, on purpose: the default
+study's pool, eval set and subsets (and every number computed from them) are these items, so an
+edit of a generator or of a data file that changes any of them must be a decision, not an accident.
+It was checked against the generator before its words moved to data files (identical for seeds 0,
+1 and 7, with and without knobs). If you change the suite deliberately, update the pin in the same
+commit and say so."""
+
+
+def test_the_suite_is_pinned():
+    import hashlib
+    import json
+
+    blob = json.dumps(build_suite(0, 1200, 10), ensure_ascii=False, sort_keys=True).encode()
+    assert hashlib.sha256(blob).hexdigest() == SUITE_PIN
+
+
+GENERATOR_MODULES = ("vocab", "reasoning", "understanding", "writing")
+
+
+@pytest.mark.parametrize("name", GENERATOR_MODULES)
+def test_each_data_file_holds_exactly_the_words_its_module_reads(name):
+    """Every ``W.<name>`` the module uses is in its YAML file, and every entry of the file is used."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    module = importlib.import_module(f"helpers.data.suite.{name}")
+    source = Path(module.__file__).read_text(encoding="utf-8")
+    data = yaml.safe_load(Path(module.__file__).with_suffix(".yaml").read_text(encoding="utf-8"))
+    used = set(re.findall(r"\bW\.(\w+)", source))
+    assert used == set(data), f"{name}: used but not in the file {used - set(data)}, unused {set(data) - used}"
+    for key, value in data.items():
+        assert value, f"{name}.yaml: {key} is empty"
+        if isinstance(value, list) and all(isinstance(x, str) for x in value):
+            assert len(set(value)) == len(value), f"{name}.yaml: {key} repeats an entry"
+
+
+def test_a_broken_data_file_stops_with_its_name(tmp_path):
+    from helpers.data.suite.vocab import words
+
+    module = tmp_path / "things.py"
+    with pytest.raises(FileNotFoundError, match=r"things\.yaml.*cannot be read"):
+        words(str(module), "fruit")
+    data = tmp_path / "things.yaml"
+    data.write_text("fruit: [apple, pear\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"things\.yaml: not a valid YAML file"):
+        words(str(module), "fruit")
+    data.write_text("- apple\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"things\.yaml: expected a mapping"):
+        words(str(module), "fruit")
+    data.write_text("fruit: [apple]\nveg: [leek]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"things\.yaml: names missing \['tools'\], names no generator reads \['veg'\]"):
+        words(str(module), "fruit tools")
+    data.write_text("fruit: []\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"things\.yaml: 'fruit' must be a non-empty list"):
+        words(str(module), "fruit")
+    data.write_text("fruit: [apple, pear]\npairs: [[a, b], [c, d]]\n", encoding="utf-8")
+    w = words(str(module), "fruit pairs")
+    assert w.fruit == ["apple", "pear"] and w.pairs == [("a", "b"), ("c", "d")]
+
+
+@pytest.mark.slow
+def test_the_built_wheel_carries_the_data_files(tmp_path):
+    """An installed package (not this checkout) finds its data files: build the wheel, unpack it, build a suite."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    shutil.copytree(repo / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(repo / "pyproject.toml", tmp_path)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path / "dist"), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    (wheel,) = (tmp_path / "dist").glob("helpers-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for name in GENERATOR_MODULES:
+        assert f"helpers/data/suite/{name}.yaml" in names
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    code = ("import helpers.data.suite as s, json; assert s.__file__.startswith(%r); "
+            "print(json.dumps(s.build_suite(0, 24, 1), ensure_ascii=False))" % str(tmp_path / "site"))
+    run = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); {code}"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    import json
+    assert json.loads(run.stdout) == json.loads(json.dumps(build_suite(0, 24, 1)))

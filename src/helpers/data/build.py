@@ -25,15 +25,14 @@ so step 4 removes there too; the verbatim check of step 2 runs for every source.
 """
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from pathlib import Path
+
+from helpers.data.stats import count_tokens, length_tokenizer, subset_stats
+from helpers.study.config import StudyConfig, resolve
 from helpers.study.dedup import dedup_records, find_contamination, verbatim_hits
-from helpers.study.categories import CATEGORIES
-from helpers.study.config import StudyConfig, resolve, split_model
 from helpers.study.files import write_json, write_jsonl
 from helpers.study.prompt import question
-from helpers.data.stats import count_tokens, length_tokenizer, subset_stats
 
 
 def load_sources(cfg: StudyConfig, study_dir: Path | None = None) -> tuple[list[dict], list[dict], list[dict]]:

@@ -23,16 +23,27 @@ Formats
 """
 from __future__ import annotations
 
-import codecs
-import json
-import re
-import unicodedata
 from collections import Counter
 from pathlib import Path
-from helpers.study.categories import CATEGORIES
-from helpers.study.categories import OPEN_ENDED, UNLABELLED, label_key
-from helpers.study.records import DataError, Labels, Problems, category_counts, check_id, dataset_rows, describe_value, fields_seen, generated_id, local_path, note_lines, objects, read_local, text_field, read_records
 
+from helpers.study.categories import CATEGORIES, OPEN_ENDED, UNLABELLED, label_key
+from helpers.study.records import (
+    DataError,
+    Labels,
+    Problems,
+    category_counts,
+    check_id,
+    dataset_rows,
+    describe_value,
+    fields_seen,
+    generated_id,
+    local_path,
+    note_lines,
+    objects,
+    read_local,
+    read_records,
+    text_field,
+)
 
 HUMAN_ROLES = {"human", "user", "人类", "用户", "提问者"}
 

@@ -23,9 +23,10 @@ quality     BELLE-style cleaning first, then the random order of what is left. F
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
+
 from helpers.study.cleaning import check_reason
+from helpers.study.config import STRATEGIES
 
 
 def random_order(n: int, seed: int) -> list[int]:

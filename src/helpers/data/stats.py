@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from pathlib import Path
-from helpers.study.models import EMBEDDED, base_model_path, load_tokenizer
+
 from helpers.study.categories import CATEGORIES
 from helpers.study.config import StudyConfig, resolve, split_model
-from helpers.study.files import write_json, write_jsonl
-from helpers.study.prompt import question
+from helpers.study.models import EMBEDDED, base_model_path, load_tokenizer
 
 
 def _describe_lengths(values: list[int]) -> dict:

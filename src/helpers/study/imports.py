@@ -91,8 +91,20 @@ def notebook_modules(path: Path, package_dir: Path = PACKAGE_DIR) -> set[str]:
 
 
 def code_hashes(modules: set[str], package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
-    """Module -> sha256 of its source, for a fingerprint."""
-    return {m: hashlib.sha256(module_file(m, package_dir).read_bytes()).hexdigest() for m in sorted(modules)}
+    """Module -> sha256 of its source and of its data file, for a fingerprint.
+
+    A module's data file is the ``.yaml`` file of the same name beside it (``suite/writing.py`` reads
+    ``suite/writing.yaml``): what it holds changes results as much as the code does.
+    """
+    out = {}
+    for m in sorted(modules):
+        source = module_file(m, package_dir)
+        h = hashlib.sha256(source.read_bytes())
+        data = source.with_suffix(".yaml")
+        if data.is_file():
+            h.update(data.read_bytes())
+        out[m] = h.hexdigest()
+    return out
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
