@@ -4,7 +4,7 @@ The same 64 eval prompts of the built-in suite (``helpers.data.suite.build_suite
 taken round-robin over the 12 use cases) are answered by the embedded base model
 (Gemma 3 270M, fp32, greedy, ``--max-new-tokens`` each) twice in this one process:
 baseline one prompt at a time (``answer_batch`` with a batch of one), ours in the
-length-sorted batches of ``helpers.generate.answers.plan_batches`` (``--batch-size``).
+length-sorted batches of ``helpers.generate.hf.plan_batches`` (``--batch-size``).
 Tokens are the new tokens of the answers (padding excluded); tokens/s = tokens / wall
 seconds of the loop. One warm-up generation runs first. Takes a few minutes on 2 cores.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from helpers.data.suite import build_suite
-from helpers.generate.answers import answer_batch, plan_batches
+from helpers.generate.hf import answer_batch, plan_batches
 from helpers.study.categories import CATEGORIES
 from helpers.study.config import StudyConfig
 from helpers.study.files import read_jsonl, write_jsonl

@@ -1,9 +1,11 @@
 import pytest
 from conftest import make_config
 
-from helpers.generate.answers import cut_at_stop, generate_answers, plan_batches
+from helpers.generate.answers import generate_answers
+from helpers.generate.hf import plan_batches
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.models import bf16_supported, load_tokenizer
+from helpers.study.prompt import cut_at_stop
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": "问题" * (i + 1), "reference": "答"}
          for i, cat in enumerate(["math", "code", "math", "rewrite", "code", "math", "translation"])]
@@ -89,7 +91,7 @@ def test_a_merged_lora_model_projects_a_contiguous_last_position(tmp_path, tiny_
     input: a strided one sends torch's bf16 CPU matmul through a copy of the weight per row (16x slower)."""
     from peft import LoraConfig, get_peft_model
 
-    from helpers.generate.answers import answer_batch
+    from helpers.generate.hf import answer_batch
     from helpers.study.models import load_causal_lm, load_for_generation
 
     cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}, "dtype": "bfloat16"})
@@ -130,7 +132,7 @@ def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(
     assert read_json(tmp_path / "answers" / "base.engine.json")["answers_key"] != key
 
     # a retrained model (another training run key in its summary) gets fresh answers too
-    from helpers.generate.rows import answers_key
+    from helpers.generate.answers import answers_key
 
     summary = tmp_path / "models" / "4" / "train_summary.json"
     write_json(summary, {"run_key": "run-1"})

@@ -10,7 +10,7 @@ from conftest import make_config
 from fake_openai import FakeOpenAI, completion_for
 
 from helpers.generate.answers import generate_answers
-from helpers.generate.rows import GenerateError
+from helpers.generate.backend import GenerateError
 from helpers.generate.server import cache_path
 from helpers.study.config import ConfigError, load_config
 from helpers.study.files import read_json, read_jsonl, write_jsonl

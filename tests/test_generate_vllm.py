@@ -25,7 +25,7 @@ import pytest
 from conftest import make_config
 
 from helpers.generate.answers import generate_answers, generate_models
-from helpers.generate.rows import GenerateError
+from helpers.generate.backend import GenerateError
 from helpers.generate.vllm_backend import plan_jobs, serve_command
 from helpers.generate.vllm_worker import rows_of
 from helpers.study.config import REPO, load_config
@@ -87,6 +87,25 @@ def test_worker_rows_cut_at_the_stop_and_count_tokens():
         {"id": "a", "category": "math", "answer": "答案：3", "new_tokens": 3, "truncated": False, "model": "640"},
         {"id": "b", "category": "code", "answer": "长长的", "new_tokens": 9, "truncated": True, "model": "640"}]
 
+
+
+def test_the_worker_runs_on_the_standard_library_and_the_shared_study_modules():
+    """In vLLM's environment the worker may not pull in our torch, transformers or pydantic, nor any stage:
+    run as the backend runs it (a script by path) and make rows, then list what was imported."""
+    from helpers.generate import vllm_worker
+
+    code = f"""
+import runpy, sys
+from types import SimpleNamespace as NS
+ns = runpy.run_path({vllm_worker.__file__!r}, run_name="worker")
+out = [NS(outputs=[NS(text="答\\nHuman: x", token_ids=[1], finish_reason="stop")])]
+assert ns["rows_of"](out, [{{"id": "a", "category": "math", "max_tokens": 4}}], "m")[0]["answer"] == "答"
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "pydantic", "helpers")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.replace("'", '"')) == ["helpers", "helpers.study", "helpers.study.prompt"]
 
 FAKE_VLLM = {
     "vllm/__init__.py": """

@@ -249,7 +249,7 @@ def _endpoint(settings, section: str, who: str) -> Check:
 
 def _generate_backend(cfg: StudyConfig, sd: Path, runs: list) -> Check:
     """What the vllm or server backend needs, for the models whose answers this run will generate."""
-    from helpers.generate.rows import GenerateError
+    from helpers.generate.backend import GenerateError
 
     generating = [m for r in runs if r.stage.name == "generate" for m in (cfg.models if r.key == "all" else [r.key])]
     training = {p.name for r in runs if r.stage.name == "finetune" for p in r.outputs}
@@ -266,7 +266,7 @@ def _generate_backend(cfg: StudyConfig, sd: Path, runs: list) -> Check:
 
 
 def _vllm_ready(cfg: StudyConfig, sd: Path, existing: list[str], training: set[str]) -> str:
-    from helpers.generate.rows import GenerateError
+    from helpers.generate.backend import GenerateError
     from helpers.generate.vllm_backend import engine_version, model_source, vllm_python
 
     limit = cfg.generate.vllm.max_lora_rank
@@ -281,7 +281,7 @@ def _vllm_ready(cfg: StudyConfig, sd: Path, existing: list[str], training: set[s
 
 
 def _server_ready(cfg: StudyConfig, existing: list[str], later: list[str]) -> str:
-    from helpers.generate.rows import GenerateError
+    from helpers.generate.backend import GenerateError
     from helpers.openai_client import check_api_key, list_models
 
     s, section = cfg.generate.server, "generate.server"

@@ -5,12 +5,17 @@ Reads ``eval.jsonl`` and ``models/<model>/`` (nothing for ``base``); writes
 batch by batch so a killed run resumes.
 
     answers       the stage (``generate_models``, ``generate_answers`` for one): picks the backend
-                  (``generate.backend``), resumes, sets aside answers made under other settings or weights;
-                  the hf backend itself, greedy batched generation with a token budget per use case
-    vllm_backend  the vllm backend: vLLM's offline engine in a subprocess (base once, LoRA adapters unmerged)
+                  (``generate.backend``), resumes, sets aside answers made under other settings or weights
+    hf            the hf backend: transformers in this process, length-sorted batches with a token budget
+                  per use case (``greedy``: the greedy decoding loop it runs)
+    vllm_backend  the vllm backend: vLLM's offline engine in a subprocess (base once, LoRA adapters unmerged);
+                  not ``vllm.py``: ``vllm_worker`` runs as a script from this folder, where a ``vllm.py``
+                  would hide vLLM itself from its ``import vllm``
     vllm_worker   the script that subprocess runs, in vLLM's own environment
     server        the server backend: raw prompts to an OpenAI-compatible ``/v1/completions`` endpoint
-    rows          what the backends share: the stop cut, the engine note and its answers key, the stage's error
+    backend       what every backend hands the stage besides its rows: the engine note, ``GenerateError``
+
+Every backend ends an answer the same way (``helpers.study.prompt.cut_at_stop``).
 """
 from helpers.generate.answers import generate_answers, generate_models
 

@@ -1,69 +1,65 @@
-"""Answer generation for one model over the eval set, resumable; the hf backend itself.
+"""Answer generation for the eval set, model by model, resumable.
 
-Prompts are grouped by their token budget and sorted by length, then answered
-in batches with left padding and the KV cache: on a 2-core CPU a batch of 16
-answers ~7x faster than one prompt at a time. Greedy unless the config samples.
-Each finished batch is appended to ``answers/<model>.jsonl``, so a killed run
-continues with the items it had not answered yet.
-
-``generate.backend`` picks who answers: hf (here), vllm (``helpers.generate.vllm_backend``: vLLM's
-engine in a subprocess) or server (``helpers.generate.server``: an OpenAI-compatible endpoint).
-Every backend writes the same rows ``{id, category, answer, new_tokens, truncated, model}`` and
-resumes the same way: only items without a row are answered.
+``generate.backend`` picks who answers: hf (``helpers.generate.hf``: transformers in this process),
+vllm (``helpers.generate.vllm_backend``: vLLM's engine in a subprocess) or server
+(``helpers.generate.server``: an OpenAI-compatible endpoint). Every backend writes the same rows
+``{id, category, answer, new_tokens, truncated, model}`` and resumes the same way: only items
+without a row are answered, and answers made under other settings or weights (another
+``answers_key``) are set aside first.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from helpers.generate.greedy import greedy_decode
-from helpers.generate.rows import GenerateError, answers_key, cut_at_stop, set_aside_if_stale, write_engine_note
+from helpers.generate.backend import engine_note_path, write_engine_note
+from helpers.generate.hf import hf_answers
 from helpers.study.config import StudyConfig
-from helpers.study.files import append_jsonl, read_jsonl
-from helpers.study.models import load_for_generation
-from helpers.study.prompt import STOP, format_prompt
+from helpers.study.files import read_json, read_jsonl
 
-__all__ = ["GenerateError", "cut_at_stop", "generate_answers", "generate_models", "plan_batches", "answer_batch"]
+__all__ = ["generate_answers", "generate_models"]
 
 
-def plan_batches(items: list[dict], tok, cfg: StudyConfig) -> list[list[dict]]:
-    """Items with the same max_new_tokens, similar prompt lengths together (little padding)."""
-    keyed = sorted(
-        items, key=lambda it: (cfg.generate.tokens_for(it["category"]), len(tok(format_prompt(it["question"]))["input_ids"]), it["id"]))
-    batches, size = [], cfg.generate.batch_size
-    for it in keyed:
-        if batches and len(batches[-1]) < size and \
-                cfg.generate.tokens_for(batches[-1][0]["category"]) == cfg.generate.tokens_for(it["category"]):
-            batches[-1].append(it)
-        else:
-            batches.append([it])
-    return batches
-
-
-@torch.inference_mode()
-def answer_batch(model, tok, batch: list[dict], cfg: StudyConfig) -> list[dict]:
-    """Answers to one batch: greedy through ``greedy_decode`` (finished rows leave the batch), sampling through
-    ``generate``."""
-    prompts = [format_prompt(it["question"]) for it in batch]
-    enc = tok(prompts, return_tensors="pt", padding=True).to(model.device)
-    max_new = cfg.generate.tokens_for(batch[0]["category"])
-    if cfg.generate.do_sample:
-        out = model.generate(**enc, max_new_tokens=max_new, do_sample=True, temperature=cfg.generate.temperature,
-                             top_p=cfg.generate.top_p, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                             stop_strings=[STOP], tokenizer=tok)
-        new = [[t for t in ids.tolist() if t != tok.pad_token_id] for ids in out[:, enc["input_ids"].shape[1]:]]
+def answers_key(cfg: StudyConfig, model: str, study_dir: Path) -> str:
+    """What a model's answers are made from: the generate settings (backend included), the seed, the base
+    model and the model's own identity (the training run's key from ``train_summary.json``, or the mapped
+    checkpoint). Resuming is only safe while this is unchanged."""
+    trained = Path(study_dir) / "models" / model / "train_summary.json"
+    if model == "base":
+        source = "base"
+    elif model in cfg.model.checkpoints:
+        source = f"checkpoint {cfg.model.checkpoints[model]}"
     else:
-        new = greedy_decode(model, tok, enc, max_new, STOP, {tok.eos_token_id})
-    rows = []
-    for it, ids in zip(batch, new):
-        text = tok.decode(ids, skip_special_tokens=True)
-        rows.append({"id": it["id"], "category": it["category"], "answer": cut_at_stop(text),
-                     "new_tokens": len(ids), "truncated": len(ids) >= max_new})
-    return rows
+        source = read_json(trained).get("run_key") if trained.exists() else None
+    raw = {"generate": cfg.generate.model_dump(mode="json"), "seed": cfg.seed, "base": cfg.model.base, "source": source}
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+
+
+def set_aside_if_stale(study_dir: Path, model: str, key: str) -> Path | None:
+    """Move ``answers/<model>.jsonl`` to ``answers/replaced/`` when it was written under another answers key
+    (other generate settings, backend or model weights) or under none; returns where it went.
+
+    Why not resume it: a rerun after a changed backend or a retrained model would otherwise keep every old
+    answer, since resuming answers only the items without a row. Why not delete it: nothing written is lost.
+    """
+    path = Path(study_dir) / "answers" / f"{model}.jsonl"
+    note = engine_note_path(study_dir, model)
+    if note.exists() and read_json(note).get("answers_key") == key:
+        return None
+    if not path.exists():
+        note.unlink(missing_ok=True)  # the note of answers deleted by hand
+        return None
+    target = path.parent / "replaced" / f"{model}.{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    if note.exists():
+        os.replace(note, target.with_suffix(".engine.json"))
+    return target
 
 
 def open_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> tuple[Path, list[dict]]:
@@ -112,8 +108,12 @@ def generate_models(cfg: StudyConfig, models: list[str], study_dir: Path) -> lis
     else:
         for m, items in todo.items():
             t0 = time.perf_counter()
-            n_tokens = _server(cfg, m, study_dir, items, opened[m][0]) if cfg.generate.backend == "server" else \
-                _hf(cfg, m, study_dir, items, opened[m][0])
+            if cfg.generate.backend == "server":
+                from helpers.generate.server import server_answers  # openai is imported only when it answers
+
+                n_tokens = server_answers(cfg, m, study_dir, items, opened[m][0])
+            else:
+                n_tokens = hf_answers(cfg, m, study_dir, items, opened[m][0])
             _said(m, cfg.generate.backend, len(items), n_tokens, time.perf_counter() - t0)
     return [path for path, _ in opened.values()]
 
@@ -121,29 +121,3 @@ def generate_models(cfg: StudyConfig, models: list[str], study_dir: Path) -> lis
 def _said(models: str, backend: str, n: int, n_tokens: int, wall: float) -> None:
     print(f"{models} ({backend}): {n} answers, {n_tokens} new tokens in {wall:.0f} s ({n_tokens / max(wall, 1e-9):.1f} tokens/s)")
 
-
-def _server(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> int:
-    from helpers.generate.server import server_answers
-
-    return server_answers(cfg, model_name, study_dir, todo, path)
-
-
-def _hf(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> int:
-    """The hf backend: length-sorted batches of one model, each appended as it finishes."""
-    model, tok = load_for_generation(cfg, model_name, study_dir)
-    model.eval()
-    tok.padding_side = "left"
-    import transformers
-
-    write_engine_note(study_dir, model_name, {"engine": f"transformers {transformers.__version__}",
-                                              "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch.")})
-    n_tokens = 0
-    with tqdm(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
-        for batch in plan_batches(todo, tok, cfg):
-            rows = answer_batch(model, tok, batch, cfg)
-            for r in rows:
-                r["model"] = model_name
-            append_jsonl(path, rows)
-            n_tokens += sum(r["new_tokens"] for r in rows)
-            bar.update(len(batch))
-    return n_tokens

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import openai
 
-from helpers.generate.rows import GenerateError, cut_at_stop, write_engine_note
+from helpers.generate.backend import GenerateError, write_engine_note
 from helpers.openai_client import ChatEndpoint, JsonlAppender, RequestCache, RequestFailed, check_api_key, run_coroutine
 from helpers.study.config import StudyConfig
-from helpers.study.prompt import STOP, format_prompt
+from helpers.study.prompt import STOP, cut_at_stop, format_prompt
 
 SECTION = "generate.server"
 

@@ -26,7 +26,7 @@ import tempfile
 from collections import deque
 from pathlib import Path
 
-from helpers.generate.rows import GenerateError, write_engine_note
+from helpers.generate.backend import GenerateError, write_engine_note
 from helpers.generate.vllm_worker import STATS
 from helpers.generate.vllm_worker import __file__ as WORKER_SCRIPT
 from helpers.study.config import REPO, StudyConfig

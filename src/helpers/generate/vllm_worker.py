@@ -6,7 +6,7 @@ environment has vLLM's transformers, not ours, and the project without its depen
 here may import the project's stages. Why the ``__main__`` guard: the engine starts its workers
 with spawn, which re-imports the main module.
 
-The job (a JSON file, ``vllm_backend.write_job``) names the engine's arguments, the sampling
+The job (a JSON file that ``vllm_backend.run_job`` writes) names the engine's arguments, the sampling
 settings and, per model, its LoRA adapter (None: the engine's own weights), its answers file and
 the items still to answer with their prompt and token budget. One engine serves every model of a
 job: the base weights load once and each adapter comes in through a ``LoRARequest``, unmerged.
@@ -27,7 +27,7 @@ STATS = "vllm-stats "
 
 def rows_of(outputs, items: list[dict], model: str) -> list[dict]:
     """Answers file rows from vLLM's ``RequestOutput`` list, in the order of ``items``."""
-    from helpers.generate.rows import cut_at_stop
+    from helpers.study.prompt import cut_at_stop
 
     rows = []
     for it, out in zip(items, outputs):
