@@ -70,25 +70,25 @@ def _skewed_pool():
     return out
 
 
-def test_random_strategy_is_todays_seeded_permutation():
+def test_random_strategy_is_one_seeded_permutation():
     import random
 
     pool = [{"id": str(i), "category": "math"} for i in range(50)]
     order = list(range(50))
     random.Random(7).shuffle(order)
-    assert nested_subsets(pool, [5, 20], seed=7)[20] == [pool[i] for i in order[:20]]
+    assert nested_subsets(pool, [5, 20], seed=7)[0][20] == [pool[i] for i in order[:20]]
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_is_nested_and_deterministic(strategy):
     pool = _skewed_pool()
     scales = [10, 30, 50, 100]
-    a = nested_subsets(pool, scales, seed=3, strategy=strategy, quality=QualityConfig())
-    assert a == nested_subsets(pool, scales, seed=3, strategy=strategy, quality=QualityConfig())
+    a = nested_subsets(pool, scales, seed=3, strategy=strategy, quality=QualityConfig())[0]
+    assert a == nested_subsets(pool, scales, seed=3, strategy=strategy, quality=QualityConfig())[0]
     for small, large in zip(scales, scales[1:]):
         assert a[small] == a[large][:small]
     assert len({r["id"] for r in a[100]}) == 100
-    assert a[100] != nested_subsets(pool, scales, seed=4, strategy=strategy, quality=QualityConfig())[100]
+    assert a[100] != nested_subsets(pool, scales, seed=4, strategy=strategy, quality=QualityConfig())[0][100]
 
 
 def test_stratified_holds_the_pool_proportions_at_every_scale():
@@ -224,12 +224,12 @@ def test_a_verbatim_eval_question_stops_the_study_or_is_removed(tmp_path):
     assert "verbatim" not in {r["id"] for r in read_jsonl(tmp_path / "study" / "pool.jsonl")}
 
 
-def test_builtin_default_only_reports_and_keeps_todays_subsets(tmp_path):
+def test_builtin_default_only_reports_and_keeps_the_random_subsets(tmp_path):
     cfg = make_config("m", scales=[6, 18, 30], data={"pool_size": 60, "eval_per_category": 2})
     stats = prepare(cfg, tmp_path)
     pool, _ = build_suite(0, 60, 2)
     assert read_jsonl(tmp_path / "pool.jsonl") == pool
-    assert read_jsonl(tmp_path / "subsets" / "30.jsonl") == nested_subsets(pool, [30], 0)[30]
+    assert read_jsonl(tmp_path / "subsets" / "30.jsonl") == nested_subsets(pool, [30], 0)[0][30]
     assert stats["filters"]["dedup"]["action"] == "report" and stats["filters"]["contamination"]["action"] == "report"
     assert read_jsonl(tmp_path / "removed.jsonl") == []
 
@@ -252,3 +252,8 @@ def test_token_lengths_come_from_a_local_base_models_tokenizer(tmp_path, embedde
     assert all("tokens" in v and "chars" in v for v in sub["by_category"].values())
     assert make_config("m").data.length_unit == "auto"
     assert "tokens" not in prepare(make_config("m"), tmp_path / "c")["pool"]  # "m" is no local model
+
+
+def test_an_unknown_strategy_names_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown strategy 'best'; known: random, stratified, quality"):
+        selection_order([], "best", 0)

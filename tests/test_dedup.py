@@ -5,26 +5,38 @@ import numpy as np
 import pytest
 
 from helpers.study import dedup
-from helpers.study.dedup import Deduper, dedup_records, find_contamination, minhash_of, ngrams, signatures, verbatim_hits
+from helpers.study.dedup import Deduper, dedup_records, find_contamination, ngrams, permutations, shingle_hashes, signatures, verbatim_hits
 
 DISTINCT = ["请写一首关于春天的诗。", "把这句话翻译成英文：我喜欢猫。", "计算：12乘以7等于多少？",
             "列出三种适合夏天的水果。", "用一句话概括下面这段文字的主要内容。", "判断这条评论是正面还是负面：物流很快。",
             "写一个Python函数，返回列表中的最大值。", "中国的首都是哪座城市？"]
 
 
+def minhash_of(text: str, n: int, num_perm: int = 64, seed: int = 1):
+    """The signature of one text built by datasketch itself (the reference for ``signatures``)."""
+    from datasketch import MinHash
+
+    hashes, _ = shingle_hashes([text], n)
+    m = MinHash(num_perm=num_perm, seed=seed, hashfunc=int, scheme="affine32")
+    m.update_batch([int(x) for x in hashes])
+    return m
+
+
 def test_vectorised_signatures_equal_datasketch_minhash():
     texts = DISTINCT + ["ab", "", "Ｆｕｌｌ　ｗｉｄｔｈ TEXT"]
-    sigs = signatures(texts, n=5, num_perm=64, seed=3)
+    sigs = signatures(texts, 5, permutations(64, 3))
     assert sigs.shape == (len(texts), 64) and sigs.dtype == np.uint32
     for text, sig in zip(texts, sigs):
         assert np.array_equal(minhash_of(text, n=5, num_perm=64, seed=3).hashvalues, sig)
+    normal = [dedup.normalize(t) for t in texts]  # as the Deduper calls it
+    assert np.array_equal(signatures(normal, 5, permutations(64, 3), normalized=True), sigs)
 
 
 def test_signature_blocks_do_not_change_the_result(monkeypatch):
     texts = [t * (1 + i % 3) for i, t in enumerate(DISTINCT * 5)]
-    whole = signatures(texts, 4)
+    whole = signatures(texts, 4, permutations(64, 1))
     monkeypatch.setattr(dedup, "_CHUNK", 7)  # force many small blocks
-    assert np.array_equal(signatures(texts, 4), whole)
+    assert np.array_equal(signatures(texts, 4, permutations(64, 1)), whole)
 
 
 def test_exact_duplicates_after_normalisation_are_dropped():
@@ -94,7 +106,7 @@ def test_band_index_proposes_the_candidates_datasketch_lsh_proposes():
         idx = rng.choice(40, size=int(rng.integers(0, 6)), replace=False)
         chars[idx] = rng.choice(list("天地玄黄宇宙洪荒日月盈昃辰宿列张"), size=len(idx))
         texts.append("".join(chars))
-    sigs = signatures(texts, n=3)
+    sigs = signatures(texts, 3, permutations(64, 1))
     lsh = MinHashLSH(threshold=0.7, num_perm=64, weights=(0.1, 0.9))
     index = dedup.BandIndex(lsh.b, lsh.r)
     keys = index.keys(sigs).tolist()

@@ -8,13 +8,36 @@ import sys
 import pytest
 
 from helpers.study.config import REPO, load_config, study_dir
-from helpers.study.imports import find_cycle, import_graph, imports_of, module_closure, notebook_modules, notebook_source
+from helpers.study.imports import import_graph, imports_of, module_closure, notebook_modules, notebook_source
 from helpers.study.runner import NOTEBOOKS, STAGES, fingerprint, plan
 
 PACKAGE = REPO / "src" / "helpers"
 ALL_MODULES = {"helpers." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
                for p in PACKAGE.rglob("*.py")} - {"helpers.__init__"} | {"helpers"}
 STAGE_PACKAGES = ("selfinstruct", "data", "finetune", "generate", "judge", "analysis")
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle in ``graph`` (as a path that ends where it starts), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
 
 
 def test_one_package_per_stage_named_as_its_notebook():

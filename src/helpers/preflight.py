@@ -1,7 +1,7 @@
 """Preflight: everything a study needs that can be known before its first costly stage, checked in seconds.
 
-Why: a study whose judge prompts file lacked a prompt for one use case used to train every model,
-generate every answer and only then fail in the judge stage; on GPUs that is hours. The runner
+Why: without it, a study whose judge prompts file lacks a prompt for one use case trains every model,
+generates every answer and only then fails in the judge stage; on GPUs that is hours. The runner
 (``helpers.study.runner.run_study``) therefore calls ``check_study`` before the first stage
 execution of a run that includes a costly stage (self-instruct, training, generation, judging),
 and ``--dry-run`` calls it too and prints what it found. Nothing is trained, generated or paid for

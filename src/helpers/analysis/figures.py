@@ -8,7 +8,7 @@ Every PNG is saved to a temporary name beside the target and renamed over it.
 Colours: one per model, the same in every figure -- ``base`` is grey and the
 trained scales run from dark to light along viridis in order of example count; in a
 strategy grid each strategy has its own hue (``STRATEGY_COLORMAPS``), darker for more data.
-Category names are the paper's (``analysis.DISPLAY_NAMES``).
+Category names are the paper's (``helpers.study.categories.DISPLAY_NAMES``).
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def _message(fig: Figure, text: str) -> None:
 def figure1(table, path) -> Path:
     """The paper's Figure 1: grouped bars of mean score per category plus Overall.
 
-    ``table`` is ``analysis.score_table`` output (or its records). One bar per
+    ``table`` is ``helpers.analysis.scores.score_table`` output (or its records). One bar per
     model in each group, whiskers = 95% bootstrap CI over items. "Overall" is the
     headline mean over categories.
     """
@@ -316,7 +316,7 @@ def curve_fits(results: dict, path) -> Path:
 
 
 def judge_spread(spread, path) -> Path:
-    """Judge agreement across repeated runs per category (``analysis.judge_spread``)."""
+    """Judge agreement across repeated runs per category (``helpers.analysis.scores.judge_spread``)."""
     s = pd.DataFrame(spread)
     cats = [c for c in s["category"] if c != OVERALL] + ([OVERALL] if (s["category"] == OVERALL).any() else [])
     s = s.set_index("category").reindex(cats)

@@ -7,7 +7,9 @@ and ``data_stats.json``.
 
     build      the stage: load, contamination, de-duplication, selection, subsets (``prepare``)
     loaders    train and eval file formats (Alpaca, BELLE, chat records, parquet, hub datasets)
-    suite      the built-in generated Chinese suite for the 12 use cases
+    suite      the built-in generated Chinese suite for the 12 use cases: generators by kind of use case
+               (reasoning, understanding, writing), their words and templates in the .yaml file beside
+               each, shared entities and the pool/eval split in vocab
     selection  subset order per strategy: random, stratified, quality
     stats      lengths and composition per subset, the notebook's tables
 """

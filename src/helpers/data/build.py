@@ -84,13 +84,15 @@ def load_sources(cfg: StudyConfig, study_dir: Path | None = None) -> tuple[list[
 
 
 def nested_subsets(pool: list[dict], scales: list[int], seed: int, strategy: str = "random",
-                   quality=None) -> dict[int, list[dict]]:
-    """The subset of every scale: prefixes of one ``strategy`` order of the pool."""
+                   quality=None) -> tuple[dict[int, list[dict]], list[dict], dict]:
+    """``(subsets, removed, report)``: the subset of every scale (prefixes of one ``strategy`` order of the
+    pool, so each scale holds the smaller ones), the pool items the strategy's filters leave out
+    (``{id, reason}``) and the strategy's report. A scale larger than the candidates left is refused."""
     from helpers.data.selection import selection_order
 
-    order, _, report = selection_order(pool, strategy, seed, quality)
+    order, removed, report = selection_order(pool, strategy, seed, quality)
     _check_scales(scales, len(order), strategy, report)
-    return {s: [pool[i] for i in order[:s]] for s in scales}
+    return {s: [pool[i] for i in order[:s]] for s in scales}, removed, report
 
 
 def _check_scales(scales: list[int], available: int, strategy: str, report: dict) -> None:
@@ -126,8 +128,6 @@ def _say(msg: str) -> None:
 
 def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
     """Write pool.jsonl, eval.jsonl, subsets/<scale>.jsonl, removed.jsonl and data_stats.json; return the stats."""
-    from helpers.data.selection import selection_order
-
     pool, items, sources = load_sources(cfg, study_dir)
     loaded = len(pool)
     _say(f"loaded {loaded} pool items and {len(items)} eval items from "
@@ -183,7 +183,7 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
     # 5. selection: one nested order per strategy (a grid compares them on the same pool)
     subsets: dict[str, list[dict]] = {}
     for strategy in cfg.strategies:
-        order, sel_removed, report = selection_order(pool, strategy, cfg.seed, cfg.data.quality)
+        chosen, sel_removed, report = nested_subsets(pool, cfg.scales, cfg.seed, strategy, cfg.data.quality)
         if strategy == "quality":
             removed += [{**n, "step": "quality"} for n in sel_removed]
             reasons = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v) or "none"
@@ -191,10 +191,9 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
                  f"{'left out of the quality subsets' if cfg.grid else 'removed'} ({reasons})")
         if strategy == "quality" or "selection" not in filters:
             filters["selection"] = report
-        _check_scales(cfg.scales, len(order), strategy, report)
-        for scale in cfg.scales:
-            subsets[cfg.model_name(strategy, scale)] = [pool[i] for i in order[:scale]]
-        _say(f"strategy {strategy}: {len(order)} candidates; subsets of {', '.join(map(str, cfg.scales))} items")
+        for scale, records in chosen.items():
+            subsets[cfg.model_name(strategy, scale)] = records
+        _say(f"strategy {strategy}: {report['candidates']} candidates; subsets of {', '.join(map(str, cfg.scales))} items")
 
     same = identical_subsets(cfg, subsets)
     for d in same:

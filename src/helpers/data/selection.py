@@ -4,8 +4,7 @@ Every strategy returns one ordering of (some of) the pool; the subset of scale `
 first ``s`` items, so each smaller scale is contained in the next (the paper's nested
 0.2M ⊂ 0.6M ⊂ 1M ⊂ 2M) and the same seed always gives the same subsets.
 
-random      the paper: a seeded shuffle of the whole pool (``random.Random(seed).shuffle``,
-            the same bytes as before strategies existed).
+random      the paper: a seeded shuffle of the whole pool (``random.Random(seed).shuffle``).
 stratified  category proportions held fixed at every scale: within each category the items
             are shuffled (seeded per category), and item ``j`` of a category with ``n_c`` items
             is placed at ``(j + 0.5) / n_c`` on a common axis; sorting by that position
@@ -30,7 +29,7 @@ from helpers.study.config import STRATEGIES
 
 
 def random_order(n: int, seed: int) -> list[int]:
-    """Today's (and the paper's) order: one seeded permutation of the pool."""
+    """The default (and the paper's) order: one seeded permutation of the pool."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
     return order

@@ -9,7 +9,7 @@ used in the same steps), so the finished rows are dropped from the batch and its
 
 The loop is the greedy part of ``generate`` and nothing more: positions from the left-padded
 attention mask, one token per row by argmax, the KV cache, the vocabulary projected for the last
-position only. An answer ends at the tokenizer's EOS token (as before) or at the first token whose
+position only. An answer ends at the tokenizer's EOS token (as with ``generate``) or at the first token whose
 decoded answer holds the stop string. The tests check the EOS case against ``generate``'s tokens, and
 the stop string against that definition: ``generate``'s stop-string criterion matches token strings,
 which it could not do on byte-fallback tokens of the tiny test model. Sampling still goes through

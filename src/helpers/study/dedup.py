@@ -14,8 +14,7 @@ De-duplication (``Deduper``)
     Signatures are computed for many texts at once with numpy: one vectorised polynomial hash
     per n-gram, then datasketch's ``affine32`` scheme (MurmurHash3 finaliser, then
     ``a * h + b mod 2**32`` with the permutations of ``datasketch.MinHash(num_perm, seed)``) and a
-    minimum per text. ``minhash_of`` builds the same signature through ``MinHash.update_batch``;
-    the tests check that both agree bit for bit.
+    minimum per text (``signatures``); the tests check it against ``MinHash.update_batch`` bit for bit.
 
 Contamination (``find_contamination``)
     Each eval question is split into character n-grams (``n``); a pool record (instruction,
@@ -120,16 +119,19 @@ def shingle_hashes(texts: list[str], n: int, normalized: bool = False) -> tuple[
     return (_fmix64(h[positions]) >> np.uint64(32)).astype(np.uint32), offsets
 
 
-def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(a, b)`` of ``datasketch.MinHash(num_perm, seed)``'s ``affine32`` scheme, as uint32."""
     from datasketch import MinHash
 
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
 
-def signatures(texts: list[str], n: int, num_perm: int = 64, seed: int = 1) -> np.ndarray:
-    """MinHash signatures (len(texts) x num_perm, uint32) of the texts' character n-grams."""
-    return _signatures(*shingle_hashes(texts, n), *_permutations(num_perm, seed))
+def signatures(texts: list[str], n: int, permutations: tuple[np.ndarray, np.ndarray], normalized: bool = False) -> np.ndarray:
+    """MinHash signatures (len(texts) x num_perm, uint32) of the texts' character n-grams.
+
+    ``permutations``: ``permutations(num_perm, seed)``; ``normalized``: the texts are ``normalize``d already."""
+    return _signatures(*shingle_hashes(texts, n, normalized=normalized), *permutations)
 
 
 def _signatures(hashes, offsets, a, b) -> np.ndarray:
@@ -144,16 +146,6 @@ def _signatures(hashes, offsets, a, b) -> np.ndarray:
         out[doc:end] = np.minimum.reduceat(block, offsets[doc:end] - lo, axis=0)
         doc = end
     return out
-
-
-def minhash_of(text: str, n: int, num_perm: int = 64, seed: int = 1):
-    """The signature of one text built by datasketch itself (the reference for ``signatures``)."""
-    from datasketch import MinHash
-
-    hashes, _ = shingle_hashes([text], n)
-    m = MinHash(num_perm=num_perm, seed=seed, hashfunc=int, scheme="affine32")
-    m.update_batch([int(x) for x in hashes])
-    return m
 
 
 @dataclass(frozen=True)
@@ -236,7 +228,7 @@ class Deduper:
         layout = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(1 - recall_weight, recall_weight))
         self.bands, self.rows = layout.b, layout.r
         self.index = BandIndex(self.bands, self.rows)
-        self._a, self._b = _permutations(num_perm, seed)
+        self._permutations = permutations(num_perm, seed)
         self._sigs = np.empty((1024, num_perm), dtype=np.uint32)  # signatures of kept texts
         self._texts: list[str] = []  # normalised kept texts, for the exact check of candidates
         self._keys: list = []
@@ -257,8 +249,8 @@ class Deduper:
             normal = [normalize(t) for t in chunk]
             digests = [hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest() for t in normal]
             fresh = [i for i, d in enumerate(digests) if d not in self._exact]
-            sigs = _signatures(*shingle_hashes([normal[i] for i in fresh], self.ngram, normalized=True),
-                               self._a, self._b) if fresh else None
+            sigs = signatures([normal[i] for i in fresh], self.ngram, self._permutations, normalized=True) \
+                if fresh else None
             bands = self.index.keys(sigs).tolist() if fresh else None
             row = dict(zip(fresh, range(len(fresh))))
             for i, (text, key, digest) in enumerate(zip(normal, chunk_keys, digests)):
