@@ -73,10 +73,8 @@ import copy
 import random
 from typing import Callable, Iterator
 
-from helpers.data.suite.reasoning import _gen_code, _gen_cot, _gen_math
-from helpers.data.suite.understanding import _gen_classification, _gen_closed_qa, _gen_extraction, _gen_open_qa
+from helpers.data.suite import reasoning, understanding, writing
 from helpers.data.suite.vocab import CITIES, EVENTS, GIVEN, HOBBIES, JOBS, PRODUCTS, SURNAMES, VENUES, Item, Vocab
-from helpers.data.suite.writing import _gen_brainstorming, _gen_generation, _gen_rewrite, _gen_summarization, _gen_translation
 from helpers.study.categories import CATEGORIES
 from helpers.study.prompt import question as make_question
 
@@ -93,14 +91,11 @@ DEFAULTS: dict = {
 """Difficulty knobs and sampling settings; ``build_suite(knobs=...)`` overrides them."""
 
 
-GENERATORS: dict[str, Callable[[random.Random, Vocab, dict], Item]] = {
-    "math": _gen_math, "code": _gen_code, "cot": _gen_cot, "classification": _gen_classification,
-    "extraction": _gen_extraction, "open_qa": _gen_open_qa, "closed_qa": _gen_closed_qa,
-    "generation": _gen_generation, "brainstorming": _gen_brainstorming, "rewrite": _gen_rewrite,
-    "translation": _gen_translation, "summarization": _gen_summarization,
-}
+_BY_KIND = reasoning.GENERATORS | understanding.GENERATORS | writing.GENERATORS
+assert set(_BY_KIND) == set(CATEGORIES), "every use case has exactly one generator"
 
-assert tuple(GENERATORS) == CATEGORIES
+GENERATORS: dict[str, Callable[[random.Random, Vocab, dict], Item]] = {c: _BY_KIND[c] for c in CATEGORIES}
+"""Use case -> the function that draws one item, in ``CATEGORIES`` order."""
 
 
 def _knobs(overrides: dict | None) -> dict:

@@ -179,3 +179,6 @@ def _gen_code(rng: random.Random, v: Vocab, k: dict) -> Item:
     instruction = rng.choice(W.code_instr).format(sig=f"{fname}({', '.join(args)})", desc=desc.format(**desc_fill))
     return instruction, "", code, {"type": "python_tests", "entry": fname, "tests": tests}
 
+
+GENERATORS = {"math": _gen_math, "cot": _gen_cot, "code": _gen_code}
+"""Use case -> the function that draws one item ``(instruction, input, output, check)``."""

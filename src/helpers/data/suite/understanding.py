@@ -128,3 +128,7 @@ def _gen_closed_qa(rng: random.Random, v: Vocab, k: dict) -> Item:
     return (rng.choice(W.closed_instr), f"短文：{passage}\n问题：{q}", a,
             {"type": "answer_in_passage", "answer": a})
 
+
+GENERATORS = {"classification": _gen_classification, "extraction": _gen_extraction, "open_qa": _gen_open_qa,
+              "closed_qa": _gen_closed_qa}
+"""Use case -> the function that draws one item ``(instruction, input, output, check)``."""

@@ -218,3 +218,7 @@ def _gen_summarization(rng: random.Random, v: Vocab, k: dict) -> Item:
         out, facts = f"{city}新建的{fac}免费开放。", [city, fac, "免费"]
     return rng.choice(W.sum_instr), text, out, {"type": "facts", "facts": facts}
 
+
+GENERATORS = {"generation": _gen_generation, "brainstorming": _gen_brainstorming, "rewrite": _gen_rewrite,
+              "translation": _gen_translation, "summarization": _gen_summarization}
+"""Use case -> the function that draws one item ``(instruction, input, output, check)``."""
