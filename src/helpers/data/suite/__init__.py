@@ -73,8 +73,10 @@ import copy
 import random
 from typing import Callable, Iterator
 
-from helpers.data.suite import reasoning, understanding, writing
+from helpers.data.suite.reasoning import GENERATORS as REASONING
+from helpers.data.suite.understanding import GENERATORS as UNDERSTANDING
 from helpers.data.suite.vocab import CITIES, EVENTS, GIVEN, HOBBIES, JOBS, PRODUCTS, SURNAMES, VENUES, Item, Vocab
+from helpers.data.suite.writing import GENERATORS as WRITING
 from helpers.study.categories import CATEGORIES
 from helpers.study.prompt import question as make_question
 
@@ -91,7 +93,7 @@ DEFAULTS: dict = {
 """Difficulty knobs and sampling settings; ``build_suite(knobs=...)`` overrides them."""
 
 
-_BY_KIND = reasoning.GENERATORS | understanding.GENERATORS | writing.GENERATORS
+_BY_KIND = REASONING | UNDERSTANDING | WRITING
 assert set(_BY_KIND) == set(CATEGORIES), "every use case has exactly one generator"
 
 GENERATORS: dict[str, Callable[[random.Random, Vocab, dict], Item]] = {c: _BY_KIND[c] for c in CATEGORIES}
