@@ -313,14 +313,15 @@ def test_dedup_against_seeds_and_everything_kept_so_far():
     seed = seeds[0]
     kept, dropped, ledger = Sink(), Sink(), Sink()
     c = Collector(cfg, seeds, 100, kept, dropped, ledger)
-    c.process(0, block(1, seed["instruction"], seed["instances"][0]["input"], "抄来的") +  # a shown example
-              block(2, "说出中国面积最大的省级行政区。", "", "新疆维吾尔自治区。") +
-              block(3, "说出中国面积最大的省级行政区。", "", "新疆。") +  # exact copy within the reply
-              block(4, "请把下面的句子翻译成英文。", "今天的天气非常好，我们去公园散步吧。", "The weather is great today."), "stop")
-    c.process(1, block(1, "说出中国面积最大的省级行政区！", "", "新疆。") +  # near copy of request 0's item
+    first = (block(1, seed["instruction"], seed["instances"][0]["input"], "抄来的") +  # a shown example
+             block(2, "说出中国面积最大的省级行政区。", "", "新疆维吾尔自治区。") +
+             block(3, "说出中国面积最大的省级行政区。", "", "新疆。") +  # exact copy within the reply
+             block(4, "请把下面的句子翻译成英文。", "今天的天气非常好，我们去公园散步吧。", "The weather is great today."))
+    second = (block(1, "说出中国面积最大的省级行政区！", "", "新疆。") +  # near copy of request 0's item
               block(2, "请把下面的句子翻译成英文。", "今天的天气非常好，我们去公园散散步吧。", "...") +  # near, with input
-              block(3, "请把下面的句子翻译成英文。", "明天我要坐高铁去北京看望外婆。", "I will take the train."),
-              "stop")
+              block(3, "请把下面的句子翻译成英文。", "明天我要坐高铁去北京看望外婆。", "I will take the train."))
+    assert c.process_many([(0, first, "stop", None, False)]) == 1
+    assert c.process_many([(1, second, "stop", None, False)]) == 1
     reasons = [(d["request"], d["position"], d["reason"]) for d in dropped.records]
     assert reasons == [(0, 0, "seed_duplicate"), (0, 2, "exact_duplicate"), (1, 0, "near_duplicate"),
                        (1, 1, "near_duplicate")]
@@ -335,8 +336,9 @@ def test_the_reply_that_reaches_the_target_drops_the_rest_as_over_target():
     cfg = cfg_for(target=2)
     kept, dropped, ledger = Sink(), Sink(), Sink()
     c = Collector(cfg, load_seed_tasks(cfg), 2, kept, dropped, ledger)
-    c.process(0, "".join(block(i, f"说出第{i}个{x}的名字和由来。", "", f"{x}的答案。") for i, x in
-                         enumerate(["星座", "节气", "朝代", "民族"], start=1)), "stop")
+    reply = "".join(block(i, f"说出第{i}个{x}的名字和由来。", "", f"{x}的答案。") for i, x in
+                    enumerate(["星座", "节气", "朝代", "民族"], start=1))
+    assert c.process_many([(0, reply, "stop", None, False)]) == 1
     assert len(kept.records) == 2 and [d["reason"] for d in dropped.records] == ["over_target", "over_target"]
     assert ledger.records[0]["dropped"] == {"over_target": 2}
 

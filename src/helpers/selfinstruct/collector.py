@@ -67,7 +67,6 @@ class Collector:
         self.label_by = Counter()
         self.usage = Counter()     # tokens of the processed replies (cached ones with their original usage)
         self.finish = Counter()
-        self.last_entry: dict | None = None  # the ledger line of the last reply taken
 
     def restore(self, kept: list[dict], ledger: list[dict]) -> None:
         """State of a resumed run: kept items re-enter the index in order (they were kept, so they are kept again)."""
@@ -92,12 +91,6 @@ class Collector:
         self.dropped.update(entry["dropped"])
         self.usage.update(entry.get("usage") or {})
         self.finish[str(entry.get("finish_reason"))] += 1
-
-    def process(self, index: int, text: str, finish_reason: str | None, usage: dict | None = None,
-                cached: bool = False) -> dict:
-        """Take one reply (request ``index``): writes kept and dropped items, then its ledger line."""
-        self.process_many([(index, text, finish_reason, usage, cached)])
-        return self.last_entry
 
     def _screen(self, index: int, text: str, finish_reason: str | None) -> tuple[list[dict], list[dict], int]:
         """(candidates, dropped, blocks) of one reply: parsed, labelled and filtered, not yet de-duplicated."""
@@ -164,7 +157,6 @@ class Collector:
                 self.label_by[r["label_by"]] += 1
             self.kept += len(kept)
             self._count(entry)
-            self.last_entry = entry
             taken += 1
         return taken
 
