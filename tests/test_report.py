@@ -141,8 +141,9 @@ def test_report_reads_findings_first_then_the_headline_figure(built):
     block = text[findings:headline]
     assert block.count("<li>") >= 3 and "Overall (mean over use cases) the score rises" in block
     assert "Keep improving with more data" in block and "Extraction (+0.26 [" in block
-    assert "Agrees with the paper on 1 of 2 use cases" in block  # math is not flat here: it disagrees
-    assert "Disagrees with the paper on 1: Math (paper: stays flat" in block
+    assert "Agrees with the paper's claims on 1 of 2 use cases" in block
+    # the paper's math rises up to 1M (share 0.5), a scale this study (shares 0.01 / 0.1 / 1) does not have
+    assert "Cannot tell against the paper's claims on 1: Math (no scale of this study stands for the paper's 1M" in block
     assert "Not compared with the paper (no trend here): Code, COT" in block
 
 
