@@ -198,7 +198,8 @@ def score_curves(table, path) -> Path:
     return _save(fig, path)
 
 
-VERDICT_TEXT = {"log-linear": "log-linear", "saturating": "saturating (ceiling)", "cannot tell": "cannot tell"}
+VERDICT_TEXT = {"log-linear": "log-linear", "logistic": "logistic in log n", "saturating": "saturating (ceiling)",
+                "cannot tell": "cannot tell"}
 
 
 def _curve_panel(ax, fit: dict, rows: pd.DataFrame, scales: list[str], color, pal, x_base: float) -> None:

@@ -33,19 +33,26 @@ def curve_sentence(c: dict) -> str:
     """What the chosen curve says, in words (the forecast is always called an extrapolation).
 
     >>> curve_sentence({"form": "log-linear", "forecast": 0.91, "forecast_ci_low": 0.8,
-    ...                 "forecast_ci_high": 1.0, "forecast_examples": 6400, "forecast_capped": False})
-    'a log-linear fit (no ceiling in sight) forecasts 0.91 [0.80, 1.00] at 6,400 examples (an extrapolation)'
+    ...                 "forecast_ci_high": 0.97, "forecast_examples": 6400, "near_ceiling": False})
+    'a log-linear fit (no ceiling in sight) forecasts 0.91 [0.80, 0.97] at 6,400 examples (an extrapolation)'
+    >>> curve_sentence({"form": "logistic", "forecast": 0.974, "forecast_ci_low": 0.962,
+    ...                 "forecast_ci_high": 0.982, "forecast_examples": 6400, "near_ceiling": True})  # doctest: +ELLIPSIS
+    'a logistic fit in log n (a straight line would pass 1) forecasts at or near the ceiling: 0.974 [0.962, 0.982] at...'
     >>> curve_sentence({"form": "flat"})
     'no curve forecasts a left-out scale better than a flat line (cannot tell)'
     """
     form = c.get("form")
-    if form not in ("log-linear", "saturating"):
+    if form not in ("log-linear", "logistic", "saturating"):
         return "no curve forecasts a left-out scale better than a flat line (cannot tell)"
-    capped = ", capped at the maximum score 1" if c.get("forecast_capped") else ""
-    fc = (f"{_f(c.get('forecast'))} [{_f(c.get('forecast_ci_low'))}, {_f(c.get('forecast_ci_high'))}] at "
-          f"{_n(c['forecast_examples'])} examples (an extrapolation{capped})")
+    near = bool(c.get("near_ceiling"))
+    f = "{:.3f}" if near else "{:.2f}"  # near the bound two decimals would read as a point at 1.00
+    fc = ("at or near the ceiling: " if near else "") + (
+        f"{_f(c.get('forecast'), f)} [{_f(c.get('forecast_ci_low'), f)}, {_f(c.get('forecast_ci_high'), f)}] at "
+        f"{_n(c['forecast_examples'])} examples (an extrapolation)")
     if form == "log-linear":
         return f"a log-linear fit (no ceiling in sight) forecasts {fc}"
+    if form == "logistic":
+        return f"a logistic fit in log n (a straight line would pass 1) forecasts {fc}"
     n90 = (f"; 90% of it is reached at about {_n(c['n90'])} examples [{_n(c['n90_ci_low'])}, {_n(c['n90_ci_high'])}]"
            if c.get("n90") is not None and c.get("n90_ci_low") is not None and c.get("n90_ci_high") is not None else "")
     return (f"a saturating fit finds a ceiling of {_f(c.get('ceiling'))} [{_f(c.get('ceiling_ci_low'))}, "
