@@ -284,7 +284,8 @@ def _is_png(p: Path) -> bool:
 def test_figures(trend_study, tmp_path):
     res = write_results(trend_study, MODELS, n_boot=N_BOOT)
     out = all_figures(trend_study, res, read_json(trend_study / "data_stats.json"), tmp_path / "figs")
-    assert set(out) == {"figure1", "score_curves", "curve_fits", "composition", "loss_curves", "judge_spread"}
+    assert set(out) == {"figure1", "score_curves", "curve_fits", "composition", "loss_curves", "judge_spread",
+                        "paper_vs_ours"}
     for p in out.values():
         assert _is_png(Path(p)), p
     assert not [p for p in (tmp_path / "figs").iterdir() if p.name.endswith(".tmp")]

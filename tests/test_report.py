@@ -233,6 +233,7 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
     import struct
 
     from helpers.analysis import figures
+    from helpers.analysis.paper import load_figure1
     from helpers.study.categories import CATEGORIES
 
     models = ["base"] + [f"{st}-{n}" for st in ("random", "stratified", "quality") for n in (64, 192, 320, 640)]
@@ -243,7 +244,9 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
               for c in [*CATEGORIES, "overall"] for st in ("random", "stratified", "quality")]
     paths = [figures.figure1(table, tmp_path / "f1.png"), figures.score_curves(table, tmp_path / "sc.png"),
              figures.composition(stats, tmp_path / "co.png"),
-             figures.curve_fits({"table": table, "curves": curves, "models": models}, tmp_path / "cf.png")]
+             figures.curve_fits({"table": table, "curves": curves, "models": models}, tmp_path / "cf.png"),
+             figures.paper_vs_ours({"table": table, "models": models, "paper_figure1": load_figure1()},
+                                   tmp_path / "pv.png")]
     for p in paths:
         width = struct.unpack(">I", p.read_bytes()[16:20])[0]
         assert width <= figures.MAX_WIDTH * figures.DPI + 1, (p.name, width)
