@@ -481,6 +481,9 @@ def paper_vs_ours(results: dict, path) -> Path:
         handles = [Line2D([], [], color="#c9c9c9", lw=6, label="paper, Figure 1 (left axis)"),
                    Line2D([], [], color="#2f5f98", marker="o", label="this study, mean with 95% CI (right axis)")]
         handles += [Line2D([], [], color=STRATEGY_LINES[st], lw=3, label=st) for st in chains if st is not None]
-        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+        if len(axes) > len(cats):  # an empty panel holds the legend
+            axes[len(cats)].legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
+        else:
+            fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False)
         fig.supxlabel("Share of the largest scale (paper: 0.2M / 0.6M / 1M / 2M)", fontsize=9)
     return _save(fig, path)
