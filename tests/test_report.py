@@ -7,6 +7,7 @@ import os
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers.analysis import report as R
@@ -253,3 +254,29 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
 
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def test_a_twelve_use_case_study_at_the_papers_shares_shows_every_use_case_beside_the_paper(tmp_path):
+    """Scales at 0.1 / 0.3 / 0.5 / 1 of the largest, as the default study's: every use case and Overall in
+    the agreement table with a best-scale comparison, and no forecast is a point (low == high) or capped,
+    even where the scores climb towards 1."""
+    from test_paper import MODELS as PAPER_MODELS
+    from test_paper import study
+
+    from helpers.study.categories import CATEGORIES
+
+    rng = np.random.default_rng(5)
+    levels = {c: list(np.clip(0.3 + np.cumsum(rng.normal(0.05, 0.08, 4)), 0, 1)) for c in CATEGORIES}
+    levels["translation"] = [0.55, 0.8, 0.9, 0.97]  # a straight line in log n passes 1 before 10x
+    root = study(tmp_path / "s", levels, n_items=20, sd=0.1)
+    res = write_results(root, PAPER_MODELS, n_boot=100)
+    all_figures(root, res, {})
+    text = html.unescape(build_report(root, tmp_path / "r", "twelve", [], {}, {}).read_text(encoding="utf-8"))
+    section = text[text.index("<th>Shapes</th>"):text.index("<h3>Against the paper's claims</h3>")]
+    assert section.count("<tr") == 13 and "scales not at the paper's shares" not in section
+    assert 'src="figures/paper_vs_ours.png"' in text
+    for c in res["curves"]:
+        if c["forecast"] is not None:
+            assert c["forecast_ci_low"] < c["forecast_ci_high"] and not c["forecast_capped"], c
+    assert {c["category"]: c["form"] for c in res["curves"]}["translation"] == "logistic"
+    assert "(capped at 1)" not in text
