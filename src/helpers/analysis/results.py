@@ -189,7 +189,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "trends": _records(trends),
         "paper_comparison": _records(comparison),
         "paper_shapes": _records(shapes),
-        "paper_figure1": load_figure1(),
+        "paper_figure1": _clean(load_figure1()),  # a copy: the loaded file is cached
         "released_comparison": _clean(released_comparison(_records(table[cols]), checkpoints)),
         "judge_runs": _clean(judge_runs or {}),
         "judge_spread": _records(spread),
