@@ -13,10 +13,10 @@ from helpers.analysis import figures
 from helpers.analysis.changes import scale_changes
 from helpers.analysis.figures import BASE_COLOR, all_figures, loss_curves, model_palette
 from helpers.analysis.order import examples_of
+from helpers.analysis.paper import chain_boot, claims_comparison
 from helpers.analysis.results import lowest_items, pretty_table, write_results
 from helpers.analysis.scores import item_scores, judge_spread, load_answers, load_scores, score_table
-from helpers.analysis.trends import PAPER_CLAIMS, paper_comparison, trend_labels
-from helpers.study.categories import CATEGORIES
+from helpers.analysis.trends import trend_labels
 from helpers.study.files import read_json, write_json, write_jsonl
 
 N_BOOT = 200
@@ -187,7 +187,8 @@ def test_trend_unknown_with_one_scale(tmp_path):
     df = load_scores(build_study(tmp_path / "s", scores), ["base", "100"])
     tr = trend_labels(df, n_boot=N_BOOT).set_index("category")
     assert tr.loc["math", "label"] == "unknown"
-    assert paper_comparison(tr.reset_index()).set_index("category").loc["math", "verdict"] == "cannot tell"
+    pc = claims_comparison(chain_boot(df, ["base", "100"], N_BOOT, 0), ["base", "100"], tr.reset_index())
+    assert pc.set_index("category").loc["math", "verdict"] == "cannot tell"
 
 
 def test_judge_spread(trend_study, tmp_path):
@@ -204,31 +205,10 @@ def test_judge_spread(trend_study, tmp_path):
     assert judge_spread(df2).set_index("category").loc["math", "share_disagree"] == 0.5
 
 
-def _paper_levels(agree: bool) -> dict:
-    levels = {}
-    for c in CATEGORIES:
-        claim = PAPER_CLAIMS.get(c, "flat")
-        if agree:
-            levels[c] = {"flat": flat(0.3), "improving": rising(), "good_early": flat(0.8)}[claim]
-        else:
-            levels[c] = {"flat": rising(), "improving": flat(0.5), "good_early": flat(0.3)}[claim]
-    return levels
-
-
-@pytest.mark.parametrize("agree", [True, False])
-def test_paper_comparison(tmp_path, agree):
-    d = build_study(tmp_path / "s", synthetic(_paper_levels(agree), n_items=30))
-    tr = trend_labels(load_scores(d, MODELS), n_boot=N_BOOT)
-    pc = paper_comparison(tr)
-    assert len(pc) == 11 and set(pc["category"]) == set(PAPER_CLAIMS)
-    want = "agrees" if agree else "disagrees"
-    assert (pc["verdict"] == want).all(), pc[["category", "label", "verdict", "reason"]].to_string()
-    assert pc["reason"].str.len().gt(0).all()
-
-
 def test_paper_comparison_missing_category():
-    pc = paper_comparison(pd.DataFrame(columns=["category", "label"]))
-    assert (pc["verdict"] == "cannot tell").all()
+    pc = claims_comparison({}, MODELS, pd.DataFrame(columns=["category", "label"]))
+    assert len(pc) == 12 and (pc["verdict"] == "cannot tell").all()
+    assert (pc["reason"] == "not in this study's eval set").all()
 
 
 def test_lowest_items(tmp_path):
@@ -278,10 +258,14 @@ def test_findings_name_what_keeps_improving_what_is_flat_and_the_paper(trend_stu
     assert next(t for t in res["findings"] if t.startswith("Flat")).count("Math (") == 1
     assert next(t for t in res["findings"] if t.startswith("Decline")).startswith("Decline with more data") \
         and "Rewrite" in text
-    assert "Agrees with the paper on 2 of 3 use cases: stays flat with more data \u2014 Math (plateau" in text
-    assert "keeps improving with more data \u2014 Extraction (improving" in text
-    assert "Disagrees with the paper on 1: Rewrite (paper: good early" in text
-    assert "Cannot tell against the paper" not in text
+    assert "Agrees with the paper's claims on 1 of 3 use cases: keeps improving up to the largest scale \u2014 Extraction" in text
+    # the paper's math (rises up to 1M) and rewrite (up to 0.6M) name scales this study lacks (shares 0.01/0.1/1)
+    assert "Cannot tell against the paper's claims on 2: Math (no scale of this study stands for the paper's 1M" in text
+    assert "Disagrees with the paper's claims" not in text
+    shape = next(t for t in res["findings"] if "move the same way as in the paper" in t)
+    assert shape.startswith("1 of 3 use cases move the same way") and "Extraction (paper 0.691" in shape
+    assert "Not the same way: Rewrite (paper 0.834 \u2192 0.872 (+0.038); ours 0.78 \u2192 0.38" in shape
+    assert "Cannot tell (1, our interval includes 0): Math" in shape
     assert "Not compared with the paper (no trend here): Code, COT, Classification" in text  # not in the eval set
 
 
@@ -300,7 +284,8 @@ def _is_png(p: Path) -> bool:
 def test_figures(trend_study, tmp_path):
     res = write_results(trend_study, MODELS, n_boot=N_BOOT)
     out = all_figures(trend_study, res, read_json(trend_study / "data_stats.json"), tmp_path / "figs")
-    assert set(out) == {"figure1", "score_curves", "curve_fits", "composition", "loss_curves", "judge_spread"}
+    assert set(out) == {"figure1", "score_curves", "curve_fits", "composition", "loss_curves", "judge_spread",
+                        "paper_vs_ours"}
     for p in out.values():
         assert _is_png(Path(p)), p
     assert not [p for p in (tmp_path / "figs").iterdir() if p.name.endswith(".tmp")]

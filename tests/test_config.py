@@ -105,3 +105,19 @@ def test_set_overrides_take_yaml_values_and_are_checked():
         load_config("configs/default.yaml", ["study.name=x"])
     with pytest.raises(ConfigError, match=r"\n  train\.lr: "):
         load_config("configs/default.yaml", ["train.lr=-1"])
+
+
+def test_repeated_judge_runs_at_temperature_0_warn_what_their_spread_measures(tmp_path):
+    import warnings
+
+    from helpers.study.config import JudgeRunsWarning
+    head = "study: x\nscales: [1, 2]\njudge:\n  kind: openai\n  runs: 3\n"
+    with pytest.warns(JudgeRunsWarning, match=r"judge\.runs: 3 runs at judge\.temperature 0 ask for the same reply "
+                                              r"3 times; their spread measures only the server's nondeterminism"):
+        load_config(write(tmp_path, head + "  others:\n    b: {kind: openai, runs: 2, temperature: 0.7}\n"))
+    with pytest.warns(JudgeRunsWarning, match=r"judge\.others\.b\.runs: 2 runs at judge\.others\.b\.temperature 0"):
+        load_config(write(tmp_path, head + "  temperature: 0.7\n  others:\n    b: {kind: openai, runs: 2}\n"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", JudgeRunsWarning)
+        load_config(write(tmp_path, head + "  temperature: 0.7\n"))  # sampled runs: a spread worth measuring
+        load_config(write(tmp_path, "study: x\nscales: [1, 2]\njudge:\n  kind: openai\n  runs: 1\n"))

@@ -8,8 +8,8 @@ from conftest import make_config
 from test_data import EVALS, _file_study, _train_records
 
 from helpers.analysis.figures import all_figures, model_label, model_palette
+from helpers.analysis.paper import load_claims
 from helpers.analysis.results import write_results
-from helpers.analysis.trends import PAPER_CLAIMS
 from helpers.data.build import prepare
 from helpers.study.categories import CATEGORIES
 from helpers.study.config import ConfigError, load_config, split_model
@@ -171,7 +171,9 @@ def test_strategy_comparison_finds_the_one_use_case_where_quality_helps(grid_stu
     assert steps == {("base", "random-100"), ("random-100", "random-1000"), ("random-1000", "random-10000"),
                      ("base", "quality-100"), ("quality-100", "quality-1000"), ("quality-1000", "quality-10000")}
     assert {r["strategy"] for r in res["paper_comparison"]} == {"random", "quality"}
-    assert len(res["paper_comparison"]) == 2 * len(PAPER_CLAIMS)
+    assert len(res["paper_comparison"]) == 2 * len(load_claims())
+    assert {r["strategy"] for r in res["paper_shapes"]} == {"random", "quality"}
+    assert [t.split(":")[0] for t in res["paper_headline"]] == ["random", "quality"]
 
 
 def test_a_one_strategy_study_has_no_strategy_columns(tmp_path):

@@ -7,14 +7,15 @@ every judge) and the training logs; writes ``results.csv``, ``results.json`` and
     results    the stage: every table into results.csv / results.json (``write_results``)
     scores     judgments to item scores, category x model means with bootstrap CIs
     changes    paired changes between scales and between strategies
-    trends     the trend per use case and the comparison with the paper's findings
-    curves     log-linear / saturating / flat fits per use case, the 10x forecast and the ceiling
+    trends     the trend per use case: slope per tenfold data and its label
+    paper      the paper's Figure 1 and claims (paper_figure1.yaml, paper_claims.yaml) and our shapes against them
+    curves     log-linear / logistic / saturating / flat fits per use case, the 10x forecast and the ceiling
     findings   the plain sentences at the top of the report
     agreement  each judge of ``judge.others`` against the headline judge, per use case
     bootstrap  seeded percentile bootstrap over items
     order      model names and their order in tables and figures
-    figures    the paper's Figure 1 and the other PNGs
-    report     the HTML report and the study's manifest
+    figures    the paper's Figure 1 layout, the paper beside this study, and the other PNGs
+    report     the HTML report (templates/, Jinja2 with autoescape) and the study's manifest
 """
 from helpers.analysis.results import pretty_table, write_results
 

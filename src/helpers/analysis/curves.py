@@ -10,14 +10,20 @@ score at each trained scale ``n``:
 
 They are chosen between, together with a flat line at the mean, by leave-one-scale-out prediction
 error: each scale in turn is left out, each form fitted to the others predicts it, and the form with
-the smallest RMSE wins. That tests what the curve is for (predicting a scale not run) and charges the
-three-parameter form for its flexibility without an information criterion that 3-4 points cannot
-support. A choice made on 3-5 noisy means is fragile (on a truly flat use case a curve wins by
-chance in about a third of synthetic draws), so it is held against item sampling: the saturating
-form must also win in most item resamples (``select_form``), and the chosen curve's rise from the
-smallest to the largest scale must have a 95% interval that excludes 0 (the same evidence the
-trend's slope needs). Where either fails, the verdict is "cannot tell": the form is ``flat`` and no
-forecast is made.
+the smallest RMSE wins, with one condition on the saturating form (below). That tests what the curve is
+for (predicting a scale not run) and charges the three-parameter form for its flexibility without an
+information criterion that 3-4 points cannot support. A choice made on 3-5 noisy means is fragile (on a
+truly flat use case a curve wins by chance in about a third of synthetic draws), so it is held against
+item sampling: the saturating form must also win in most item resamples (``select_form``), and the
+chosen curve's rise from the smallest to the largest scale must have a 95% interval that excludes 0
+(the same evidence the trend's slope needs). Where either fails, the verdict is "cannot tell": the form
+is ``flat`` and no forecast is made.
+
+Where the log-linear form wins but would leave the score's range 0..1 between the smallest scale and
+the forecast, its bounded version takes its place: the logistic in log n,
+``score = 1 / (1 + exp(-(a + b log10 n)))``, the same two parameters, straight in log n in the middle
+and bending towards 0 and 1 at the ends, so the forecast and every refit of it stay inside 0..1 and
+its interval never collapses onto the bound.
 
 Choices, and why:
 
@@ -37,8 +43,10 @@ Choices, and why:
   trend's question (``trends``, the slope's interval); the curve says what shape and forecast.
 * ``curve_fit`` runs dogbox with tolerances of 1e-6 (scores are 0..1, intervals a few hundredths
   wide): half the time of the defaults, which matters at a thousand refits per use case.
-* Predictions are capped to the score's range 0..1; ``forecast_capped`` says when the fitted form ran
-  past it at 10x the largest scale (a straight line in log10(n) cannot go on for another decade).
+* The chosen forms stay in 0..1 by construction (the logistic always, the saturating form below its
+  ceiling ``c`` <= 1), so ``forecast_capped`` is a safeguard that should stay False; the drawn band is
+  still clipped to 0..1. ``near_ceiling`` marks a forecast whose interval reaches within ``NEAR`` of the
+  maximum score (or, saturating, of its own ceiling): the report says "at or near the ceiling" there.
 * The examples needed to reach 90% of the ceiling are given only where a ceiling was identified
   (saturating form chosen): ``n90 = n_max (k / (0.1 c)) ** (1 / alpha)``.
 """
@@ -57,7 +65,7 @@ from helpers.analysis.order import OVERALL, examples_of, model_order
 from helpers.analysis.scores import item_scores
 from helpers.study.categories import category_order
 
-FLAT, LOGLINEAR, SATURATING = "flat", "log-linear", "saturating"
+FLAT, LOGLINEAR, SATURATING, LOGISTIC = "flat", "log-linear", "saturating", "logistic"
 EXTRAPOLATE = 10
 """The forecast is made at this multiple of the largest scale (one more decade)."""
 CEILING_SHARE = 0.9
@@ -67,10 +75,37 @@ BOUNDS = ([0.0, 0.0, 0.05], [1.0, 1.0, 3.0])
 """Lower and upper bounds of (c, k, alpha) in the saturating form."""
 GRID = 40
 """Points along the drawn curve, from the smallest scale to the forecast."""
+NEAR = 0.02
+"""A forecast whose interval comes within this of the ceiling is "at or near the ceiling"."""
 
 
 def loglinear(n, a, b):
     return a + b * np.log10(n)
+
+
+def logistic(n, a, b):
+    """The logistic in log10 n: log-linear in the logit, bounded to (0, 1)."""
+    return 1.0 / (1.0 + np.exp(-(a + b * np.log10(n))))
+
+
+def fit_logistic(n, y, p0=None) -> np.ndarray | None:
+    """Least squares (a, b) of ``logistic``, started from the straight line through the clipped logits
+    (or ``p0``); None with fewer than two distinct scales or when the fit fails."""
+    n, y = np.asarray(n, float), np.asarray(y, float)
+    if len(np.unique(n)) < 2:
+        return None
+    if p0 is None:
+        q = np.clip(y, 0.02, 0.98)
+        b, a = np.polyfit(np.log10(n), np.log(q / (1 - q)), 1)
+        p0 = [a, b]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p, _ = curve_fit(logistic, n, y, p0=p0, method="lm", maxfev=2000)
+    except (RuntimeError, ValueError):
+        return None
+    return p if np.all(np.isfinite(p)) else None
 
 
 def saturating(x, c, k, alpha):
@@ -128,6 +163,8 @@ def fit(form: str, n, y, n_max: float, p0=None) -> np.ndarray | None:
         return np.array([float(np.mean(y))]) if len(y) else None
     if form == LOGLINEAR:
         return fit_loglinear(n, y)
+    if form == LOGISTIC:
+        return fit_logistic(n, y, p0)
     return fit_saturating(np.asarray(n, float) / n_max, y, p0)
 
 
@@ -137,6 +174,8 @@ def predict(form: str, params, n, n_max: float) -> np.ndarray:
         return np.full(n.shape, params[0])
     if form == LOGLINEAR:
         return loglinear(n, *params)
+    if form == LOGISTIC:
+        return logistic(n, *params)
     return saturating(n / n_max, *params)
 
 
@@ -161,29 +200,38 @@ def select_form(n, means, replicates: np.ndarray, n_max: float) -> dict:
 
     The curve with the smaller RMSE is the candidate (ties: log-linear); saturating keeps it only if
     it also wins in more than half of ``SHARE_REPLICATES`` item resamples (the extra parameter must
-    earn its place beyond one lucky draw). The candidate stands if it beats the flat line, else the
-    form is flat. Returns ``form``, the RMSEs ``loo_*``, ``saturating_share`` (NaN where not
-    needed) and ``loo_text`` (the RMSEs in words, for ``reason``).
+    earn its place beyond one lucky draw), else log-linear is the candidate and ``why`` says so with
+    both numbers. The candidate stands if it beats the flat line, else the form is flat. Returns
+    ``form``, the RMSEs ``loo_*``, ``saturating_share`` (NaN where not needed), ``loo_text`` (the
+    RMSEs in words) and ``why`` (the step of the rule that decided, in words).
     """
     loo = {FLAT: loo_rmse(FLAT, n, means, n_max), LOGLINEAR: loo_rmse(LOGLINEAR, n, means, n_max),
            SATURATING: loo_rmse(SATURATING, n, means, n_max) if len(n) >= 4 else math.nan}
     share = math.nan
     curve = SATURATING if loo[SATURATING] < loo[LOGLINEAR] else LOGLINEAR
+    why = f"{curve} predicts left-out scales best"
     p0 = fit(SATURATING, n, means, n_max) if curve == SATURATING else None
-    if p0 is None or not len(replicates):  # no fit to all scales, or nothing to hold it against
+    if curve == SATURATING and (p0 is None or not len(replicates)):  # nothing to hold it against
         curve = LOGLINEAR
+        why = ("saturating predicts left-out scales best but cannot be held against item resamples "
+               f"({'no fit to all scales' if p0 is None else 'no complete resample'}), so the simpler log-linear "
+               "form is kept")
     if curve == SATURATING:
         reps = replicates[:SHARE_REPLICATES]
         sat = np.array([loo_rmse(SATURATING, n, r, n_max, p0) for r in reps])
         share = float(np.mean(sat < np.array([loo_rmse(LOGLINEAR, n, r, n_max) for r in reps])))
-        if not share > 0.5:
+        if share > 0.5:
+            why += f" and beats log-linear in {share:.0%} of item resamples"
+        else:
             curve = LOGLINEAR
+            why = (f"saturating predicts left-out scales best ({loo[SATURATING]:.3f} against log-linear "
+                   f"{loo[LOGLINEAR]:.3f}) but beats log-linear in only {share:.0%} of item resamples, not the "
+                   "majority the rule asks of the extra parameter, so the simpler log-linear form is kept")
     sat_text = (f"saturating {loo[SATURATING]:.3f}" if not math.isnan(loo[SATURATING]) else
                 f"saturating not tried: its 3 parameters need 4 scales for leave-one-out, {len(n)} here")
-    if not math.isnan(share):
-        sat_text += f", better than log-linear in {share:.0%} of item resamples"
-    return {"form": curve if loo[curve] < loo[FLAT] else FLAT, "loo_flat": loo[FLAT],
-            "loo_log_linear": loo[LOGLINEAR], "loo_saturating": loo[SATURATING], "saturating_share": share,
+    form = curve if loo[curve] < loo[FLAT] else FLAT
+    return {"form": form, "loo_flat": loo[FLAT], "loo_log_linear": loo[LOGLINEAR],
+            "loo_saturating": loo[SATURATING], "saturating_share": share, "why": why,
             "loo_text": (f"leave-one-scale-out RMSE: flat {loo[FLAT]:.3f}, log-linear {loo[LOGLINEAR]:.3f}, "
                          f"{sat_text}")}
 
@@ -206,7 +254,7 @@ COLUMNS = ["category", "form", "verdict", "reason", "n_scales", "examples", "mea
            "loo_log_linear", "loo_saturating", "a", "b", "c", "k", "alpha", "rise", "rise_ci_low", "rise_ci_high",
            "level", "level_ci_low", "level_ci_high", "ceiling", "ceiling_ci_low", "ceiling_ci_high", "n90",
            "n90_ci_low", "n90_ci_high", "forecast_examples", "forecast", "forecast_ci_low", "forecast_ci_high",
-           "forecast_capped", "saturating_share", "n_fits_failed", "band"]
+           "forecast_capped", "near_ceiling", "saturating_share", "n_fits_failed", "band"]
 """The columns of ``scaling_curves`` (see there)."""
 
 
@@ -224,18 +272,26 @@ def fit_scaling(n, means, boot, base_mean: float = math.nan) -> dict:
     row = {"form": None, "verdict": "cannot tell", "reason": "", "n_scales": int(len(n)),
            "examples": [int(v) for v in n], "means": [float(v) for v in means], "base_mean": base_mean,
            **dict.fromkeys(COLUMNS[8:COLUMNS.index("forecast_capped")], math.nan),
-           "forecast_capped": False, "saturating_share": math.nan, "n_fits_failed": 0, "band": None}
+           "forecast_capped": False, "near_ceiling": False, "saturating_share": math.nan, "n_fits_failed": 0, "band": None}
     if len(n) < 3:
         row["reason"] = f"cannot tell: {len(n)} trained scale(s); leave-one-scale-out needs at least 3"
         return row
     n_max = float(n.max())
     replicates = boot[~np.isnan(boot).any(axis=1)]
     choice = select_form(n, means, replicates, n_max)
-    form, loo_text = choice.pop("form"), choice.pop("loo_text")
+    form, loo_text, chosen = choice.pop("form"), choice.pop("loo_text"), choice.pop("why")
     row.update(choice)
     why = f"no curve predicts a left-out scale better than a flat line ({loo_text})"
     if form != FLAT:
         params = fit(form, n, means, n_max)
+        ends = predict(form, params, [n.min(), EXTRAPOLATE * n_max], n_max)
+        if form == LOGLINEAR and not np.all((ends >= 0) & (ends <= 1)):
+            bounded = fit(LOGISTIC, n, means, n_max)
+            if bounded is not None:
+                out = "1" if ends.max() > 1 else "0"
+                chosen += (f"; the straight line would pass {out} by {int(EXTRAPOLATE * n_max):,} examples, so its "
+                           "bounded version, the logistic in log10 n, is fitted instead")
+                form, params = LOGISTIC, bounded
         fits = [fit(form, n, r, n_max, p0=params) for r in replicates]
         row["n_fits_failed"] = sum(p is None for p in fits)
         fits = np.array([p for p in fits if p is not None]).reshape(-1, len(params))
@@ -243,7 +299,7 @@ def fit_scaling(n, means, boot, base_mean: float = math.nan) -> dict:
         lo, hi = _ci([float(np.diff(predict(form, p, ends, n_max))[0]) for p in fits])
         row.update(rise=float(np.diff(predict(form, params, ends, n_max))[0]), rise_ci_low=lo, rise_ci_high=hi)
         if not (lo > 0 or hi < 0):
-            why = (f"{form} predicts left-out scales better than a flat line, but its rise from {int(n.min()):,} "
+            why = (f"{form} ({chosen}) predicts left-out scales better than a flat line, but its rise from {int(n.min()):,} "
                    f"to {int(n_max):,} examples, {row['rise']:+.3f} [{lo:+.3f}, {hi:+.3f}], does not exclude 0 "
                    f"({loo_text})")
             form = FLAT
@@ -252,8 +308,8 @@ def fit_scaling(n, means, boot, base_mean: float = math.nan) -> dict:
         row.update(form=FLAT, verdict="cannot tell", reason=f"cannot tell: {why}", level=float(means.mean()),
                    level_ci_low=lo, level_ci_high=hi)
         return row
-    row.update(form=form, verdict=form, reason=f"{form} predicts left-out scales best ({loo_text})")
-    row.update(zip(("a", "b") if form == LOGLINEAR else ("c", "k", "alpha"), map(float, params)))
+    row.update(form=form, verdict=form, reason=f"{form}: {chosen} ({loo_text})")
+    row.update(zip(("a", "b") if form in (LOGLINEAR, LOGISTIC) else ("c", "k", "alpha"), map(float, params)))
 
     grid = np.geomspace(n.min(), EXTRAPOLATE * n_max, GRID)
     curves = np.array([predict(form, p, grid, n_max) for p in fits]).reshape(-1, GRID)
@@ -267,6 +323,8 @@ def fit_scaling(n, means, boot, base_mean: float = math.nan) -> dict:
     lo, hi = _ci(curves[:, -1]) if len(curves) else (math.nan, math.nan)
     row.update(forecast_examples=int(at), forecast=min(max(raw, 0.0), 1.0), forecast_capped=not 0 <= raw <= 1,
                forecast_ci_low=min(max(lo, 0.0), 1.0), forecast_ci_high=min(max(hi, 0.0), 1.0))
+    top = float(params[0]) if form == SATURATING else 1.0
+    row["near_ceiling"] = bool(row["forecast_ci_high"] >= top - NEAR)
     if form == SATURATING:
         lo, hi = _ci(fits[:, 0])
         n90_lo, n90_hi = _ci([n_to_ceiling(p, n_max) for p in fits])
@@ -283,12 +341,12 @@ def scaling_curves(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
     strategy; ``write_results`` runs this per strategy). The overall row fits the mean over
     categories, its bootstrap the mean of the categories' bootstraps (stratified, as the table's).
 
-    Columns: category, ``form`` (flat / log-linear / saturating; None with < 3 scales),
+    Columns: category, ``form`` (flat / log-linear / logistic / saturating; None with < 3 scales),
     ``verdict`` (the form, or "cannot tell"), ``reason``, n_scales, examples and means (the fitted
     points), base_mean (shown, not fitted), ``loo_*`` (leave-one-scale-out RMSE per form), the
-    parameters (a, b or c, k, alpha), level with CI (flat), ceiling with CI and ``n90`` with CI
-    (saturating), ``forecast`` at ``forecast_examples`` (10x the largest scale) with CI and
-    ``forecast_capped``, n_fits_failed (bootstrap refits that failed) and ``band`` (the curve and its
+    parameters (a, b for log-linear and logistic, or c, k, alpha), level with CI (flat), ceiling with CI
+    and ``n90`` with CI (saturating), ``forecast`` at ``forecast_examples`` (10x the largest scale) with
+    CI, ``forecast_capped`` and ``near_ceiling``, n_fits_failed (bootstrap refits that failed) and ``band`` (the curve and its
     95% band on a grid from the smallest scale to the forecast, for the figure).
     """
     items = item_scores(df)

@@ -198,7 +198,8 @@ def score_curves(table, path) -> Path:
     return _save(fig, path)
 
 
-VERDICT_TEXT = {"log-linear": "log-linear", "saturating": "saturating (ceiling)", "cannot tell": "cannot tell"}
+VERDICT_TEXT = {"log-linear": "log-linear", "logistic": "logistic in log n", "saturating": "saturating (ceiling)",
+                "cannot tell": "cannot tell"}
 
 
 def _curve_panel(ax, fit: dict, rows: pd.DataFrame, scales: list[str], color, pal, x_base: float) -> None:
@@ -424,4 +425,65 @@ def all_figures(study_dir, results: dict, data_stats: dict | None = None, out_di
         "composition": composition(data_stats or {}, out / "composition.png"),
         "loss_curves": loss_curves(study_dir, scales, out / "loss_curves.png"),
         "judge_spread": judge_spread(results["judge_spread"], out / "judge_spread.png"),
+        "paper_vs_ours": paper_vs_ours(results, out / "paper_vs_ours.png"),
     }
+
+
+def paper_vs_ours(results: dict, path) -> Path:
+    """Per use case (Overall last), the paper's Figure 1 bars beside this study's means, on a common x axis.
+
+    x is each scale's share of the largest (the paper's 0.2M / 0.6M / 1M / 2M are 0.1 / 0.3 / 0.5 / 1);
+    the paper's four bars use the left y axis, ours (means with 95% CIs, joined by a line, one per
+    strategy in a grid) a right y axis of their own, each scaled to its own data: a 270M model judged
+    on the built-in suite is compared with the paper's shapes, not its levels. Reads ``paper_figure1``,
+    ``table`` and ``models`` of ``results.json``.
+    """
+    fig1 = results.get("paper_figure1") or {}
+    t = pd.DataFrame(results.get("table") or [])
+    models = model_order(results.get("models") or (t["model"] if len(t) else []))
+    chains = {st: [m for m in chain if m != "base"] for st, chain in strategy_groups(models).items()}
+    chains = {st: ms for st, ms in chains.items() if ms}
+    cats = [c for c in CATEGORIES if len(t) and (t["category"] == c).any()] + [OVERALL]
+    ncols = 4
+    nrows = math.ceil(len(cats) / ncols)
+    with sns.axes_style("whitegrid", STYLE):
+        fig = _new((MAX_WIDTH, 2.4 * nrows + 0.8))
+        if not fig1 or not chains:
+            _message(fig, "No comparison with the paper: no trained scale was judged.")
+            return _save(fig, path)
+        p_shares = np.array(fig1["scales"], float) / max(fig1["scales"])
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax, cat in zip(axes, cats):
+            bars = np.array(fig1["scores"][cat], float)
+            ax.bar(p_shares, bars, width=0.08, color="#c9c9c9", edgecolor="#8c8c8c", lw=0.6)
+            lo, hi = bars.min(), bars.max()
+            ax.set_ylim(lo - 0.6 * (hi - lo) - 0.01, hi + 0.3 * (hi - lo) + 0.01)
+            ax.tick_params(axis="y", labelsize=7, colors="#777777")
+            ours = ax.twinx()
+            ours.grid(False)
+            rows = t[t["category"] == cat].set_index("model")
+            for st, scales in chains.items():
+                s = rows.reindex(scales)
+                x = np.array([examples_of(m) for m in scales], float) / max(examples_of(m) for m in scales)
+                mean = s["mean"].to_numpy(float)
+                err = np.nan_to_num(np.vstack([np.clip(mean - s["ci_low"].to_numpy(float), 0, None),
+                                               np.clip(s["ci_high"].to_numpy(float) - mean, 0, None)]))
+                color = "#2f5f98" if st is None else STRATEGY_LINES[st]
+                ours.errorbar(x, mean, yerr=err, color=color, marker="o", ms=4, lw=1.4, capsize=2)
+            ours.tick_params(axis="y", labelsize=7, colors="#2f5f98")
+            ax.set_xlim(0, 1.08)
+            ax.set_xticks(p_shares, [f"{v:g}" for v in p_shares])
+            ax.tick_params(axis="x", labelsize=7)
+            ax.set_title(display_name(cat) if cat != OVERALL else "Overall (mean over use cases)", fontsize=9,
+                         fontweight="bold" if cat == OVERALL else "normal")
+        for ax in axes[len(cats):]:
+            ax.axis("off")
+        handles = [Line2D([], [], color="#c9c9c9", lw=6, label="paper, Figure 1 (left axis)"),
+                   Line2D([], [], color="#2f5f98", marker="o", label="this study, mean with 95% CI (right axis)")]
+        handles += [Line2D([], [], color=STRATEGY_LINES[st], lw=3, label=st) for st in chains if st is not None]
+        if len(axes) > len(cats):  # an empty panel holds the legend
+            axes[len(cats)].legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
+        else:
+            fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False)
+        fig.supxlabel("Share of the largest scale (paper: 0.2M / 0.6M / 1M / 2M)", fontsize=9)
+    return _save(fig, path)

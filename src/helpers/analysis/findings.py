@@ -1,6 +1,6 @@
 """The findings in plain sentences, for the top of the report: what a reader came to learn, first.
 
-Built from ``results.json`` content only (trends, curves, the paper comparison), so the report and
+Built from ``results.json`` content only (trends, curves, the comparisons with the paper), so the report and
 the notebook say the same thing and every number in a sentence can be found in a table below it.
 Each claim carries its interval: "keeps improving" is the slope's 95% CI above the improve
 threshold, "flat" a plateau whose CI lies within +-``flat_tol``; what is neither is "not settled".
@@ -9,6 +9,7 @@ In a strategy grid every sentence starts with its strategy.
 from __future__ import annotations
 
 from helpers.analysis.order import OVERALL
+from helpers.analysis.paper import agreement_sentence
 from helpers.study.categories import display_name
 
 
@@ -32,26 +33,34 @@ def curve_sentence(c: dict) -> str:
     """What the chosen curve says, in words (the forecast is always called an extrapolation).
 
     >>> curve_sentence({"form": "log-linear", "forecast": 0.91, "forecast_ci_low": 0.8,
-    ...                 "forecast_ci_high": 1.0, "forecast_examples": 6400, "forecast_capped": False})
-    'a log-linear fit (no ceiling in sight) forecasts 0.91 [0.80, 1.00] at 6,400 examples (an extrapolation)'
+    ...                 "forecast_ci_high": 0.97, "forecast_examples": 6400, "near_ceiling": False})
+    'a log-linear fit (no ceiling in sight) forecasts 0.91 [0.80, 0.97] at 6,400 examples (an extrapolation)'
+    >>> curve_sentence({"form": "logistic", "forecast": 0.974, "forecast_ci_low": 0.962,
+    ...                 "forecast_ci_high": 0.982, "forecast_examples": 6400, "near_ceiling": True})  # doctest: +ELLIPSIS
+    'a logistic fit in log n (a straight line would pass 1) forecasts at or near the ceiling: 0.974 [0.962, 0.982] at...'
     >>> curve_sentence({"form": "flat"})
     'no curve forecasts a left-out scale better than a flat line (cannot tell)'
     """
     form = c.get("form")
-    if form not in ("log-linear", "saturating"):
+    if form not in ("log-linear", "logistic", "saturating"):
         return "no curve forecasts a left-out scale better than a flat line (cannot tell)"
-    capped = ", capped at the maximum score 1" if c.get("forecast_capped") else ""
-    fc = (f"{_f(c.get('forecast'))} [{_f(c.get('forecast_ci_low'))}, {_f(c.get('forecast_ci_high'))}] at "
-          f"{_n(c['forecast_examples'])} examples (an extrapolation{capped})")
+    near = bool(c.get("near_ceiling"))
+    f = "{:.3f}" if near else "{:.2f}"  # near the bound two decimals would read as a point at 1.00
+    fc = ("at or near the ceiling: " if near else "") + (
+        f"{_f(c.get('forecast'), f)} [{_f(c.get('forecast_ci_low'), f)}, {_f(c.get('forecast_ci_high'), f)}] at "
+        f"{_n(c['forecast_examples'])} examples (an extrapolation)")
     if form == "log-linear":
         return f"a log-linear fit (no ceiling in sight) forecasts {fc}"
+    if form == "logistic":
+        return f"a logistic fit in log n (a straight line would pass 1) forecasts {fc}"
     n90 = (f"; 90% of it is reached at about {_n(c['n90'])} examples [{_n(c['n90_ci_low'])}, {_n(c['n90_ci_high'])}]"
            if c.get("n90") is not None and c.get("n90_ci_low") is not None and c.get("n90_ci_high") is not None else "")
     return (f"a saturating fit finds a ceiling of {_f(c.get('ceiling'))} [{_f(c.get('ceiling_ci_low'))}, "
             f"{_f(c.get('ceiling_ci_high'))}]{n90}; it forecasts {fc}")
 
 
-def _one_chain(res: dict, trends: list[dict], curves: list[dict], comparison: list[dict]) -> list[str]:
+def _one_chain(res: dict, trends: list[dict], curves: list[dict], comparison: list[dict],
+               shapes: list[dict]) -> list[str]:
     s = res.get("settings") or {}
     improve, flat_tol = s.get("improve", 0.02), s.get("flat_tol", 0.1)
     out = []
@@ -87,8 +96,8 @@ def _one_chain(res: dict, trends: list[dict], curves: list[dict], comparison: li
     falling = [r for r in cats if r["label"] == "declining"]
     if falling:
         out.append(f"Decline with more data (95% CI below -{s.get('decline', 0.02)}): {_names(falling, _slope)}.")
-    out += _paper_sentences(comparison)
-    return out
+    shape = agreement_sentence(shapes)
+    return out + ([shape] if shape else []) + _paper_sentences(comparison)
 
 
 def _paper_sentences(comparison: list[dict]) -> list[str]:
@@ -102,14 +111,14 @@ def _paper_sentences(comparison: list[dict]) -> list[str]:
     unsure = [r for r in compared if r["verdict"] == "cannot tell"]
     if agree:
         claims = list(dict.fromkeys(r["claim"] for r in agree))
-        out.append(f"Agrees with the paper on {len(agree)} of {len(compared)} use cases: " + "; ".join(
+        out.append(f"Agrees with the paper's claims on {len(agree)} of {len(compared)} use cases: " + "; ".join(
             f"{claim} \u2014 " + ", ".join(f"{r['name']} ({r['reason']})" for r in agree if r["claim"] == claim)
             for claim in claims) + ".")
     if disagree:
-        out.append(f"Disagrees with the paper on {len(disagree)}: "
+        out.append(f"Disagrees with the paper's claims on {len(disagree)}: "
                    + "; ".join(f"{r['name']} (paper: {r['claim']}; here: {r['reason']})" for r in disagree) + ".")
     if unsure:
-        out.append(f"Cannot tell against the paper on {len(unsure)}: "
+        out.append(f"Cannot tell against the paper's claims on {len(unsure)}: "
                    + "; ".join(f"{r['name']} ({r['reason']})" for r in unsure) + ".")
     if absent:
         out.append(f"Not compared with the paper (no trend here): {', '.join(r['name'] for r in absent)} "
@@ -165,7 +174,8 @@ def judge_sentences(agreement: dict) -> list[str]:
 
 def findings(res: dict) -> list[str]:
     """Plain sentences, overall first, then which use cases keep improving, are flat or not settled,
-    where the study agrees or disagrees with the paper, each with its 95% interval, and how far
+    how many move the same way as in the paper's Figure 1, where the study agrees or disagrees with
+    the paper's claims, each with its 95% interval, and how far
     the judges agree where there are several."""
     trends, curves, comparison = res.get("trends") or [], res.get("curves") or [], res.get("paper_comparison") or []
     strategies = list(dict.fromkeys(r.get("strategy") for r in trends)) or [None]
@@ -174,6 +184,6 @@ def findings(res: dict) -> list[str]:
         def of(rows):
             return [r for r in rows if r.get("strategy") == st]
 
-        sentences = _one_chain(res, of(trends), of(curves), of(comparison))
+        sentences = _one_chain(res, of(trends), of(curves), of(comparison), of(res.get("paper_shapes") or []))
         out += [f"{st}: {t}" if st else t for t in sentences]
     return out + judge_sentences(res.get("judge_agreement") or {})

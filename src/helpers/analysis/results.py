@@ -37,7 +37,15 @@ from helpers.analysis.agreement import APART, judge_agreement
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
 from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
 from helpers.analysis.findings import findings
-from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order, strategy_of
+from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order, strategy_groups, strategy_of
+from helpers.analysis.paper import (
+    agreement_sentence,
+    chain_boot,
+    claims_comparison,
+    load_figure1,
+    released_comparison,
+    shape_agreement,
+)
 from helpers.analysis.scores import (
     code_execution,
     item_scores,
@@ -48,7 +56,7 @@ from helpers.analysis.scores import (
     missing_judgments,
     score_table,
 )
-from helpers.analysis.trends import paper_comparison, trend_labels
+from helpers.analysis.trends import trend_labels
 from helpers.study.categories import DISPLAY_NAMES, category_order, display_name
 from helpers.study.config import STRATEGIES
 from helpers.study.files import atomic_write_text, read_json, read_jsonl, write_json
@@ -110,9 +118,9 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 1000, seed: int = 0,
-                  improve: float = 0.02, decline: float = 0.02, high: float = 0.6,
-                  flat_tol: float = 0.1, k: int = 3, error_model: str | None = None,
-                  judges: list[str] | None = None) -> dict:
+                  improve: float = 0.02, decline: float = 0.02, flat_tol: float = 0.1, k: int = 3,
+                  error_model: str | None = None, judges: list[str] | None = None,
+                  checkpoints: dict[str, str] | None = None, judge_runs: dict | None = None) -> dict:
     """Compute everything and write ``results.csv`` and ``results.json`` atomically.
 
     ``results.csv`` is the tidy table (category, model, examples, mean, ci_low,
@@ -122,7 +130,10 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     uses ``error_model`` (default: the largest scale). ``judges`` names the study's
     judges, the headline judge first (``helpers.study.judges.study_judges``); every
     table is the headline judge's, and ``judge_agreement`` sets each other judge
-    against it (``helpers.analysis.agreement``). Returns the JSON content.
+    against it (``helpers.analysis.agreement``). ``checkpoints`` is the study's ``model.checkpoints``: where
+    it maps models to BELLE's released checkpoints, ``released_comparison`` sets their scores against the
+    paper's Figure 1. ``judge_runs`` (``{"runs", "temperature"}`` of the headline judge) says what the
+    run-to-run spread measures. Returns the JSON content.
     """
     study_dir = Path(study_dir)
     models = model_order(models)
@@ -131,9 +142,17 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     table = score_table(df, n_boot=n_boot, seed=seed)
     trends = per_strategy(df, models, lambda d, _: trend_labels(d, improve=improve, decline=decline,
                                                                  n_boot=n_boot, seed=seed))
-    comparison = per_strategy(df, models, lambda d, chain: paper_comparison(
-        trends[trends["strategy"] == strategy_of(chain[-1])] if "strategy" in trends else trends,
-        high=high, flat_tol=flat_tol))
+    boots: dict[tuple, dict] = {}
+
+    def boot_of(d, chain):  # one bootstrap per chain, shared by the claims and the shape comparison
+        if tuple(chain) not in boots:
+            boots[tuple(chain)] = chain_boot(d, chain, n_boot, seed)
+        return boots[tuple(chain)]
+
+    comparison = per_strategy(df, models, lambda d, chain: claims_comparison(
+        boot_of(d, chain), chain,
+        trends[trends["strategy"] == strategy_of(chain[-1])] if "strategy" in trends else trends, flat_tol))
+    shapes = per_strategy(df, models, lambda d, chain: shape_agreement(boot_of(d, chain), chain))
     spread = judge_spread(df)
     changes = per_strategy(df, models, lambda d, chain: scale_changes(d, n_boot=n_boot, seed=seed, models=chain))
     versus = strategy_comparison(df, n_boot=n_boot, seed=seed)
@@ -169,6 +188,10 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "overall": _records(table[table["category"].isin([OVERALL, OVERALL_ITEMS])][cols]),
         "trends": _records(trends),
         "paper_comparison": _records(comparison),
+        "paper_shapes": _records(shapes),
+        "paper_figure1": _clean(load_figure1()),  # a copy: the loaded file is cached
+        "released_comparison": _clean(released_comparison(_records(table[cols]), checkpoints)),
+        "judge_runs": _clean(judge_runs or {}),
         "judge_spread": _records(spread),
         "curves": _records(curves),
         "changes": _records(changes),
@@ -184,11 +207,14 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
         "error_analysis": {"model": error_model, "k": k},
         "lowest_items": _records(low),
         "settings": {"n_boot": n_boot, "seed": seed, "ci": 0.95, "improve": improve, "decline": decline,
-                     "high": high, "flat_tol": flat_tol, "slope_unit": "score per tenfold training examples",
+                     "flat_tol": flat_tol, "slope_unit": "score per tenfold training examples",
                      "curves": {"forecast_at": f"{EXTRAPOLATE}x the largest scale", "ceiling_share": CEILING_SHARE,
                                 "saturating_needs": f"to beat log-linear in most of {SHARE_REPLICATES} item resamples",
                                 "curve_needs": "a rise across the trained scales whose 95% CI excludes 0"}},
     }
+    result["paper_headline"] = [f"{st}: {text}" if st else text for st in strategy_groups(models)
+                                if (text := agreement_sentence([r for r in result["paper_shapes"]
+                                                                if r.get("strategy") == st]))]
     result["findings"] = findings(result)
     atomic_write_text(study_dir / "results.csv", table[cols].to_csv(index=False))
     write_json(study_dir / "results.json", result)

@@ -1,7 +1,7 @@
-"""The trend of each use case with more data, and where it agrees with the paper's findings.
+"""The trend of each use case with more data: the slope per tenfold data and its label.
 
-``PAPER_CLAIMS`` holds what Ji et al. (2023) report per use case; ``paper_comparison`` says
-agrees / disagrees / cannot tell from the intervals, never from the point estimates alone.
+The paper's claims and the comparison with them are in ``analysis.paper``; its verdicts rest on
+these labels and on the same bootstrap, never on the point estimates alone.
 """
 from __future__ import annotations
 
@@ -15,23 +15,7 @@ from helpers.analysis.bootstrap import cell_rng, joint_boot_means, percentile_ci
 from helpers.analysis.changes import item_matrix
 from helpers.analysis.order import OVERALL, examples_of, model_order
 from helpers.analysis.scores import item_scores
-from helpers.study.categories import category_order, display_name
-
-PAPER_CLAIMS = {
-    "math": "flat", "code": "flat", "cot": "flat",
-    "extraction": "improving", "classification": "improving",
-    "closed_qa": "improving", "summarization": "improving",
-    "translation": "good_early", "rewrite": "good_early",
-    "generation": "good_early", "brainstorming": "good_early",
-}
-"""What Ji et al. (2023) report per use case as the data grows from 0.2M to 2M.
-Open QA is not given a clear trend in the paper, so it has no claim here."""
-
-CLAIM_TEXT = {
-    "flat": "stays flat with more data",
-    "improving": "keeps improving with more data",
-    "good_early": "good early (plateau at a high level)",
-}
+from helpers.study.categories import category_order
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -113,69 +97,3 @@ def _trend_row(cat, x, scales, means, boot, n_items, base_mean, improve, decline
             "n_items": int(n_items), "n_scales": n_scales, "first_scale": first, "first_mean": f_mean,
             "first_ci_low": f_lo, "first_ci_high": f_hi, "last_scale": last, "last_mean": l_mean,
             "base_mean": base_mean}
-
-
-def paper_comparison(trends: pd.DataFrame, high: float = 0.6, flat_tol: float = 0.1) -> pd.DataFrame:
-    """Hold each of the paper's per-use-case claims against our trend labels.
-
-    Verdicts (one-line ``reason`` each):
-
-    * flat (math, code, COT): agrees when labelled plateau with the slope CI inside
-      +-``flat_tol`` per tenfold data; disagrees when improving or declining; a
-      plateau whose CI is wider than that cannot tell.
-    * improving (extraction, classification, closed QA, summarization): agrees
-      when improving; disagrees when declining, or a plateau whose CI upper bound
-      is below ``flat_tol`` (the gain is ruled out); otherwise cannot tell.
-    * good early (translation, rewrite, generation, brainstorming): agrees when
-      labelled plateau and the first trained scale already scores >= ``high``;
-      disagrees when the first scale's CI is entirely below ``high``, or the
-      score declines or keeps improving; otherwise cannot tell.
-
-    Categories missing from ``trends`` or labelled ``unknown`` cannot tell.
-    Columns: category, name, claim, label, verdict, reason.
-    """
-    by_cat = {r["category"]: r for r in pd.DataFrame(trends).to_dict("records")}
-    rows = []
-    for cat, claim in PAPER_CLAIMS.items():
-        r = by_cat.get(cat)
-        verdict, reason, label = "cannot tell", "", None
-        if r is None:
-            reason = "not in this study's eval set"
-        elif r["label"] == "unknown":
-            label = "unknown"
-            reason = "fewer than two trained scales: no slope"
-        else:
-            label = r["label"]
-            ci = f"slope {r['slope']:+.3f}/10x data, 95% CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-            if claim == "flat":
-                if label != "plateau":
-                    verdict, reason = "disagrees", f"{label}: {ci}"
-                elif r["ci_low"] >= -flat_tol and r["ci_high"] <= flat_tol:
-                    verdict, reason = "agrees", f"plateau: {ci} within +-{flat_tol}"
-                else:
-                    reason = f"plateau but CI too wide to call flat: {ci}"
-            elif claim == "improving":
-                if label == "improving":
-                    verdict, reason = "agrees", f"improving: {ci}"
-                elif label == "declining":
-                    verdict, reason = "disagrees", f"declining: {ci}"
-                elif r["ci_high"] < flat_tol:
-                    verdict, reason = "disagrees", f"plateau, a gain of {flat_tol}/10x is ruled out: {ci}"
-                else:
-                    reason = f"plateau, but a gain is not ruled out: {ci}"
-            else:
-                lvl = (f"first scale ({r['first_scale']}) mean {r['first_mean']:.2f} "
-                       f"[{r['first_ci_low']:.2f}, {r['first_ci_high']:.2f}]")
-                if label == "declining":
-                    verdict, reason = "disagrees", f"declining: {ci}"
-                elif r["first_ci_high"] < high:
-                    verdict, reason = "disagrees", f"starts low: {lvl} < {high}"
-                elif label == "improving":
-                    verdict, reason = "disagrees", f"keeps improving rather than levelling off: {ci}"
-                elif r["first_mean"] >= high:
-                    verdict, reason = "agrees", f"plateau at a high level: {lvl} >= {high}"
-                else:
-                    reason = f"plateau, but the early level is unclear: {lvl} vs {high}"
-        rows.append({"category": cat, "name": display_name(cat), "claim": CLAIM_TEXT[claim],
-                     "label": label, "verdict": verdict, "reason": reason})
-    return pd.DataFrame(rows, columns=["category", "name", "claim", "label", "verdict", "reason"])

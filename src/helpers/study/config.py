@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -709,7 +710,7 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
     for override in overrides:
         raw = apply_override(raw, override)
     try:
-        return StudyConfig.model_validate(raw)
+        cfg = StudyConfig.model_validate(raw)
     except ValidationError as e:
         problems = []
         for err in e.errors():
@@ -720,6 +721,9 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
                             else f"{key}: {msg}")
         given = f" with --set {' '.join(overrides)}" if overrides else ""
         raise ConfigError(f"{path}{given}: invalid config\n  " + "\n  ".join(problems)) from None
+    for text in judge_run_warnings(cfg):
+        warnings.warn(f"{path}: {text}", JudgeRunsWarning, stacklevel=2)
+    return cfg
 
 
 def resolve(path: str | Path) -> Path:
@@ -734,3 +738,21 @@ def study_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
 
 def report_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
     return resolve(root or REPO) / "reports" / cfg.study
+
+
+class JudgeRunsWarning(UserWarning):
+    """A config whose repeated judge runs cannot measure what repeating them is for."""
+
+
+def judge_run_warnings(cfg: StudyConfig) -> list[str]:
+    """One line per LLM judge with ``runs > 1`` at ``temperature: 0``.
+
+    The paper averages three ChatGPT runs because its generations vary. At temperature 0 every run asks
+    for the same (most likely) reply, and the run index sent as ``seed`` changes nothing, so the spread
+    across runs measures only the server's nondeterminism (batching, floating point), not the judge's
+    own variability; the runs cost ``runs`` times as much for nearly one run's information."""
+    judges = [("judge", cfg.judge)] + [(f"judge.others.{n}", j) for n, j in cfg.judge.others.items()]
+    return [f"{key}.runs: {j.runs} runs at {key}.temperature 0 ask for the same reply {j.runs} times; their spread "
+            "measures only the server's nondeterminism, not the judge's variability the paper averaged over. "
+            f"Set {key}.temperature above 0 (the run index is sent as the seed) or {key}.runs: 1"
+            for key, j in judges if j.kind == "openai" and j.runs > 1 and j.temperature == 0]
