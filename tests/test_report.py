@@ -197,6 +197,7 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
     import struct
 
     from helpers.analysis import figures
+    from helpers.study import plots
     from helpers.study.categories import CATEGORIES
 
     models = ["base"] + [f"{st}-{n}" for st in ("random", "stratified", "quality") for n in (64, 192, 320, 640)]
@@ -210,7 +211,7 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
              figures.curve_fits({"table": table, "curves": curves, "models": models}, tmp_path / "cf.png")]
     for p in paths:
         width = struct.unpack(">I", p.read_bytes()[16:20])[0]
-        assert width <= figures.MAX_WIDTH * figures.DPI + 1, (p.name, width)
+        assert width <= plots.MAX_WIDTH * plots.DPI + 1, (p.name, width)
 
 
 CHROMIUM = "/usr/bin/chromium"

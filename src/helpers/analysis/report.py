@@ -20,11 +20,11 @@ import shutil
 from pathlib import Path
 
 from helpers.analysis.findings import findings
-from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order
 from helpers.analysis.scores import code_execution_note
 from helpers.study.categories import display_name
 from helpers.study.config import StudyConfig
 from helpers.study.files import atomic_path, atomic_write_text, read_json, write_json
+from helpers.study.order import OVERALL, OVERALL_ITEMS, model_order
 from helpers.study.runner import Execution, manifest, stage_times
 
 HEADLINE = ("curve_fits", "Score against training examples per use case with the curve chosen by leave-one-scale-out "
