@@ -462,6 +462,7 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         "<h2>Stage times</h2>", _stage_times(stage_times),
         "<h2>Provenance</h2>",
         f"<details><summary>Manifest (config, seed, versions)</summary><pre>{_e(manifest_json)}</pre></details>",
+        f"<footer>{_e((manifest or {}).get('produced_by', {}).get('text', ''))}</footer>",
     ]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"

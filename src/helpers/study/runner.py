@@ -312,7 +312,22 @@ def manifest(cfg: StudyConfig, config_path: Path, sd: Path, runs: list[Execution
         "generation": {m: read_json(p) for m, p in notes.items() if p.exists()},
         "stages": {k: {"fingerprint": v["fingerprint"], "outputs": v["outputs"], "seconds": v.get("seconds"),
                        "finished": v.get("finished")} for k, v in records.items()},
+        "produced_by": produced_by(records),
     }
+
+
+def produced_by(records: dict[str, dict]) -> dict:
+    """Which code and settings produced the study's results, from the stage records: every code file and
+    setting in their keys, a short digest of each set, and a sentence for the report's footer."""
+    code, settings = {}, {}
+    for rec in records.values():
+        code.update(rec.get("parts", {}).get("code", {}))
+        settings.update(rec.get("parts", {}).get("settings", {}))
+    short = {name: digest(part)[:12] for name, part in (("code", code), ("settings", settings))}
+    return {"code": dict(sorted(code.items())), "settings": dict(sorted(settings.items())), "digests": short,
+            "text": f"Produced by code {short['code']} ({len(code)} notebooks and modules, by syntax tree) and "
+                    f"settings {short['settings']} ({len(settings)} settings that change results); the manifest "
+                    "lists both, and `python -m helpers status` names what changed since."}
 
 
 def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> None:
