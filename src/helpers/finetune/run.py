@@ -37,7 +37,7 @@ from helpers.finetune.tokens import IGNORE
 from helpers.study.aside import move_aside
 from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
-from helpers.study.imports import code_digest, code_label, module_file
+from helpers.study.imports import code_hashes, code_label
 from helpers.study.keys import changes, digest, stage_settings
 from helpers.study.models import base_model_path, bf16_supported, load_causal_lm, load_tokenizer
 
@@ -188,7 +188,7 @@ def run_parts(cfg: StudyConfig, data_sha256: str) -> dict:
     serialising two million records again in every process only to hash them is what it replaces.
     """
     return {"settings": stage_settings(cfg, "finetune"),
-            "code": {code_label(m): code_digest(module_file(m)) for m in TRAINING_CODE},
+            "code": {code_label(m): d for m, d in code_hashes(set(TRAINING_CODE)).items()},
             "data": {"subset": data_sha256}}
 
 

@@ -158,7 +158,8 @@ def code_hashes(modules: set[str], package_dir: Path = PACKAGE_DIR) -> dict[str,
 
 def code_label(name: str, package_dir: Path = PACKAGE_DIR) -> str:
     """How a reason names a module: its file under ``src/`` (``helpers/finetune/tokens.py``)."""
-    return module_file(name, package_dir).relative_to(package_dir.parent).as_posix()
+    base = package_dir.joinpath(*name.split(".")[1:])
+    return (base / "__init__.py" if base.is_dir() else base.with_suffix(".py")).relative_to(package_dir.parent).as_posix()
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

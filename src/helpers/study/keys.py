@@ -39,7 +39,7 @@ from pathlib import Path
 
 from helpers.study.config import REPO, StudyConfig
 from helpers.study.hashes import hash_path
-from helpers.study.imports import code_digest, code_label, module_file, notebook_modules
+from helpers.study.imports import code_digest, code_hashes, code_label, notebook_modules
 
 STAGE_SETTINGS = {
     "selfinstruct": ("seed", "selfinstruct"),
@@ -103,7 +103,7 @@ def path_label(path: Path, study_dir: Path | None) -> str:
 def key_parts(cfg: StudyConfig, stage: str, notebook: Path, inputs: list[Path], study_dir: Path | None) -> dict:
     """Everything the key of one stage execution is made of (see the module docstring)."""
     code = {path_label(notebook, None): code_digest(notebook)}
-    code.update({code_label(m): code_digest(module_file(m)) for m in sorted(notebook_modules(notebook))})
+    code.update({code_label(m): d for m, d in code_hashes(notebook_modules(notebook)).items()})
     return {"settings": stage_settings(cfg, stage), "code": code,
             "data": {path_label(p, study_dir): hash_path(p) for p in inputs}}
 
