@@ -354,7 +354,7 @@ def study_status(cfg: StudyConfig, sd: Path, runs: list[Execution]) -> list[Stat
     for run in runs:
         rec = record_path(sd, run)
         record = read_json(rec) if rec.exists() else None
-        outputs = {path_label(p, sd): hash_path(p) for p in run.outputs}
+        outputs = [(path_label(p, sd), str(p), hash_path(p)) for p in run.outputs]
         found.append(own_status(record, parts(cfg, run), outputs, run.label))
     return upstream(found, [[path_label(p, sd) for p in r.inputs] for r in runs],
                     [[path_label(p, sd) for p in r.outputs] for r in runs])
