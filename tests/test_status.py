@@ -47,12 +47,14 @@ def states(root, overrides=()) -> dict[str, str]:
 def edited_modules(monkeypatch, tmp_path, edits: dict[str, str]) -> None:
     """The runner sees module ``name`` as ``edits[name]`` (a copy under ``tmp_path``), the rest as they are."""
     real = imports.module_file
+    copies = {}
+    for name, text in edits.items():
+        copies[name] = tmp_path / f"{name}.{len(list(tmp_path.iterdir()))}.py"
+        copies[name].write_text(text, encoding="utf-8")
 
     def module_file(name, package_dir=imports.PACKAGE_DIR):
-        if name in edits and package_dir == imports.PACKAGE_DIR:
-            copy = tmp_path / (name + ".py")
-            copy.write_text(edits[name], encoding="utf-8")
-            return copy
+        if name in copies and package_dir == imports.PACKAGE_DIR:
+            return copies[name]
         return real(name, package_dir)
 
     monkeypatch.setattr(imports, "module_file", module_file)
@@ -101,12 +103,13 @@ def test_a_docstring_edit_in_any_module_leaves_every_stage_up_to_date(micro, mon
         assert edited != source
         edited_modules(monkeypatch, tmp_path, {name: edited})
         assert states(micro) == dict.fromkeys(LABELS, "up to date"), name
-    # the same copies with a change to the code make every stage that runs it stale, and say which file
-    edited_modules(monkeypatch, tmp_path, {"helpers.study.prompt": prose_edit(
-        imports.module_file("helpers.study.prompt").read_text()) + "CHANGED = 1\n"})
-    found = states(micro)
-    assert found["finetune-4"] == "stale: code: helpers/study/prompt.py"
-    assert found["generate-base"] == "stale: code: helpers/study/prompt.py"
+    # the same kind of copy with a change to the code makes the stages that run it stale, and says which file
+    edited_modules(monkeypatch, tmp_path, {"helpers.judge.text_metrics": prose_edit(
+        imports.module_file("helpers.judge.text_metrics").read_text()) + "CHANGED = 1\n"})
+    judged = {f"judge-{m}": "stale: code: helpers/judge/text_metrics.py" for m in ("base", "4", "12")}
+    assert states(micro) == {**dict.fromkeys(LABELS, "up to date"), **judged, "analysis": (
+        "stale: input: judgments/base.jsonl (judge-base is stale); input: judgments/4.jsonl (judge-4 is stale); "
+        "input: judgments/12.jsonl (judge-12 is stale)")}
 
 
 def reword(source: str) -> str:

@@ -82,7 +82,7 @@ def _module_imports(path: Path, package_dir: Path) -> set[str]:
     hit = _imports.get((str(path), str(package_dir)))
     if hit and hit[:2] == (st.st_size, st.st_mtime_ns):
         return set(hit[2])
-    found = imports_of(path.read_text(encoding="utf-8"), package_dir)
+    found = imports_of(notebook_source(path) if path.suffix == ".ipynb" else path.read_text(encoding="utf-8"), package_dir)
     _imports[(str(path), str(package_dir))] = (st.st_size, st.st_mtime_ns, found)
     return set(found)
 
@@ -105,7 +105,7 @@ def notebook_source(path: Path) -> str:
 
 def notebook_modules(path: Path, package_dir: Path = PACKAGE_DIR) -> set[str]:
     """Every module of ours a notebook's code can run (see ``module_closure``)."""
-    return module_closure(imports_of(notebook_source(path), package_dir), package_dir)
+    return module_closure(_module_imports(path, package_dir), package_dir)
 
 
 def strip_prose(tree: ast.AST) -> ast.AST:
