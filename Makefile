@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study test test-vllm vllm-env lab dry-run browser sandbox clean distclean
+.PHONY: setup study status test test-vllm vllm-env lab dry-run browser sandbox clean clean-stale distclean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ study: setup sandbox
 
 dry-run: setup
 	$(BIN)/python -m helpers run --config $(CONFIG) --dry-run
+
+# Per stage and model: up to date, stale (and why, in words) or missing.
+status: setup
+	$(BIN)/python -m helpers status --config $(CONFIG)
 
 # The report test drives Debian's chromium headless (installed here when missing; needs root).
 browser:
@@ -80,6 +84,10 @@ lab: setup
 
 clean:
 	find data reports -mindepth 1 -maxdepth 1 ! -name README.md ! -name base_models -exec rm -rf {} +
+
+# Only the model and checkpoint folders a rerun moved aside (data/<study>/models/*.stale-*).
+clean-stale: setup
+	$(BIN)/python -m helpers clean --stale --config $(CONFIG)
 
 distclean: clean
 	rm -rf $(VENV) $(VLLM_VENV) data/base_models

@@ -95,6 +95,17 @@ def test_fingerprint_covers_every_module_a_notebook_imports(stage):
     assert f"helpers.{stage.name}" in covered
 
 
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+def test_a_notebook_imports_only_its_own_stage_and_the_shared_part(stage):
+    """Read from the notebook's imports: a figure a data notebook shows that lives in the analysis package
+    would put the analysis code in the data stage's key (a findings edit would rerun everything)."""
+    shared = {"helpers", "helpers.openai_client"}
+    modules = notebook_modules(NOTEBOOKS / stage.notebook)
+    outside = sorted(m for m in modules if m not in shared and m.split(".")[1] not in (stage.name, "study"))
+    assert not outside, f"{stage.notebook} can run modules of other stages: {outside}"
+    assert f"helpers.{stage.name}" in modules
+
+
 def test_imports_inside_functions_and_of_packages_count(tmp_path):
     """A module reached only through an import inside a function, or through a package's __init__, is covered."""
     pkg = tmp_path / "helpers"
@@ -120,15 +131,20 @@ def test_a_change_in_a_module_reached_only_indirectly_makes_the_stage_stale(tmp_
 
     real = imports.module_file
 
+    edit = {"text": ""}
+
     def edited(name, package_dir=imports.PACKAGE_DIR):
         path = real(name, package_dir)
         if name == "helpers.judge.text_metrics":
             copy = tmp_path / "text_metrics.py"
-            copy.write_text(path.read_text() + "\n# an edit\n")
+            copy.write_text(path.read_text() + edit["text"])
             return copy
         return path
 
     monkeypatch.setattr(imports, "module_file", edited)
+    edit["text"] = "\n# a comment\n"
+    assert fingerprint(cfg, run) == before  # prose is not code
+    edit["text"] = "\nEDITED = 1\n"
     assert fingerprint(cfg, run) != before
 
 

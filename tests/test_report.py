@@ -235,6 +235,7 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
 
     from helpers.analysis import figures
     from helpers.analysis.paper import load_figure1
+    from helpers.study import plots
     from helpers.study.categories import CATEGORIES
 
     models = ["base"] + [f"{st}-{n}" for st in ("random", "stratified", "quality") for n in (64, 192, 320, 640)]
@@ -250,7 +251,7 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
                                    tmp_path / "pv.png")]
     for p in paths:
         width = struct.unpack(">I", p.read_bytes()[16:20])[0]
-        assert width <= figures.MAX_WIDTH * figures.DPI + 1, (p.name, width)
+        assert width <= plots.MAX_WIDTH * plots.DPI + 1, (p.name, width)
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,4 +1,5 @@
 """Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run [--tflops T]]``,
+``python -m helpers status [--config FILE]``, ``python -m helpers clean --stale [--config FILE]``,
 ``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``."""
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ def main(argv: list[str] | None = None) -> int:
                      help="override a config value, e.g. --set train.lr=1e-4 (repeatable; recorded in the manifest)")
     run.add_argument("--tflops", type=float, default=None,
                      help="with --dry-run: sustained TFLOP/s per GPU for the training time (default 125: 40%% of an A100)")
+    status = sub.add_parser("status", help="per stage and model: up to date, stale (and why) or missing")
+    status.add_argument("--config", default="configs/default.yaml", help="study config (default: configs/default.yaml)")
+    status.add_argument("--root", default=None, help="where data/ and reports/ are (default: the checkout)")
+    status.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
+                        help="the overrides the study runs with (repeatable)")
+    clean = sub.add_parser("clean", help="remove the model and checkpoint folders a rerun moved aside")
+    clean.add_argument("--stale", action="store_true", required=True,
+                       help="remove models/*.stale-* (moved aside by a rerun: another key); `make clean` removes everything")
+    clean.add_argument("--config", default="configs/default.yaml", help="study config (default: configs/default.yaml)")
+    clean.add_argument("--root", default=None, help="where data/ is (default: the checkout)")
     train = sub.add_parser("train", help="train one scale (what accelerate launch runs on many devices)")
     train.add_argument("--config", required=True)
     train.add_argument("--root", default=None)
@@ -52,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
+        elif args.command == "status":
+            from helpers.study.runner import status
+
+            status(args.config, root=args.root, overrides=args.overrides)
+        elif args.command == "clean":
+            from helpers.study.aside import remove_stale
+            from helpers.study.config import load_config, study_dir
+
+            remove_stale(study_dir(load_config(args.config), args.root))
         elif args.command == "train":
             from helpers.finetune.run import train
             from helpers.study.config import load_config, study_dir

@@ -13,7 +13,6 @@ every judge) and the training logs; writes ``results.csv``, ``results.json`` and
     findings   the plain sentences at the top of the report
     agreement  each judge of ``judge.others`` against the headline judge, per use case
     bootstrap  seeded percentile bootstrap over items
-    order      model names and their order in tables and figures
     figures    the paper's Figure 1 layout, the paper beside this study, and the other PNGs
     report     the HTML report (templates/, Jinja2 with autoescape) and the study's manifest
 """

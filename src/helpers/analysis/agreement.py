@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from helpers.analysis.order import OVERALL, model_order
 from helpers.analysis.scores import item_scores, load_scores
 from helpers.study.categories import category_order
+from helpers.study.order import OVERALL, model_order
 
 APART = 0.3
 """Two scores further apart than this (on 0..1) count as a disagreement in ``share_apart``."""

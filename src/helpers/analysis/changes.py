@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 
 from helpers.analysis.bootstrap import boot_means, cell_rng, percentile_ci
-from helpers.analysis.order import OVERALL, examples_of, model_order, strategy_groups
 from helpers.analysis.scores import item_scores
 from helpers.study.categories import category_order
 from helpers.study.config import STRATEGIES, split_model
+from helpers.study.order import OVERALL, examples_of, model_order, strategy_groups
 
 
 def item_matrix(items: pd.DataFrame, models: list[str]) -> pd.DataFrame:

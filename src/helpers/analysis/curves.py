@@ -61,9 +61,9 @@ from scipy.optimize import OptimizeWarning, curve_fit
 
 from helpers.analysis.bootstrap import cell_rng, joint_boot_means, percentile_ci
 from helpers.analysis.changes import item_matrix
-from helpers.analysis.order import OVERALL, examples_of, model_order
 from helpers.analysis.scores import item_scores
 from helpers.study.categories import category_order
+from helpers.study.order import OVERALL, examples_of, model_order
 
 FLAT, LOGLINEAR, SATURATING, LOGISTIC = "flat", "log-linear", "saturating", "logistic"
 EXTRAPOLATE = 10

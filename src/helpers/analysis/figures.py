@@ -1,14 +1,7 @@
-"""The study's figures, each written to a PNG whose path is returned.
+"""The analysis stage's figures, each written to a PNG whose path is returned.
 
-Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas, never
-through pyplot's global state, so importing this module does not switch a
-notebook's backend; show a figure in a notebook with ``IPython.display.Image(path)``.
-Every PNG is saved to a temporary name beside the target and renamed over it.
-
-Colours: one per model, the same in every figure -- ``base`` is grey and the
-trained scales run from dark to light along viridis in order of example count; in a
-strategy grid each strategy has its own hue (``STRATEGY_COLORMAPS``), darker for more data.
-Category names are the paper's (``helpers.study.categories.DISPLAY_NAMES``).
+Colours, labels and saving are shared with the other stages' figures (``helpers.study.plots``), and
+so is the training data's composition (the data notebook shows it too).
 """
 from __future__ import annotations
 
@@ -18,87 +11,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from helpers.analysis.order import OVERALL, examples_of, model_order, strategy_groups, strategy_of
 from helpers.study.categories import CATEGORIES, category_order, display_name
-from helpers.study.files import atomic_path, read_jsonl
-
-BASE_COLOR = "#8c8c8c"
-
-STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
-
-STRATEGY_COLORMAPS = {"random": "Blues", "stratified": "Greens", "quality": "Oranges"}
+from helpers.study.files import read_jsonl
+from helpers.study.order import OVERALL, examples_of, model_order, strategy_groups
+from helpers.study.plots import (
+    BASE_COLOR,
+    MAX_WIDTH,
+    STYLE,
+    composition,
+    fmt_count,
+    message,
+    model_label,
+    model_palette,
+    new_figure,
+    save_png,
+)
 
 STRATEGY_LINES = {"random": "#2f5f98", "stratified": "#2e7d4f", "quality": "#c4621b"}
-
-DPI = 110
-MAX_WIDTH = 12.0
-"""Inches. The report's column is at most 1200 CSS px, so on a 1280 px screen a 12 in figure (1320 px
-at ``DPI``) is shown at >= 0.85 of its size and 8 pt labels stay above 10 px; a wider one shrinks
-until they cannot be read (a 12-scale strategy grid made composition 29 in wide)."""
-
-
-def model_palette(models) -> dict[str, tuple]:
-    """``{model: colour}``: base grey; scales along viridis by example count, or in a
-    strategy grid along the strategy's own colormap (light to dark with more data)."""
-    pal = {"base": BASE_COLOR} if "base" in models else {}
-    for strategy, chain in strategy_groups(models).items():
-        scales = [m for m in chain if m != "base"]
-        if strategy is None:
-            cmap, pos = colormaps["viridis"], np.linspace(0.05, 0.85, len(scales)) if len(scales) > 1 else [0.35]
-        else:
-            cmap, pos = colormaps[STRATEGY_COLORMAPS[strategy]], np.linspace(0.45, 0.95, len(scales)) \
-                if len(scales) > 1 else [0.7]
-        pal.update({m: tuple(cmap(p)) for m, p in zip(scales, pos)})
-    return pal
-
-
-def category_palette(categories=CATEGORIES) -> dict[str, tuple]:
-    """A fixed colour per category (the paper's 12 first, in order)."""
-    cats = list(dict.fromkeys(list(CATEGORIES) + list(categories)))
-    cols = sns.color_palette("tab20", len(cats)) if len(cats) > 10 else sns.color_palette("tab10", len(cats))
-    return dict(zip(cats, cols))
-
-
-def fmt_count(n: int) -> str:
-    """200000 -> '200k', 2000000 -> '2M', 600 -> '600'."""
-    n = int(n)
-    if n >= 1_000_000 and n % 100_000 == 0:
-        return f"{n / 1e6:g}M"
-    if n >= 1_000 and n % 100 == 0:
-        return f"{n / 1e3:g}k"
-    return str(n)
-
-
-def model_label(model: str) -> str:
-    """``base (0)``, ``640``, or ``quality 640`` in a strategy grid."""
-    if model == "base":
-        return "base (0)"
-    strategy = strategy_of(model)
-    return f"{strategy} {fmt_count(examples_of(model))}" if strategy else fmt_count(examples_of(model))
-
-
-def _new(figsize) -> Figure:
-    fig = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    return path
-
-
-def _message(fig: Figure, text: str) -> None:
-    ax = fig.add_subplot()
-    ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
 
 
 def figure1(table, path) -> Path:
@@ -114,7 +45,7 @@ def figure1(table, path) -> Path:
     models = model_order(t["model"])
     pal = model_palette(models)
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((min(MAX_WIDTH, max(8, 1.05 * len(cats) + 2)), 4.8))
+        fig = new_figure((min(MAX_WIDTH, max(8, 1.05 * len(cats) + 2)), 4.8))
         ax = fig.add_subplot()
         width = 0.8 / max(len(models), 1)
         x = np.arange(len(cats))
@@ -134,7 +65,7 @@ def figure1(table, path) -> Path:
         ax.set_ylabel("Mean judge score (0-1), 95% CI")
         ax.set_title("Score per use case and amount of instruction data")
         fig.legend(title="Training examples", fontsize=8, loc="outside right upper", frameon=False)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def score_curves(table, path) -> Path:
@@ -157,7 +88,7 @@ def score_curves(table, path) -> Path:
     ncols = 4
     nrows = max(3, math.ceil(len(cats) / ncols))
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((MAX_WIDTH, 2.7 * nrows))
+        fig = new_figure((MAX_WIDTH, 2.7 * nrows))
         axes = fig.subplots(nrows, ncols, sharex=True, sharey=True).ravel()
         for ax, cat in zip(axes, cats):
             sub = t[t["category"] == cat].set_index("model")
@@ -195,7 +126,7 @@ def score_curves(table, path) -> Path:
         fig.supylabel("Mean judge score (0-1), 95% CI band")
         if any(st is not None for st in chains):
             fig.legend(title="Selection strategy", fontsize=8, loc="outside right upper", frameon=False)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 VERDICT_TEXT = {"log-linear": "log-linear", "logistic": "logistic in log n", "saturating": "saturating (ceiling)",
@@ -256,10 +187,10 @@ def curve_fits(results: dict, path) -> Path:
     ncols = 4
     nrows = max(1, math.ceil(len(cats) / ncols))
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((MAX_WIDTH, 2.55 * nrows + 0.9))
+        fig = new_figure((MAX_WIDTH, 2.55 * nrows + 0.9))
         if not cats or not chains:
-            _message(fig, "No scaling curves: no trained scale was judged.")
-            return _save(fig, path)
+            message(fig, "No scaling curves: no trained scale was judged.")
+            return save_png(fig, path)
         xs = np.array(sorted({examples_of(m) for ms in chains.values() for m in ms}), float)
         x_base, x_fore = xs.min() / 4, xs.max() * 10
         axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
@@ -313,7 +244,7 @@ def curve_fits(results: dict, path) -> Path:
         else:
             fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
         fig.supylabel("Mean judge score (0-1)", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def judge_spread(spread, path) -> Path:
@@ -322,11 +253,11 @@ def judge_spread(spread, path) -> Path:
     cats = [c for c in s["category"] if c != OVERALL] + ([OVERALL] if (s["category"] == OVERALL).any() else [])
     s = s.set_index("category").reindex(cats)
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((11, 4.2))
+        fig = new_figure((11, 4.2))
         if s["n_items"].fillna(0).sum() == 0:
             runs = int(s["runs"].max()) if len(s) and s["runs"].notna().any() else 0
-            _message(fig, f"The judge ran {runs} time(s) per item:\nno spread across runs to show.")
-            return _save(fig, path)
+            message(fig, f"The judge ran {runs} time(s) per item:\nno spread across runs to show.")
+            return save_png(fig, path)
         names = [display_name(c) for c in cats]
         ax1, ax2 = fig.subplots(1, 2, sharey=True)
         y = np.arange(len(cats))
@@ -339,44 +270,7 @@ def judge_spread(spread, path) -> Path:
         ax2.set_xlim(0, 1)
         ax1.set_ylabel("Use case")
         fig.suptitle(f"Judge spread across {int(s['runs'].max())} runs")
-    return _save(fig, path)
-
-
-def composition(data_stats: dict, path) -> Path:
-    """Training data per scale: stacked bars of examples per category.
-
-    Left: counts (total over each bar). Right: the same as shares of each subset,
-    since subsets that grow tenfold make the small ones unreadable in counts.
-    """
-    subsets = (data_stats or {}).get("subsets", {})
-    scales = model_order(subsets.keys())
-    cats = category_order({c for s in scales for c in (subsets[s].get("categories") or {})})
-    pal = category_palette(cats)
-    with sns.axes_style("whitegrid", STYLE):
-        fig = _new((min(MAX_WIDTH, max(9, 2 * len(scales) + 5)), 4.6))
-        if not scales:
-            _message(fig, "No training subsets recorded in data_stats.json.")
-            return _save(fig, path)
-        ax1, ax2 = fig.subplots(1, 2)
-        x = np.arange(len(scales))
-        counts = np.array([[(subsets[s].get("categories") or {}).get(c, 0) for s in scales] for c in cats], float)
-        totals = counts.sum(axis=0)
-        shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-        for ax, data in ((ax1, counts), (ax2, shares)):
-            bottom = np.zeros(len(scales))
-            for c, v in zip(cats, data):
-                ax.bar(x, v, 0.6, bottom=bottom, color=pal[c], label=display_name(c) if ax is ax1 else None)
-                bottom += v
-            ax.set_xticks(x, [model_label(s) for s in scales], rotation=30 if len(scales) > 6 else 0)
-            ax.set_xlabel("Training subset (examples)")
-        for xi, t in zip(x, totals):
-            ax1.text(xi, t, f"{int(t):,}", ha="center", va="bottom", fontsize=8)
-        ax1.set_ylabel("Examples per use case")
-        ax2.set_ylabel("Share of the subset")
-        ax2.set_ylim(0, 1)
-        fig.suptitle("Training data composition per scale")
-        fig.legend(title="Use case", fontsize=8, loc="outside right upper", frameon=False)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def loss_curves(study_dir, scales, path, x: str = "step") -> Path:
@@ -389,7 +283,7 @@ def loss_curves(study_dir, scales, path, x: str = "step") -> Path:
     pal = model_palette(scales)
     missing = []
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((8, 4.6))
+        fig = new_figure((8, 4.6))
         ax = fig.add_subplot()
         drawn = 0
         for s in scales:
@@ -410,7 +304,7 @@ def loss_curves(study_dir, scales, path, x: str = "step") -> Path:
         ax.set_xlabel("Optimizer step" if x == "step" else "Tokens seen")
         ax.set_ylabel("Training loss")
         ax.set_title("Training loss per scale")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def all_figures(study_dir, results: dict, data_stats: dict | None = None, out_dir=None) -> dict[str, Path]:
@@ -447,10 +341,10 @@ def paper_vs_ours(results: dict, path) -> Path:
     ncols = 4
     nrows = math.ceil(len(cats) / ncols)
     with sns.axes_style("whitegrid", STYLE):
-        fig = _new((MAX_WIDTH, 2.4 * nrows + 0.8))
+        fig = new_figure((MAX_WIDTH, 2.4 * nrows + 0.8))
         if not fig1 or not chains:
-            _message(fig, "No comparison with the paper: no trained scale was judged.")
-            return _save(fig, path)
+            message(fig, "No comparison with the paper: no trained scale was judged.")
+            return save_png(fig, path)
         p_shares = np.array(fig1["scales"], float) / max(fig1["scales"])
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, cat in zip(axes, cats):
@@ -486,4 +380,4 @@ def paper_vs_ours(results: dict, path) -> Path:
         else:
             fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False)
         fig.supxlabel("Share of the largest scale (paper: 0.2M / 0.6M / 1M / 2M)", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)

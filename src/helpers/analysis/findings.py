@@ -8,9 +8,9 @@ In a strategy grid every sentence starts with its strategy.
 """
 from __future__ import annotations
 
-from helpers.analysis.order import OVERALL
 from helpers.analysis.paper import agreement_sentence
 from helpers.study.categories import display_name
+from helpers.study.order import OVERALL
 
 
 def _f(x, fmt="{:.2f}") -> str:

@@ -38,9 +38,9 @@ import yaml
 
 from helpers.analysis.bootstrap import cell_rng, joint_boot_means, percentile_ci
 from helpers.analysis.changes import item_matrix
-from helpers.analysis.order import OVERALL, examples_of, model_order
 from helpers.analysis.scores import item_scores
 from helpers.study.categories import CATEGORIES, category_order, display_name
+from helpers.study.order import OVERALL, examples_of, model_order
 
 FIGURE1_FILE = Path(__file__).with_name("paper_figure1.yaml")
 CLAIMS_FILE = Path(__file__).with_name("paper_claims.yaml")

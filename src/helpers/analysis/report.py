@@ -26,11 +26,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from helpers.analysis.curves import SHARE_REPLICATES
 from helpers.analysis.findings import findings
-from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order
 from helpers.analysis.scores import code_execution_note
 from helpers.study.categories import display_name
 from helpers.study.config import StudyConfig
 from helpers.study.files import atomic_path, atomic_write_text, read_json, write_json
+from helpers.study.order import OVERALL, OVERALL_ITEMS, model_order
 from helpers.study.runner import Execution, manifest, stage_times
 
 HEADLINE = ("curve_fits", "Score against training examples per use case with the curve chosen by leave-one-scale-out "
@@ -226,6 +226,7 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         "spread_ran": _spread_ran(res), "agreement": res.get("judge_agreement") or {}, "usage": _usage(res),
         "lowest": _lowest(res), "error_analysis": res.get("error_analysis") or {}, "notebooks": nb, "links": links,
         "stage_times": _stage_times(stage_times),
+        "produced_by": (manifest or {}).get("produced_by", {}).get("text", ""),
         "manifest_json": json.dumps(_redact(manifest or {}), indent=2, ensure_ascii=False, default=str, sort_keys=True),
     }
     page = _render(context)

@@ -37,7 +37,6 @@ from helpers.analysis.agreement import APART, judge_agreement
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
 from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
 from helpers.analysis.findings import findings
-from helpers.analysis.order import OVERALL, OVERALL_ITEMS, model_order, strategy_groups, strategy_of
 from helpers.analysis.paper import (
     agreement_sentence,
     chain_boot,
@@ -60,6 +59,7 @@ from helpers.analysis.trends import trend_labels
 from helpers.study.categories import DISPLAY_NAMES, category_order, display_name
 from helpers.study.config import STRATEGIES
 from helpers.study.files import atomic_write_text, read_json, read_jsonl, write_json
+from helpers.study.order import OVERALL, OVERALL_ITEMS, model_order, strategy_groups, strategy_of
 
 
 def lowest_items(df: pd.DataFrame, answers: dict, eval: list[dict] | dict, model: str, k: int = 3) -> pd.DataFrame:

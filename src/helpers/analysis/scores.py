@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from helpers.analysis.bootstrap import boot_means, cell_rng, percentile_ci
-from helpers.analysis.order import OVERALL, OVERALL_ITEMS, examples_of, model_order
 from helpers.study.categories import category_order
 from helpers.study.files import read_jsonl
 from helpers.study.judges import judgments_path
+from helpers.study.order import OVERALL, OVERALL_ITEMS, examples_of, model_order
 
 
 def load_scores(study_dir: str | Path, models: list[str], judge: str | None = None) -> pd.DataFrame:

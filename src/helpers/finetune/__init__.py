@@ -2,7 +2,8 @@
 
 Reads ``subsets/<model>.jsonl`` (tokenized once per strategy into ``tokenized/``); writes
 ``models/<model>/`` (LoRA adapter or full weights) with ``train_log.jsonl`` and
-``train_summary.json``; a killed run resumes from ``models/.<run>.tmp/``.
+``train_summary.json``; a killed run resumes from ``models/.<run>.tmp/``; a model or checkpoint
+folder of another run key is moved aside (``helpers.study.aside``), never deleted.
 
     run      the stage: model, Trainer arguments, resume, publish (``train``)
     tokens   prompt + response tokenization, labels on the response only

@@ -18,7 +18,6 @@ every rank holding a whole fp32 copy (~28 GB each for a 7B model).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,9 +34,11 @@ from helpers.finetune.launch import is_main_process, under_deepspeed_launch, wor
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
 from helpers.finetune.memory import check_fits, gpu_memory, size
 from helpers.finetune.tokens import IGNORE
+from helpers.study.aside import move_aside
 from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
-from helpers.study.imports import code_hashes, module_closure
+from helpers.study.imports import code_hashes, code_label
+from helpers.study.keys import changes, digest, stage_settings
 from helpers.study.models import base_model_path, bf16_supported, load_causal_lm, load_tokenizer
 
 
@@ -173,23 +174,46 @@ class CachedRowsTrainer(LabelOnlyHeadTrainer):
         return sampler
 
 
-def run_key(cfg: StudyConfig, data_sha256: str) -> str:
-    """What a checkpoint was made from: resuming is only safe when this is unchanged.
+TRAINING_CODE = ("helpers.finetune.run", "helpers.finetune.tokens", "helpers.finetune.cache",
+                 "helpers.finetune.head", "helpers.study.prompt")
+"""The code that builds the tokens, the masks, the loss and the training arguments: part of the run key."""
+
+
+def run_parts(cfg: StudyConfig, data_sha256: str) -> dict:
+    """What the weights depend on (``helpers.study.keys``): the finetune stage's settings (the base model,
+    method, LoRA shape, lr and schedule, global batch, epochs, length, precision, seed; not the save cadence
+    nor how the batch is split over processes), the subset's hash and ``TRAINING_CODE`` by its syntax tree.
 
     ``data_sha256`` is the subset file's hash (the records it holds, in order), read as a stream:
     serialising two million records again in every process only to hash them is what it replaces.
     """
-    raw = {"train": cfg.train.model_dump(mode="json"), "model": cfg.model.base, "seed": cfg.seed,
-           "data": data_sha256, "code": code_hashes(module_closure({__name__}))}
-    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+    return {"settings": stage_settings(cfg, "finetune"),
+            "code": {code_label(m): d for m, d in code_hashes(set(TRAINING_CODE)).items()},
+            "data": {"subset": data_sha256}}
+
+
+def run_key(cfg: StudyConfig, data_sha256: str) -> str:
+    """What a checkpoint or a model was made from: it is resumed or kept only while this is unchanged."""
+    return digest(run_parts(cfg, data_sha256))
+
+
+def _recorded(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def finished_by(model_dir: Path, key: str) -> bool:
     """Whether ``model_dir`` is a published model (renamed into place whole) of the run with ``key``."""
-    try:
-        return json.loads((model_dir / "train_summary.json").read_text()).get("run_key") == key
-    except (OSError, ValueError):
-        return False
+    return _recorded(model_dir / "train_summary.json").get("run_key") == key
+
+
+def why_stale(recorded: dict, parts: dict) -> str:
+    """What differs between a folder's recorded run key parts and the current ones, in words."""
+    if "run_key_parts" not in recorded:
+        return "made with another run key"
+    return "; ".join(changes(recorded["run_key_parts"], parts)) or "made with another run key"
 
 
 def last_checkpoint(work: Path, key: str) -> Path | None:
@@ -247,7 +271,8 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     # tokenized once per strategy and shared by every scale and process (helpers.finetune.cache);
     # before TrainingArguments, so processes waiting for the builder hold no collective open
     rows, data_sha = subset_rows(cfg, study_dir, data, tok)
-    key = run_key(cfg, data_sha)
+    parts = run_parts(cfg, data_sha)
+    key = digest(parts)
     if all(finished_by(study_dir / "models" / s, key) for s in scales):
         # e.g. killed after the last model was published but before the runner recorded the stage
         print(f"already trained: {', '.join(scales)} (models/ holds the finished models of this run)", flush=True)
@@ -283,13 +308,16 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         kept = trim_log(work / "train_log.jsonl", int(resume.name.split("-")[-1]))
         resumed_from = kept[-1] if kept else None
     elif is_main_process():
-        shutil.rmtree(work, ignore_errors=True)
+        if any((work / "trainer").glob("checkpoint-*")):  # made with another key: trained, so kept
+            old = _recorded(work / "run.json")
+            move_aside(work, old.get("key"), why_stale(old, parts), name=f"{name}.checkpoints")
+        shutil.rmtree(work, ignore_errors=True)  # nothing trained in it: no complete checkpoint
         work.mkdir(parents=True)
-        atomic_write_text(work / "run.json", json.dumps({"key": key}))
+        atomic_write_text(work / "run.json", json.dumps({"key": key, "run_key_parts": parts}))
     ref: list = []
     summary = {"examples": len(rows), "bf16": use_bf16(cfg.train.bf16), "base_dtype": str(dtype).removeprefix("torch."),
                "method": cfg.train.method,
-               "schedule": cfg.train.schedule, "estimate": est, "run_key": key}
+               "schedule": cfg.train.schedule, "estimate": est, "run_key": key, "run_key_parts": parts}
 
     def publish(scale: str, step: int) -> Path:
         trainer = ref[0]
@@ -308,11 +336,15 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
             "wall_seconds": round(wall, 2), "tokens_seen": log[-1]["tokens_seen"] if log else 0,
             "tokens_per_s": log[-1]["tokens_per_s"] if log else None, "final_loss": log[-1]["loss"] if log else None,
             "peak_mem_mb": peak_memory_mb()}, indent=2) + "\n")
-        # the old model goes aside by a rename, so models/<scale> is missing for two renames at most
+        # the old model goes aside by a rename, so models/<scale> is missing for two renames at most; one of
+        # this very run (published before an interruption) is replaced, one of another run is kept aside
         old = models / f".{scale}.old.publish"
         shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
+        if out.exists() and finished_by(out, key):
             os.replace(out, old)
+        elif out.exists():
+            recorded = _recorded(out / "train_summary.json")
+            move_aside(out, recorded.get("run_key"), why_stale(recorded, parts))
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
         print(f"saved scale {scale} at step {step} to {out}", flush=True)

@@ -1,8 +1,12 @@
 """What every stage shares: the study config, the runner, files, locks, the prompt, categories, models.
 
     config      the study config (pydantic), ``extends:`` and ``--set`` overrides, study paths
-    runner      runs every stage notebook for every model with papermill, skipping what is up to date
-    imports     which helpers modules a notebook can run (the code part of a stage's fingerprint)
+    runner      runs every stage notebook for every model with papermill, skipping what is up to date; status
+    keys        what a stage's key holds (settings that change outputs, code, input hashes) and why one is stale
+    imports     which helpers modules a notebook can run, and code hashed by its syntax tree without prose
+    aside       trained folders of another key moved aside, never deleted by a rerun; clean --stale
+    order       model names (base, scales, strategy-scale) and their order in every table and figure
+    plots       colours, labels and PNG saving every stage's figures share; the training data's composition
     notebook    the one call each notebook's setup cell makes
     files       JSON / JSON lines, written to a temporary file and renamed into place
     lock        one batch run per study; kernels and training processes hold locks of their own

@@ -1,13 +1,14 @@
 """The study runner: every stage notebook, for every scale, with papermill.
 
-A stage execution is skipped when its fingerprint is unchanged. The fingerprint
-covers what the execution's result depends on: the notebook, every helpers module
-its code can import (found by reading the imports, ``helpers.study.imports``), the
-config sections it reads (after ``extends:`` and ``--set`` overrides) and the hashes
-of the files it reads (which are the recorded outputs of earlier stages; ``helpers.study.hashes`` reads a
-file again only when its size, time or inode changed). Each finished execution leaves a
-record in ``data/<study>/.stages/`` with its fingerprint, the hashes of its outputs,
-and its time; an output edited or deleted by hand makes the execution stale.
+A stage execution is skipped when its fingerprint is unchanged. The fingerprint is the digest of the
+execution's key (``helpers.study.keys``, where the rule of what goes in a key is written down): the settings
+that change its output (after ``extends:`` and ``--set`` overrides), the syntax trees of its notebook and of
+every helpers module its code can import (docstrings and comments left out), and the hashes of the files
+it reads (the recorded outputs of earlier stages; ``helpers.study.hashes`` reads a file again only when
+its size, time or inode changed). Each finished execution leaves a record in ``data/<study>/.stages/``
+with its fingerprint, the parts of its key, the hashes of its outputs and its time; an output edited or
+deleted by hand makes the execution stale. ``status`` compares the records with the checkout and says,
+per execution, up to date, stale (and why, in words) or missing.
 
 Before the first execution of a run that includes a costly stage (``COSTLY``), the runner calls the
 preflight it was given (the command line passes ``helpers.preflight.check_study``): everything those
@@ -16,8 +17,6 @@ anything is trained, generated or paid for.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import sys
@@ -30,8 +29,8 @@ from helpers.study import hashes
 from helpers.study.config import REPO, StudyConfig, load_config, report_dir, resolve, study_dir
 from helpers.study.files import read_json, write_json
 from helpers.study.hashes import hash_path
-from helpers.study.imports import code_hashes, notebook_modules
 from helpers.study.judges import study_judges
+from helpers.study.keys import Status, digest, key_parts, own_status, path_label, upstream
 from helpers.study.lock import study_lock
 
 NOTEBOOKS = REPO / "notebooks"
@@ -42,16 +41,15 @@ class Stage:
     name: str
     notebook: str
     per: str  # "study", "scale" (trained scales) or "model" (base + scales)
-    sections: tuple[str, ...]
 
 
 STAGES = (
-    Stage("selfinstruct", "00_selfinstruct.ipynb", "study", ("seed", "selfinstruct")),
-    Stage("data", "01_data.ipynb", "study", ("study", "seed", "scales", "strategy", "data", "model")),
-    Stage("finetune", "02_finetune.ipynb", "scale", ("seed", "model", "train")),
-    Stage("generate", "03_generate.ipynb", "model", ("seed", "model", "generate")),
-    Stage("judge", "04_judge.ipynb", "model", ("judge",)),
-    Stage("analysis", "05_analysis.ipynb", "study", ("analysis", "judge")),
+    Stage("selfinstruct", "00_selfinstruct.ipynb", "study"),
+    Stage("data", "01_data.ipynb", "study"),
+    Stage("finetune", "02_finetune.ipynb", "scale"),
+    Stage("generate", "03_generate.ipynb", "model"),
+    Stage("judge", "04_judge.ipynb", "model"),
+    Stage("analysis", "05_analysis.ipynb", "study"),
 )
 
 STAGE_NAMES = tuple(s.name for s in STAGES)
@@ -71,6 +69,7 @@ class Execution:
     key: str  # "study", a scale, "base", or ALL (every model at once)
     inputs: list[Path] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    study_dir: Path | None = None  # files are named relative to it in keys and reasons
 
     @property
     def label(self) -> str:
@@ -118,19 +117,19 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
         [j.judgments(sd, m) for m in cfg.models for j in judges] + \
         [sd / "models" / s / "train_log.jsonl" for s in trained]
     runs.append(Execution(stage["analysis"], "study", analysis_in, [sd / "results.csv", sd / "results.json"]))
+    for run in runs:
+        run.study_dir = sd
     return runs
 
 
-def fingerprint(cfg: StudyConfig, run: Execution) -> str:
-    raw = cfg.model_dump(mode="json")
-    parts = {
-        "stage": run.stage.name, "key": run.key,
-        "config": {k: raw[k] for k in run.stage.sections},
-        "notebook": hash_path(NOTEBOOKS / run.stage.notebook),
-        "modules": code_hashes(notebook_modules(NOTEBOOKS / run.stage.notebook)),
-        "inputs": {str(p): hash_path(p) for p in run.inputs},
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+def parts(cfg: StudyConfig, run: Execution) -> dict:
+    """The parts of the execution's key (``helpers.study.keys``)."""
+    return key_parts(cfg, run.stage.name, NOTEBOOKS / run.stage.notebook, run.inputs, run.study_dir)
+
+
+def fingerprint(cfg: StudyConfig, run: Execution, key_parts: dict | None = None) -> str:
+    """The digest of the execution's key (``key_parts``: its ``parts`` when already computed)."""
+    return digest({"stage": run.stage.name, "key": run.key, **(key_parts or parts(cfg, run))})
 
 
 def record_path(sd: Path, run: Execution) -> Path:
@@ -256,7 +255,8 @@ def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: P
     for run in runs:
         if only and run.stage.name != only:
             continue
-        fp = fingerprint(cfg, run)
+        key = parts(cfg, run)
+        fp = fingerprint(cfg, run, key)
         if not force and is_current(sd, run, fp):
             out(f"[skip] {run.label}: up to date")
             continue
@@ -266,7 +266,7 @@ def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: P
         if missing:
             raise StageFailed(f"stage {run.label} finished without writing {missing}")
         write_json(record_path(sd, run), {
-            "fingerprint": fp, "outputs": {str(p): hash_path(p) for p in run.outputs},
+            "fingerprint": fp, "parts": key, "outputs": {str(p): hash_path(p) for p in run.outputs},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
         hashes.save(sd / ".stages" / "file_hashes.json")
         out(f"[done] {run.label} in {info['seconds']:.0f} s")
@@ -312,7 +312,22 @@ def manifest(cfg: StudyConfig, config_path: Path, sd: Path, runs: list[Execution
         "generation": {m: read_json(p) for m, p in notes.items() if p.exists()},
         "stages": {k: {"fingerprint": v["fingerprint"], "outputs": v["outputs"], "seconds": v.get("seconds"),
                        "finished": v.get("finished")} for k, v in records.items()},
+        "produced_by": produced_by(records),
     }
+
+
+def produced_by(records: dict[str, dict]) -> dict:
+    """Which code and settings produced the study's results, from the stage records: every code file and
+    setting in their keys, a short digest of each set, and a sentence for the report's footer."""
+    code, settings = {}, {}
+    for rec in records.values():
+        code.update(rec.get("parts", {}).get("code", {}))
+        settings.update(rec.get("parts", {}).get("settings", {}))
+    short = {name: digest(part)[:12] for name, part in (("code", code), ("settings", settings))}
+    return {"code": dict(sorted(code.items())), "settings": dict(sorted(settings.items())), "digests": short,
+            "text": f"Produced by code {short['code']} ({len(code)} notebooks and modules, by syntax tree) and "
+                    f"settings {short['settings']} ({len(settings)} settings that change results); the manifest "
+                    "lists both, and `python -m helpers status` names what changed since."}
 
 
 def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> None:
@@ -328,6 +343,32 @@ def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> 
     out(f"pool: {src}; eval: {cfg.data.eval_file or f'{cfg.data.eval_per_category} per use case'}; "
         f"judge: {cfg.judge.kind}{'' if cfg.judge.kind == 'offline' else f' {cfg.judge.model} x {cfg.judge.runs} runs'}"
         + (f" (headline), also {', '.join(cfg.judge.others)}" if cfg.judge.others else ""))
+    for st in study_status(cfg, sd, runs):
+        out(f"  {st.label:<24} " + ("up to date" if st.state == "up to date" else
+                                    f"will run ({st.state}{': ' + '; '.join(st.reasons) if st.reasons else ''})"))
+
+
+def study_status(cfg: StudyConfig, sd: Path, runs: list[Execution]) -> list[Status]:
+    """Every execution up to date, stale (with the reasons in words) or missing (``helpers.study.keys``)."""
+    found = []
     for run in runs:
-        status = "up to date" if is_current(sd, run, fingerprint(cfg, run)) else "will run"
-        out(f"  {run.label:<24} {status}")
+        rec = record_path(sd, run)
+        record = read_json(rec) if rec.exists() else None
+        outputs = [(path_label(p, sd), str(p), hash_path(p)) for p in run.outputs]
+        found.append(own_status(record, parts(cfg, run), outputs, run.label))
+    return upstream(found, [[path_label(p, sd) for p in r.inputs] for r in runs],
+                    [[path_label(p, sd) for p in r.outputs] for r in runs])
+
+
+def status(config: str | Path, root: str | Path | None = None, overrides: tuple[str, ...] = (),
+           out=print) -> list[Status]:
+    """``python -m helpers status``: one line per stage execution, up to date, stale (why) or missing."""
+    cfg = load_config(resolve(config), tuple(overrides))
+    sd = study_dir(cfg, resolve(root) if root else REPO)
+    hashes.load(sd / ".stages" / "file_hashes.json")
+    found = study_status(cfg, sd, plan(cfg, sd))
+    out(f"study {cfg.study} ({sd}): " + ", ".join(
+        f"{sum(s.state == state for s in found)} {state}" for state in ("up to date", "stale", "missing")))
+    for st in found:
+        out(f"  {st.line()}")
+    return found
