@@ -34,7 +34,7 @@ sandbox:
 		echo "bubblewrap not installed: code answers run in unshare namespaces if available, else are not run (see README)"
 
 # The tests also need the gpu extra: DeepSpeed installs on a CPU machine (pure Python until an op is compiled)
-# and its CPU accelerator runs the real ZeRO-3 test (tests/test_finetune_scale.py).
+# and its CPU accelerator runs the real ZeRO-3 test (tests/finetune/test_finetune_scale.py).
 TEST_STAMP = $(VENV)/.installed-test
 
 $(TEST_STAMP): $(STAMP)
@@ -72,7 +72,7 @@ $(VLLM_STAMP): pyproject.toml
 # The real-engine tests (marked `vllm`, deselected by `make test`): the micro study's answers through
 # the vllm backend and through a vLLM OpenAI server on 127.0.0.1, compared with the hf backend.
 test-vllm: setup vllm-env
-	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/test_generate_vllm.py
+	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/generate/test_generate_vllm.py
 
 # (root, as in containers, needs --allow-root)
 lab: setup

@@ -12,7 +12,8 @@ from helpers.analysis import report as R
 from helpers.analysis.figures import all_figures
 from helpers.analysis.report import build_report
 from helpers.analysis.results import write_results
-from helpers.study.files import read_json, write_json, write_jsonl
+from helpers.judge.sandbox import NOT_RUN, NOT_RUN_REASON
+from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 
 XSS = "<script>alert(1)</script>"
 MODELS = ["base", "10", "100", "1000"]
@@ -214,3 +215,22 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
 
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+def test_report_says_at_the_top_when_code_was_not_run(tmp_path):
+    study = make_study(tmp_path / "study")
+    for m in MODELS:  # pretend the math items were code items judged on a machine without isolation
+        path = study / "judgments" / f"{m}.jsonl"
+        rows = read_jsonl(path)
+        for r in rows:
+            if r["id"].startswith("math"):
+                r.update(score=None, raw=NOT_RUN_REASON, code_execution=NOT_RUN)
+        write_jsonl(path, rows)
+    res = write_results(study, MODELS, n_boot=50)
+    n = 4 * len(MODELS)  # four math items per model
+    assert res["code_execution"]["not_run"] == n and res["code_execution"]["modes"] == {"not run": n}
+    index = build_report(study, tmp_path / "report", "t", [], {}, {})
+    text = index.read_text(encoding="utf-8")
+    head = text[text.index("<h1>"):text.index("<h2>")]
+    assert "Code answers were NOT run" in head and "judge.code_execution: unisolated" in head
+    assert read_json(study / "results.json")["code_execution"]["by_model"]["base"] == {"not run": 4}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_config
+from builders import make_config
 
 from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.run import compute_estimate, train

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import make_config
+from builders import make_config
 
 from helpers.finetune import run
 from helpers.finetune.launch import zero_settings

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_config
+from builders import make_config
 
 from helpers.finetune import run
 from helpers.finetune.cache import row_lengths, subset_rows

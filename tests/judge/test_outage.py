@@ -6,19 +6,13 @@ import time
 
 import pytest
 from fake_openai import FakeOpenAI
-from test_llm_judge import ENV, KEY, make_cfg, study  # noqa: F401  (study is a fixture)
+from llm_study import make_cfg
 
 from helpers.judge.answers import judge_answers
 from helpers.judge.llm import JudgeIncomplete
 from helpers.study.files import read_jsonl
 
 OUTAGE_S = 30
-
-
-@pytest.fixture
-def server():
-    with FakeOpenAI(api_key=KEY, retry_after="0") as srv:
-        yield srv
 
 
 def start_outage(srv: FakeOpenAI, after: int, seconds: float) -> threading.Timer:

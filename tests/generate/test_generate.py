@@ -1,5 +1,5 @@
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.generate.answers import cut_at_stop, generate_answers, plan_batches
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl

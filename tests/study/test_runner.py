@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.study.config import REPO
 from helpers.study.files import write_json, write_jsonl

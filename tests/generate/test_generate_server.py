@@ -6,8 +6,8 @@ token per character cut at ``max_tokens``, so the rows can be checked exactly. B
 from __future__ import annotations
 
 import pytest
-from conftest import make_config
-from fake_openai import FakeOpenAI, completion_for
+from builders import make_config
+from fake_openai import ENV, KEY, FakeOpenAI, completion_for
 
 from helpers.generate.answers import generate_answers
 from helpers.generate.rows import GenerateError
@@ -16,18 +16,15 @@ from helpers.study.config import ConfigError, load_config
 from helpers.study.files import read_json, read_jsonl, write_jsonl
 from helpers.study.prompt import STOP, format_prompt
 
-KEY = "test-SECRET-answers-4d2a-not-a-real-key"
-ENV = "STUDY_TEST_SERVER_KEY"
 ITEMS = [{"id": f"e{i}", "category": cat, "question": f"问题{i}：" + "很长" * i, "reference": "答"}
          for i, cat in enumerate(["math", "code", "math", "rewrite", "code", "translation"])]
 BUDGET = {"default": 6, "code": 16}
 
 
 @pytest.fixture
-def server():
-    with FakeOpenAI(api_key=KEY) as srv:
-        srv.models = None  # a server without GET /v1/models unless a test sets served_models
-        yield srv
+def server(server):
+    server.models = None  # a server without GET /v1/models unless a test sets served_models
+    return server
 
 
 @pytest.fixture
@@ -140,10 +137,10 @@ def test_unreachable_server_missing_key_and_refused_key_name_the_setting(server,
     with pytest.raises(GenerateError, match=r"generate.server.base_url: cannot reach the server at .*No answer"):
         generate_answers(cfg_for(server, base_url=url, max_retries=0), "base", sd)
     monkeypatch.setenv(ENV, "wrong-key")
-    with pytest.raises(GenerateError, match=r"refused the API key from \$STUDY_TEST_SERVER_KEY"):
+    with pytest.raises(GenerateError, match=r"refused the API key from \$STUDY_TEST_API_KEY"):
         generate_answers(cfg_for(server), "base", sd)
     monkeypatch.delenv(ENV)
-    with pytest.raises(GenerateError, match=r"generate.server.api_key_env: the environment variable STUDY_TEST_SERVER_KEY"):
+    with pytest.raises(GenerateError, match=r"generate.server.api_key_env: the environment variable STUDY_TEST_API_KEY"):
         generate_answers(cfg_for(server), "base", sd)
     assert server.total == 0 and not (sd / "answers" / "base.jsonl").exists()
 
