@@ -146,16 +146,15 @@ def test_unreachable_server_missing_key_and_refused_key_name_the_setting(server,
 
 
 def test_settings_of_a_backend_not_selected_are_errors():
-    with pytest.raises(ConfigError, match="generate.vllm: these settings apply to the vllm backend only"):
-        load_config("configs/micro.yaml", ["generate.vllm.dtype=bfloat16"])
-    with pytest.raises(ConfigError, match="generate.server: these settings apply to the server backend only"):
-        load_config("configs/micro.yaml", ["generate.server.base_url=http://127.0.0.1:1/v1"])
-    with pytest.raises(ConfigError, match="generate.server: required with generate.backend: server"):
-        load_config("configs/micro.yaml", ["generate.backend=server"])
-    with pytest.raises(ConfigError, match=r"generate.server.models: \['999'\] are not models of this study"):
-        load_config("configs/micro.yaml", ["generate.backend=server", "generate.server.base_url=http://h/v1",
-                                           "generate.server.models={'999': x}"])
-    cfg = load_config("configs/micro.yaml", ["generate.backend=server", "generate.server.base_url=http://h/v1"])
+    server = ["generate.backend=server", "generate.server.base_url=http://h/v1"]
+    for overrides, problem in [
+            (["generate.vllm.dtype=bfloat16"], "generate.vllm: these settings apply to the vllm backend only"),
+            (["generate.server.base_url=http://127.0.0.1:1/v1"], "generate.server: these settings apply to the server backend only"),
+            (["generate.backend=server"], "generate.server: required with generate.backend: server"),
+            ([*server, "generate.server.models={'999': x}"], r"generate.server.models: \['999'\] are not models of this study")]:
+        with pytest.raises(ConfigError, match=problem):
+            load_config("configs/micro.yaml", overrides)
+    cfg = load_config("configs/micro.yaml", server)
     assert cfg.generate.server.concurrency == cfg.generate.batch_size == 12  # in flight: the batch size unless set
     cfg = load_config("configs/micro.yaml", ["generate.backend=vllm"])
     assert cfg.generate.vllm.max_lora_rank == 16 and load_config("configs/micro.yaml").generate.backend == "hf"
