@@ -60,6 +60,7 @@ def test_a_stage_imports_no_later_stage():
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+@pytest.mark.slow  # a fresh interpreter per notebook
 def test_fingerprint_covers_every_module_a_notebook_imports(stage):
     """Run the notebook's imports in a fresh interpreter: every helpers module loaded must be in the fingerprint."""
     nb = NOTEBOOKS / stage.notebook

@@ -197,6 +197,7 @@ def test_prefix_schedule_is_refused_where_it_would_differ(tiny_model_dir, bad, m
                                                           "per_device_batch_size": 2, **bad})
 
 
+@pytest.mark.slow  # two training processes, one killed
 def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir):
     import os
     import signal
@@ -238,6 +239,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
     assert [r["step"] for r in read_jsonl(killed / "train_log.jsonl")] == list(range(1, 13))
 
 
+@pytest.mark.slow  # accelerate launch, two processes
 def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_dir):
     """accelerate launch with 2 processes (gloo on the CPU): half the steps, one saved model."""
     import os

@@ -277,6 +277,7 @@ def test_resume_after_a_keyboard_interrupt(study, server, sigint):
 
 # ------------------------------------------------------------------------------ the secret
 
+@pytest.mark.slow  # a notebook through papermill
 def test_the_key_appears_in_no_file_log_or_notebook(tmp_path, server, monkeypatch, capfd, caplog):
     """Run 04_judge through papermill on a config pointing at the fake server, with retries on."""
     import papermill as pm

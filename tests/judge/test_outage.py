@@ -12,6 +12,7 @@ from helpers.judge.answers import judge_answers
 from helpers.judge.llm import JudgeIncomplete
 from helpers.study.files import read_jsonl
 
+pytestmark = pytest.mark.slow  # a real 30 s outage, then one longer than the bound
 OUTAGE_S = 30
 
 

@@ -493,6 +493,7 @@ def test_the_teacher_can_label_its_tasks(tmp_path, server):
     assert all("类别" in k[0] for k in server.requests)
 
 
+@pytest.mark.slow  # real processes, one killed
 def test_resume_after_sigkill_of_a_real_process(tmp_path, server):
     """Kill the stage with SIGKILL mid-run, then rerun: it reaches the target with the very items an
     uninterrupted run keeps, and no request whose reply was cached is sent again."""

@@ -43,6 +43,7 @@ def test_prefix_schedule_trains_once_for_every_scale(tmp_path):
     assert runs["generate-4"].inputs[-1] == tmp_path / "models" / "4"
 
 
+@pytest.mark.slow  # a notebook through papermill
 def test_the_vllm_backend_generates_every_model_in_one_execution(tmp_path, monkeypatch):
     cfg = make_config("m", generate={"backend": "vllm", "max_new_tokens": {"default": 6}})
     runs = by_label(plan(cfg, tmp_path))
