@@ -13,7 +13,7 @@ session, exactly as a user runs it.
    ``0``; CI runs one), a seeded RNG draws a kill plan of a dozen kills, one after another, in
    every stage (``kill_plan``). Each kill waits for an event, never for a time: data when papermill
    starts its n-th notebook cell; finetune at a cell of its start-up, when this attempt's first
-   checkpoint is complete (so the rerun resumes from it) and when step 5 or 6 is logged; generate
+   checkpoint is complete (so the rerun resumes from it) and when step 5 is logged; generate
    when the first batch of answers is appended, at a cell of its start-up, and when the n-th
    answer row is appended; judge when the n-th request arrived, right after the n-th reply was
    written, and when the n-th reply is in the cache; analysis at a cell, and at the line
@@ -483,7 +483,7 @@ def kill_plan(rng: random.Random, labels: list[str]) -> list[dict]:
         {"target": "data", "trigger": "cell", "n": rng.randint(2, 6)},           # a few notebook cells in
         {"target": fin, "trigger": "cell", "n": rng.randint(2, 4)},              # start-up: kernel, imports, launch
         {"target": fin, "trigger": "checkpoint", "n": 2},                        # the first checkpoint complete
-        {"target": fin, "trigger": "step", "n": rng.randint(5, 6)},              # the last steps, before publishing
+        {"target": fin, "trigger": "step", "n": 5},  # step 6 follows (at 6 the work folder is published at once)
         {"target": gens[0], "trigger": "answers", "n": 4},                       # after the first of six batches
         {"target": gens[1], "trigger": "cell", "n": rng.randint(2, 4)},          # start-up: model load
         {"target": gens[2], "trigger": "answers", "n": rng.choice([8, 12, 16, 20])},
