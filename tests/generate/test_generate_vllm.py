@@ -123,6 +123,7 @@ class LoRARequest:
 }
 
 
+@pytest.mark.slow  # worker processes, one crashed
 def test_worker_subprocess_appends_chunks_resumes_after_a_crash_and_names_the_failure(tmp_path, monkeypatch, capsys):
     """The plumbing around the engine (subprocess, chunks, resume, errors) with a stand-in ``vllm`` package;
     the real engine is tested below."""

@@ -183,6 +183,7 @@ def test_an_unchanged_file_is_hashed_from_memory_and_a_changed_one_is_read_again
     assert hash_path(big.parent) == first and reads == ["model.safetensors"]
 
 
+@pytest.mark.slow  # the command line in fresh interpreters
 def test_the_runner_keeps_its_file_hashes_in_the_study(tmp_path):
     from helpers.study import hashes
 
