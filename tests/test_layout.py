@@ -1,5 +1,7 @@
 """The house rules: one package per stage, no import cycles, fingerprints that cover every module a
-stage can run, notebooks stored as their own clean source, and a README whose paths exist."""
+stage can run, notebooks stored as their own clean source, tests laid out as the package, and a README
+whose paths exist."""
+import ast
 import json
 import re
 import subprocess
@@ -15,6 +17,8 @@ PACKAGE = REPO / "src" / "helpers"
 ALL_MODULES = {"helpers." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
                for p in PACKAGE.rglob("*.py")} - {"helpers.__init__"} | {"helpers"}
 STAGE_PACKAGES = ("selfinstruct", "data", "finetune", "generate", "judge", "analysis")
+TESTS = REPO / "tests"
+HOUSE_RULES = {"test_layout.py", "test_docstrings.py", "test_environment.py"}  # tests of the whole repository
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -79,6 +83,7 @@ def test_a_stage_imports_no_later_stage():
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+@pytest.mark.slow  # a fresh interpreter per notebook
 def test_fingerprint_covers_every_module_a_notebook_imports(stage):
     """Run the notebook's imports in a fresh interpreter: every helpers module loaded must be in the fingerprint."""
     nb = NOTEBOOKS / stage.notebook
@@ -223,3 +228,30 @@ def test_the_functions_the_docs_name_are_importable_there():
         for attr in attrs:
             assert hasattr(obj, attr), f"{name}: {module} has no {'.'.join(attrs)}"
             obj = getattr(obj, attr)
+
+
+
+def test_tests_mirror_the_package():
+    """One test folder per package of src/helpers plus end_to_end/ (studies across stages); at the top only
+    the tests of top-level modules (helpers/estimate.py: tests/test_estimate.py) and of the house rules."""
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == packages | {"end_to_end"}, f"tests/ folders {sorted(folders)} differ from src/helpers/ packages"
+    top = {f"test_{p.stem.strip('_')}.py" for p in PACKAGE.glob("*.py")}
+    strays = sorted(p.name for p in TESTS.glob("test_*.py") if p.name not in top | HOUSE_RULES)
+    assert not strays, f"test modules at the top of tests/ that belong in a stage folder: {strays}"
+
+
+def test_test_modules_have_unique_names_and_import_no_other_test_module():
+    """pytest imports test modules by their file name (no __init__.py), and shared code lives in conftest.py
+    fixtures or a helper module (tests/builders.py, tests/fake_openai.py), never in another test module."""
+    modules = sorted(TESTS.rglob("test_*.py"))
+    names = [p.name for p in modules]
+    assert len(set(names)) == len(names), f"test modules with the same name: {sorted(n for n in names if names.count(n) > 1)}"
+    assert len(modules) > 30
+    for path in modules + sorted(TESTS.rglob("conftest.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+            {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        bad = sorted(m for m in imported if m.split(".")[0].startswith("test_") or m.split(".")[0] == "conftest")
+        assert not bad, f"{path.relative_to(REPO)} imports {bad}"

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_openai import FakeOpenAI
+from fake_openai import ENV, KEY, FakeOpenAI
 
 from helpers.__main__ import main
 from helpers.preflight import PreflightFailed, check_study, count_records
 from helpers.study.config import REPO, load_config, study_dir
 from helpers.study.files import read_jsonl, write_jsonl
 from helpers.study.runner import plan, run_study
-
-ENV = "STUDY_PREFLIGHT_TEST_KEY"
-KEY = "sk-preflight-secret"
 
 MICRO = {"study": "pf", "scales": [4, 12], "data": {"source": "builtin", "pool_size": 60, "eval_per_category": 1},
          "train": {"batch_size": 4, "per_device_batch_size": 4, "max_length": 96},
@@ -55,11 +52,9 @@ def nothing_trained(tmp_path: Path) -> bool:
 
 
 @pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv(ENV, KEY)
-    with FakeOpenAI(api_key=KEY, lifetime_s=120) as srv:
-        srv.models = ["fake-judge", "fake-teacher"]
-        yield srv
+def server(server):
+    server.models = ["fake-judge", "fake-teacher"]
+    return server
 
 
 def llm_judge(srv: FakeOpenAI, **more) -> dict:
@@ -296,7 +291,7 @@ def test_defaults_written_out_are_no_error_and_the_shipped_configs_load():
 
 
 def test_the_builtin_pool_with_your_eval_file_uses_it_and_removes_overlap(tmp_path):
-    from conftest import make_config
+    from builders import make_config
 
     from helpers.data.build import prepare
     from helpers.data.suite import build_suite

@@ -44,7 +44,7 @@ Cache
     run index). A rerun, or a run resumed
     after a kill, takes those replies from the cache and never sends a request whose
     reply is cached (only replies in flight when the process is killed, at most
-    ``judge.concurrency``, are lost and asked again: tests/test_chaos.py counts them);
+    ``judge.concurrency``, are lost and asked again: tests/end_to_end/test_chaos.py counts them);
     a torn last line left by a kill is dropped on read. Scores are
     parsed again from the cached text, so a better parser needs no new requests. Keep to
     one judge process per study at a time (the cache file has a single writer).

@@ -45,7 +45,7 @@ def heuristic_category(instruction: str, input: str = "", output: str = "") -> s
     input), open-ended lists and writing, and finally questions (open QA). An instruction that none
     of them fits is ``open_qa`` when it has no input and ``generation`` when it has one.
     On the built-in suite's items the rules give the generator's use case for more than 9 in 10, on
-    our seed tasks (configs/seeds_zh.jsonl) for all (tests/test_selfinstruct.py checks both).
+    our seed tasks (configs/seeds_zh.jsonl) for all (tests/selfinstruct/test_selfinstruct.py checks both).
 
     >>> [heuristic_category(x) for x in ["把下面的句子翻译成英文。", "用Python写一个冒泡排序函数。",
     ...                                   "小明有5个苹果，又买了3个，现在有几个？请一步一步推理。", "计算 25 × 4 的结果。"]]

@@ -5,37 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from builders import PAPER_MODELS, paper_shares_study
 
 from helpers.analysis import paper as P
 from helpers.analysis.results import write_results
 from helpers.analysis.scores import load_scores
 from helpers.analysis.trends import trend_labels
 from helpers.study.categories import CATEGORIES
-from helpers.study.files import write_json, write_jsonl
-
-SCALES = ["100", "300", "500", "1000"]  # the paper's shares 0.1 / 0.3 / 0.5 / 1
-MODELS = ["base", *SCALES]
-
-
-def study(root, levels: dict, n_items: int = 40, sd: float = 0.05, seed: int = 0):
-    """``levels[category]`` = the true mean at each of SCALES (base 0.05) -> a judged study folder."""
-    rng = np.random.default_rng(seed)
-    ev = [{"id": f"{c}-{i}", "category": c, "question": "q", "reference": "r", "check": None}
-          for c in levels for i in range(n_items)]
-    write_jsonl(root / "eval.jsonl", ev)
-    eff = {c: rng.normal(0, sd, n_items) for c in levels}
-    for j, m in enumerate(MODELS):
-        rows = []
-        for c, lv in levels.items():
-            mean = 0.05 if m == "base" else lv[j - 1]
-            for i in range(n_items):
-                s = float(np.clip(mean + eff[c][i] + rng.normal(0, sd / 2), 0, 1))
-                rows.append({"id": f"{c}-{i}", "run": 0, "score": s, "raw": "", "judge": "offline", "usage": {}})
-        write_jsonl(root / "judgments" / f"{m}.jsonl", rows)
-        write_jsonl(root / "answers" / f"{m}.jsonl", [{"id": e["id"], "category": e["category"], "answer": "a"}
-                                                      for e in ev])
-    write_json(root / "data_stats.json", {"subsets": {}})
-    return root
+from helpers.study.files import write_jsonl
 
 
 def test_the_claims_data_has_a_claim_and_a_source_for_each_of_the_12_use_cases():
@@ -87,9 +64,9 @@ def test_figure1_is_the_papers_bars_with_their_provenance(tmp_path):
 
 def _shapes(tmp_path, levels, seed=1):
     """Seed 1: the flat use case's drawn change stays within its interval (a 5% chance otherwise)."""
-    df = load_scores(study(tmp_path / "s", levels, seed=seed), MODELS)
-    boots = P.chain_boot(df, MODELS, 400, 0)
-    return df, boots, {r["category"]: r for r in P.shape_agreement(boots, MODELS).to_dict("records")}
+    df = load_scores(paper_shares_study(tmp_path / "s", levels, seed=seed), PAPER_MODELS)
+    boots = P.chain_boot(df, PAPER_MODELS, 400, 0)
+    return df, boots, {r["category"]: r for r in P.shape_agreement(boots, PAPER_MODELS).to_dict("records")}
 
 
 def test_shape_agreement_counts_the_same_sign_and_the_same_best_scale(tmp_path):
@@ -146,7 +123,7 @@ def _claim_levels(agree: bool) -> dict:
 def test_each_claim_is_held_against_its_own_shape(tmp_path, agree):
     df, boots, _ = _shapes(tmp_path, _claim_levels(agree))
     tr = trend_labels(df, n_boot=400)
-    pc = P.claims_comparison(boots, MODELS, tr, flat_tol=0.1)
+    pc = P.claims_comparison(boots, PAPER_MODELS, tr, flat_tol=0.1)
     assert len(pc) == 12 and set(pc["category"]) == set(CATEGORIES)
     want = "agrees" if agree else "disagrees"
     assert (pc["verdict"] == want).all(), pc[["category", "claim", "verdict", "reason"]].to_string()
@@ -174,8 +151,8 @@ def test_the_released_checkpoints_are_compared_score_by_score(tmp_path):
     levels = {"math": [paper["math"][0], paper["math"][1], 0.9, paper["math"][3]],
               "translation": paper["translation"]}
     models = ["base", "200000", "600000", "1000000", "2000000"]
-    root = study(tmp_path / "s", levels, sd=0.02)
-    for m, src in zip(models, MODELS):
+    root = paper_shares_study(tmp_path / "s", levels, sd=0.02)
+    for m, src in zip(models, PAPER_MODELS):
         (root / "judgments" / f"{src}.jsonl").rename(root / "judgments" / f"{m}.jsonl")
         (root / "answers" / f"{src}.jsonl").rename(root / "answers" / f"{m}.jsonl")
     checkpoints = {"200000": "BelleGroup/BELLE-7B-0.2M", "600000": "/models/BELLE-7B-0.6M/",

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fake_openai import FakeOpenAI, teacher_reply
+from fake_openai import ENV, KEY, FakeOpenAI, teacher_reply
 
 from helpers.data.suite import generate
 from helpers.selfinstruct.collector import REASONS, Collector
@@ -34,9 +34,6 @@ from helpers.study.dedup import normalize
 from helpers.study.files import read_json, read_jsonl, write_jsonl
 from helpers.study.prompt import question
 
-KEY = "test-SECRET-5d2e8a1c9b7f-not-a-real-key"
-ENV = "STUDY_TEST_TEACHER_KEY"
-
 
 def cfg_for(srv: FakeOpenAI | None = None, **si) -> StudyConfig:
     s = {"model": "fake-teacher", "base_url": srv.base_url if srv else None, "api_key_env": ENV, "target": 200,
@@ -47,11 +44,10 @@ def cfg_for(srv: FakeOpenAI | None = None, **si) -> StudyConfig:
 
 
 @pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv(ENV, KEY)
-    with FakeOpenAI(api_key=KEY, retry_after="0") as srv:
-        srv.responder = functools.partial(teacher_reply, truncate_every=4)
-        yield srv
+def server(server):
+    """The fake server as a teacher: numbered task lists, every fourth one cut off."""
+    server.responder = functools.partial(teacher_reply, truncate_every=4)
+    return server
 
 
 def server_key(cfg: StudyConfig, index: int) -> tuple[str, int]:
@@ -499,6 +495,7 @@ def test_the_teacher_can_label_its_tasks(tmp_path, server):
     assert all("类别" in k[0] for k in server.requests)
 
 
+@pytest.mark.slow  # real processes, one killed
 def test_resume_after_sigkill_of_a_real_process(tmp_path, server):
     """Kill the stage with SIGKILL mid-run, then rerun: it reaches the target with the very items an
     uninterrupted run keeps, and no request whose reply was cached is sent again."""
@@ -622,7 +619,7 @@ def test_the_data_stage_reads_the_generated_pool(tmp_path, server):
 # ------------------------------------------------------------------------------ the whole study
 
 @pytest.mark.slow
-def test_the_whole_study_from_seeds_through_the_report(tmp_path, monkeypatch):
+def test_the_whole_study_from_seeds_through_the_report(tmp_path, server):
     """configs/selfinstruct_micro.yaml through the runner (papermill, every notebook), its teacher the
     local fake server: seeds -> generated.jsonl -> pool -> training -> answers -> judgments -> report."""
     import yaml
@@ -630,21 +627,19 @@ def test_the_whole_study_from_seeds_through_the_report(tmp_path, monkeypatch):
     from helpers.analysis.report import build_index
     from helpers.study.runner import run_study
 
-    monkeypatch.setenv(ENV, KEY)
     raw = yaml.safe_load((REPO / "configs" / "selfinstruct_micro.yaml").read_text(encoding="utf-8"))
     root = tmp_path / "root"
-    with FakeOpenAI(api_key=KEY, delay=0.05) as srv:
-        srv.responder = functools.partial(teacher_reply, truncate_every=4)
-        raw["selfinstruct"].update(base_url=srv.base_url, api_key_env=ENV)  # the config's own URL is a placeholder
-        config = tmp_path / "selfinstruct_micro.yaml"
-        config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-        lines = []
-        index = run_study(config, root=root, out=lines.append, report=build_index)
-        sent = srv.total
-        srv.reset_counts()
-        again = []
-        run_study(config, root=root, out=again.append, report=build_index)
-        assert srv.total == 0 and not [x for x in again if x.startswith("[run ]")]
+    server.delay = 0.05
+    raw["selfinstruct"].update(base_url=server.base_url, api_key_env=ENV)  # the config's own URL is a placeholder
+    config = tmp_path / "selfinstruct_micro.yaml"
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    lines = []
+    index = run_study(config, root=root, out=lines.append, report=build_index)
+    sent = server.total
+    server.reset_counts()
+    again = []
+    run_study(config, root=root, out=again.append, report=build_index)
+    assert server.total == 0 and not [x for x in again if x.startswith("[run ]")]
     ran = [line.split()[1] for line in lines if line.startswith("[done]")]
     assert ran[:2] == ["selfinstruct", "data"] and ran[-1] == "analysis" and "judge-12" in ran
     sd = root / "data" / raw["study"]

@@ -1,8 +1,8 @@
 """The vllm backend: its plan and checks (fast, no vLLM needed), and the real engine and server (marked vllm).
 
 The tests marked ``vllm`` need vLLM's own environment (``make vllm-env``; ``make test-vllm`` runs them
-with ``STUDY_VLLM_PYTHON`` set): the micro study's data and a LoRA model are made through the runner,
-then the generate stage answers with the hf backend, the vllm backend (one engine for base and the
+with ``STUDY_VLLM_PYTHON`` set): on the finished micro study (its LoRA models and hf answers, from the
+runner), the generate stage answers again with the vllm backend (one engine for base and the
 LoRA model) and the server backend against ``vllm.entrypoints.openai.api_server`` started here on
 127.0.0.1, and the answers must agree with hf's on at least 90% of items (vLLM computes in bf16 on
 this CPU, hf in fp32: a near tie can flip a greedy token).
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.generate.answers import generate_answers, generate_models
 from helpers.generate.backend import GenerateError
@@ -142,6 +142,7 @@ class LoRARequest:
 }
 
 
+@pytest.mark.slow  # worker processes, one crashed
 def test_worker_subprocess_appends_chunks_resumes_after_a_crash_and_names_the_failure(tmp_path, monkeypatch, capsys):
     """The plumbing around the engine (subprocess, chunks, resume, errors) with a stand-in ``vllm`` package;
     the real engine is tested below."""
@@ -196,20 +197,12 @@ def agreement(a: Path, b: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def micro_with_lora(tmp_path_factory):
-    """The micro study's data and its trained models (LoRA), made by the runner; hf answers of base and 12."""
+def micro_with_lora(request):
+    """The finished micro study (the session's ``micro_study``): data, trained LoRA models, hf answers."""
     if not os.environ.get("STUDY_VLLM_PYTHON"):
         pytest.skip("STUDY_VLLM_PYTHON is not set: run `make test-vllm`")
-    from helpers.study.runner import run_study
-
-    root = tmp_path_factory.mktemp("vllm-study")
-    for stage in ("data", "finetune"):
-        run_study(REPO / "configs" / "micro.yaml", root=root, only=stage, out=print)
-    sd = root / "data" / "micro"
-    cfg = load_config("configs/micro.yaml")
-    for m in ("base", "12"):
-        generate_answers(cfg, m, sd)
-    return root, sd
+    root = request.getfixturevalue("micro_study")[0]
+    return root, root / "data" / "micro"
 
 
 def copy_study(sd: Path, dest: Path) -> Path:

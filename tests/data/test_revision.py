@@ -2,7 +2,7 @@
 import datasets
 import httpx
 import pytest
-from conftest import make_config
+from builders import make_config
 from pydantic import ValidationError
 
 from helpers.data.loaders import load_train

@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import make_config
+from builders import make_config
 
 from helpers.finetune import run
 from helpers.finetune.launch import zero_settings
@@ -22,6 +22,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow  # DeepSpeed's ZeRO-3 config, a model load
 def test_zero3_config_is_in_force_when_the_model_loads(tmp_path, tiny_model_dir, monkeypatch):
     """The model must load after TrainingArguments, which (under accelerate launch with a ZeRO-3 config) puts
     the DeepSpeed config in force: only then does from_pretrained partition the weights as they load.
@@ -64,6 +65,7 @@ def test_zero3_config_is_in_force_when_the_model_loads(tmp_path, tiny_model_dir,
     assert events == ["arguments", ("load", True)]
 
 
+@pytest.mark.slow  # DeepSpeed's config, a model load
 def test_a_deepspeed_config_outside_accelerate_launch_is_refused(tmp_path, tiny_model_dir):
     cfg = make_config(tiny_model_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
                                              "accelerate_config": ZERO3})
@@ -72,6 +74,7 @@ def test_a_deepspeed_config_outside_accelerate_launch_is_refused(tmp_path, tiny_
         run.train(cfg, tmp_path, "8")
 
 
+@pytest.mark.slow  # DeepSpeed's config
 def test_bf16_that_disagrees_with_the_deepspeed_config_is_refused_before_loading(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setattr(run, "under_deepspeed_launch", lambda: True)
     monkeypatch.setattr(run, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
@@ -84,6 +87,7 @@ def test_bf16_that_disagrees_with_the_deepspeed_config_is_refused_before_loading
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None and not os.environ.get("CI"),
                     reason="DeepSpeed is not installed (pip install -e .[gpu]; make test installs it)")
+@pytest.mark.slow  # DeepSpeed ZeRO-3 in two processes
 def test_deepspeed_zero3_partitions_the_weights_as_they_load(tmp_path, tiny_bloom_dir):
     """The real thing where DeepSpeed is importable (its CPU accelerator works without a GPU): accelerate launch
     with configs/accelerate/deepspeed_zero3.yaml fully fine-tunes the tiny Bloom, the weights already

@@ -1,8 +1,6 @@
-"""The micro study end to end through papermill, on the real embedded model."""
+"""The micro study end to end through papermill, on the real embedded model (the session's ``micro_study``)."""
 import time
 from pathlib import Path
-
-import pytest
 
 from helpers.analysis.report import build_index
 from helpers.study.categories import CATEGORIES
@@ -10,19 +8,9 @@ from helpers.study.config import REPO, load_config
 from helpers.study.files import read_json, read_jsonl
 from helpers.study.runner import run_study
 
-pytestmark = pytest.mark.slow
 
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    root = tmp_path_factory.mktemp("root")
-    lines = []
-    index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
-    return root, index, lines
-
-
-def test_every_stage_ran_and_the_report_exists(micro):
-    root, index, lines = micro
+def test_every_stage_ran_and_the_report_exists(micro_study):
+    root, index, lines = micro_study
     cfg = load_config("configs/micro.yaml")
     sd = root / "data" / "micro"
     assert index == root / "reports" / "micro" / "index.html" and index.exists()
@@ -43,8 +31,8 @@ def test_every_stage_ran_and_the_report_exists(micro):
     assert len(cfg.models) == 3
 
 
-def test_stage_outputs_have_their_schemas(micro):
-    root, _, _ = micro
+def test_stage_outputs_have_their_schemas(micro_study):
+    root, _, _ = micro_study
     sd = root / "data" / "micro"
     items = read_jsonl(sd / "eval.jsonl")
     ids = {it["id"] for it in items}
@@ -65,8 +53,8 @@ def test_stage_outputs_have_their_schemas(micro):
     assert (sd / "results.csv").read_text().startswith("category,model,examples,mean")
 
 
-def test_a_second_run_skips_everything_in_seconds(micro):
-    root, _, _ = micro
+def test_a_second_run_skips_everything_in_seconds(micro_study):
+    root, _, _ = micro_study
     lines = []
     t0 = time.perf_counter()
     run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
@@ -75,20 +63,20 @@ def test_a_second_run_skips_everything_in_seconds(micro):
     assert sum(line.startswith("[skip]") for line in lines) == 10
 
 
-def test_only_reruns_one_stage_when_forced(micro):
-    root, _, _ = micro
+def test_only_reruns_one_stage_when_forced(micro_study):
+    root, _, _ = micro_study
     lines = []
     run_study(REPO / "configs" / "micro.yaml", root=root, only="judge", force=True, out=lines.append, report=build_index)
     assert [line.split()[1] for line in lines if line.startswith("[done]")] == ["judge-base", "judge-4", "judge-12"]
 
 
-def test_the_report_renders_in_headless_chromium(micro):
+def test_the_report_renders_in_headless_chromium(micro_study):
     """No console errors, every link resolves to a file, every image decodes."""
     from urllib.parse import unquote, urlparse
 
     from playwright.sync_api import sync_playwright
 
-    _, index, _ = micro
+    _, index, _ = micro_study
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[

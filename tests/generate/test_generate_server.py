@@ -6,8 +6,8 @@ token per character cut at ``max_tokens``, so the rows can be checked exactly. B
 from __future__ import annotations
 
 import pytest
-from conftest import make_config
-from fake_openai import FakeOpenAI, completion_for
+from builders import make_config
+from fake_openai import ENV, KEY, FakeOpenAI, completion_for
 
 from helpers.generate.answers import generate_answers
 from helpers.generate.backend import GenerateError
@@ -16,18 +16,15 @@ from helpers.study.config import ConfigError, load_config
 from helpers.study.files import read_json, read_jsonl, write_jsonl
 from helpers.study.prompt import STOP, format_prompt
 
-KEY = "test-SECRET-answers-4d2a-not-a-real-key"
-ENV = "STUDY_TEST_SERVER_KEY"
 ITEMS = [{"id": f"e{i}", "category": cat, "question": f"问题{i}：" + "很长" * i, "reference": "答"}
          for i, cat in enumerate(["math", "code", "math", "rewrite", "code", "translation"])]
 BUDGET = {"default": 6, "code": 16}
 
 
 @pytest.fixture
-def server():
-    with FakeOpenAI(api_key=KEY) as srv:
-        srv.models = None  # a server without GET /v1/models unless a test sets served_models
-        yield srv
+def server(server):
+    server.models = None  # a server without GET /v1/models unless a test sets served_models
+    return server
 
 
 @pytest.fixture
@@ -140,25 +137,24 @@ def test_unreachable_server_missing_key_and_refused_key_name_the_setting(server,
     with pytest.raises(GenerateError, match=r"generate.server.base_url: cannot reach the server at .*No answer"):
         generate_answers(cfg_for(server, base_url=url, max_retries=0), "base", sd)
     monkeypatch.setenv(ENV, "wrong-key")
-    with pytest.raises(GenerateError, match=r"refused the API key from \$STUDY_TEST_SERVER_KEY"):
+    with pytest.raises(GenerateError, match=r"refused the API key from \$STUDY_TEST_API_KEY"):
         generate_answers(cfg_for(server), "base", sd)
     monkeypatch.delenv(ENV)
-    with pytest.raises(GenerateError, match=r"generate.server.api_key_env: the environment variable STUDY_TEST_SERVER_KEY"):
+    with pytest.raises(GenerateError, match=r"generate.server.api_key_env: the environment variable STUDY_TEST_API_KEY"):
         generate_answers(cfg_for(server), "base", sd)
     assert server.total == 0 and not (sd / "answers" / "base.jsonl").exists()
 
 
 def test_settings_of_a_backend_not_selected_are_errors():
-    with pytest.raises(ConfigError, match="generate.vllm: these settings apply to the vllm backend only"):
-        load_config("configs/micro.yaml", ["generate.vllm.dtype=bfloat16"])
-    with pytest.raises(ConfigError, match="generate.server: these settings apply to the server backend only"):
-        load_config("configs/micro.yaml", ["generate.server.base_url=http://127.0.0.1:1/v1"])
-    with pytest.raises(ConfigError, match="generate.server: required with generate.backend: server"):
-        load_config("configs/micro.yaml", ["generate.backend=server"])
-    with pytest.raises(ConfigError, match=r"generate.server.models: \['999'\] are not models of this study"):
-        load_config("configs/micro.yaml", ["generate.backend=server", "generate.server.base_url=http://h/v1",
-                                           "generate.server.models={'999': x}"])
-    cfg = load_config("configs/micro.yaml", ["generate.backend=server", "generate.server.base_url=http://h/v1"])
+    server = ["generate.backend=server", "generate.server.base_url=http://h/v1"]
+    for overrides, problem in [
+            (["generate.vllm.dtype=bfloat16"], "generate.vllm: these settings apply to the vllm backend only"),
+            (["generate.server.base_url=http://127.0.0.1:1/v1"], "generate.server: these settings apply to the server backend only"),
+            (["generate.backend=server"], "generate.server: required with generate.backend: server"),
+            ([*server, "generate.server.models={'999': x}"], r"generate.server.models: \['999'\] are not models of this study")]:
+        with pytest.raises(ConfigError, match=problem):
+            load_config("configs/micro.yaml", overrides)
+    cfg = load_config("configs/micro.yaml", server)
     assert cfg.generate.server.concurrency == cfg.generate.batch_size == 12  # in flight: the batch size unless set
     cfg = load_config("configs/micro.yaml", ["generate.backend=vllm"])
     assert cfg.generate.vllm.max_lora_rank == 16 and load_config("configs/micro.yaml").generate.backend == "hf"

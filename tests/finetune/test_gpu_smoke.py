@@ -18,6 +18,7 @@ def smoke_module():
     return module
 
 
+@pytest.mark.slow  # builds and trains studies of the script
 def test_gpu_smoke_prepares_a_tiny_bloom_and_zero3_studies_on_the_cpu(tmp_path):
     smoke = smoke_module()
     configs = smoke.prepare(tmp_path, 32)

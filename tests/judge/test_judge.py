@@ -1,5 +1,5 @@
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.judge.answers import judge_answers
 from helpers.study.files import read_jsonl, write_jsonl

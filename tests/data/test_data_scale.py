@@ -4,6 +4,8 @@ import importlib.util
 import json
 import statistics
 
+import pytest
+
 from helpers.study.config import REPO
 
 
@@ -14,6 +16,7 @@ def bench_module():
     return module
 
 
+@pytest.mark.slow  # the benchmark on 2,000 records
 def test_data_scale_benchmark_finds_what_was_planted(tmp_path, capsys):
     out = tmp_path / "bench"
     result = bench_module().main(["--records", "2000", "--out", str(out), "--max-length", "256", "--sample", "200",

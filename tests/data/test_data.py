@@ -1,5 +1,5 @@
 import pytest
-from conftest import make_config
+from builders import EVALS, file_study, make_config, train_records, write_records
 
 from helpers.data.build import check_contamination, nested_subsets, prepare
 from helpers.data.selection import random_order, selection_order, stratified_order
@@ -145,43 +145,10 @@ def test_quality_filters_keep_the_whole_builtin_suite():
 # the stage on files: dedup, contamination, filters reported
 # ---------------------------------------------------------------------------------------------
 
-import json  # noqa: E402
-
-
-def _write(path, records):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return str(path)
-
-
-def _file_study(tmp_path, train, evals, scales=(4, 8), **data):
-    cfg = make_config("m", scales=list(scales), data={
-        "source": "file", "train_files": [_write(tmp_path / "train.jsonl", train)],
-        "eval_file": _write(tmp_path / "eval.jsonl", evals), **data})
-    return cfg
-
-
-FRUITS = "苹果 香蕉 橘子 葡萄 西瓜 草莓 菠萝 芒果 桃子 梨 樱桃 柠檬 荔枝 龙眼 柚子 榴莲".split()
-CITIES = "北京 上海 杭州 成都 西安 南京 武汉 长沙 广州 深圳 重庆 天津 苏州 厦门 青岛 昆明".split()
-
-
-def _train_records():
-    recs = [{"id": f"t{i}", "instruction": f"介绍一下{c}的{f}有什么特点，适合什么季节吃？", "input": "",
-             "output": f"{c}的{f}很受欢迎。", "category": "open qa"} for i, (c, f) in enumerate(zip(CITIES, FRUITS))]
-    recs.append({"id": "dup-exact", "instruction": recs[0]["instruction"] + " ", "input": "",
-                 "output": "重复。", "category": "Open QA"})
-    recs.append({"id": "dup-near", "instruction": recs[1]["instruction"].replace("？", "！"), "input": "",
-                 "output": "几乎重复。", "category": "openqa"})
-    recs.append({"id": "leak", "instruction": "请回答：长江是中国最长的河流，它流经哪些省份和直辖市？谢谢", "input": "",
-                 "output": "青海、西藏、四川等。", "category": "open_qa"})
-    return recs
-
-
-EVALS = [{"question": "长江是中国最长的河流，它流经哪些省份和直辖市？", "class": "open qa", "std_answer": "青海、西藏……"},
-         {"question": "写一首关于秋天的诗。", "class": "generation", "std_answer": ""}]
 
 
 def test_file_source_removes_duplicates_and_contaminated_items_and_reports_them(tmp_path, capsys):
-    cfg = _file_study(tmp_path, _train_records(), EVALS, scales=(4, 8, 12))
+    cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8, 12))
     stats = prepare(cfg, tmp_path / "study")
     out = capsys.readouterr().out
     pool_ids = [r["id"] for r in read_jsonl(tmp_path / "study" / "pool.jsonl")]
@@ -203,7 +170,7 @@ def test_file_source_removes_duplicates_and_contaminated_items_and_reports_them(
 
 
 def test_report_action_counts_without_removing(tmp_path):
-    cfg = _file_study(tmp_path, _train_records(), EVALS, scales=(4, 8),
+    cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8),
                       dedup={"action": "report"}, contamination={"action": "report"})
     stats = prepare(cfg, tmp_path / "study")
     assert len(read_jsonl(tmp_path / "study" / "pool.jsonl")) == 19
@@ -212,13 +179,13 @@ def test_report_action_counts_without_removing(tmp_path):
 
 
 def test_a_verbatim_eval_question_stops_the_study_or_is_removed(tmp_path):
-    train = _train_records() + [{"id": "verbatim", "instruction": "写一首关于秋天的诗。", "input": "",
+    train = train_records() + [{"id": "verbatim", "instruction": "写一首关于秋天的诗。", "input": "",
                                   "output": "秋风起，落叶黄。"}]
-    cfg = _file_study(tmp_path, train, EVALS)
+    cfg = file_study(tmp_path, train, EVALS)
     with pytest.raises(ValueError, match=r"contamination: 1 eval questions appear verbatim in the pool: "
                                          r"\['eval-00002 = verbatim'\]"):
         prepare(cfg, tmp_path / "study")
-    cfg = _file_study(tmp_path, train, EVALS, contamination={"verbatim": "remove"})
+    cfg = file_study(tmp_path, train, EVALS, contamination={"verbatim": "remove"})
     stats = prepare(cfg, tmp_path / "study")
     assert stats["filters"]["verbatim"]["removed"] == 1
     assert "verbatim" not in {r["id"] for r in read_jsonl(tmp_path / "study" / "pool.jsonl")}
@@ -237,8 +204,8 @@ def test_builtin_default_only_reports_and_keeps_the_random_subsets(tmp_path):
 def test_a_filter_that_leaves_too_few_items_says_so(tmp_path):
     train = [{"id": f"x{i}", "instruction": f"第{i}题：描述这张图片。", "input": "", "output": "看不到。"} for i in range(10)]
     cfg = make_config("m", scales=[4, 8], strategy="quality", data={
-        "source": "file", "train_files": [_write(tmp_path / "t.jsonl", train)],
-        "eval_file": _write(tmp_path / "e.jsonl", EVALS), "dedup": {"action": "report"}})
+        "source": "file", "train_files": [write_records(tmp_path / "t.jsonl", train)],
+        "eval_file": write_records(tmp_path / "e.jsonl", EVALS), "dedup": {"action": "report"}})
     with pytest.raises(ValueError, match="exceeds the pool of 0 items after the quality filters removed 10"):
         prepare(cfg, tmp_path / "study")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fake_openai import FakeOpenAI
+from fake_openai import ENV
 from scipy.stats import rankdata
 
 from helpers.analysis.agreement import agreement_table, disagreements, paired_scores
@@ -29,10 +29,6 @@ from helpers.study.config import ConfigError, StudyConfig, load_config
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.judges import study_judges
 from helpers.study.runner import plan
-
-ENV = "STUDY_TEST_AGREEMENT_KEY"
-KEY = "sk-agreement-secret-0000"
-
 
 # ------------------------------------------------------------------ figures computed without the module
 
@@ -231,11 +227,10 @@ def llm_score(item: dict, kind: str, run: int) -> float:
 
 
 @pytest.fixture
-def two_judges(tmp_path, monkeypatch):
+def two_judges(tmp_path, server):
     """A study folder with the eval set (3 items each of four use cases from the built-in suite) and the
     answers of three models, a config whose headline judge is offline and whose other judge ``fake`` is an
     LLM behind the fake server, which scores each answer by the design above (``responder``)."""
-    monkeypatch.setenv(ENV, KEY)
     _, suite = build_suite(0, 0, 3)
     items = [it for it in suite if it["category"] in CATS]
     sd = tmp_path / "data" / "agree"
@@ -257,17 +252,16 @@ def two_judges(tmp_path, monkeypatch):
         it, kind = design[(question, answer)]
         return f"评语。\n得分：{llm_score(it, kind, int(seed))}", "stop"
 
-    with FakeOpenAI(api_key=KEY, lifetime_s=300) as srv:
-        srv.models = ["fake-judge"]
-        srv.responder = responder
-        raw = {"study": "agree", "scales": [4, 12], "data": {"pool_size": 60, "eval_per_category": 3},
-               "analysis": {"n_boot": 20},
-               "judge": {"kind": "offline", "others": {"fake": {
-                   "kind": "openai", "model": "fake-judge", "base_url": srv.base_url, "api_key_env": ENV, "runs": 2,
-                   "concurrency": 4, "timeout_s": 10, "backoff_base_s": 0.001, "backoff_max_s": 0.01}}}}
-        config = tmp_path / "agree.yaml"
-        config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
-        yield config, sd, items, srv
+    server.models = ["fake-judge"]
+    server.responder = responder
+    raw = {"study": "agree", "scales": [4, 12], "data": {"pool_size": 60, "eval_per_category": 3},
+           "analysis": {"n_boot": 20},
+           "judge": {"kind": "offline", "others": {"fake": {
+               "kind": "openai", "model": "fake-judge", "base_url": server.base_url, "api_key_env": ENV, "runs": 2,
+               "concurrency": 4, "timeout_s": 10, "backoff_base_s": 0.001, "backoff_max_s": 0.01}}}}
+    config = tmp_path / "agree.yaml"
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return config, sd, items, server
 
 
 def expected_figures(sd: Path, items: list[dict]) -> dict[str, dict]:

@@ -1,5 +1,5 @@
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.generate.answers import generate_answers
 from helpers.generate.hf import plan_batches

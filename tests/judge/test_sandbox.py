@@ -21,9 +21,8 @@ from helpers.judge import code as code_mod
 from helpers.judge import sandbox
 from helpers.judge.code import run_python_tests
 from helpers.judge.offline import score_answer
-from helpers.study.config import StudyConfig
+from helpers.study.config import REPO, StudyConfig
 
-REPO = Path(__file__).resolve().parents[1]
 LINUX = sys.platform.startswith("linux")
 pytestmark = pytest.mark.skipif(not LINUX, reason="OS isolation is Linux-only (bubblewrap, namespaces)")
 
@@ -313,31 +312,6 @@ def test_judge_rows_and_report_say_how_code_ran(tmp_path, monkeypatch):
     assert all(r["score"] is None and r["code_execution"] == "not run" for r in rows if r["id"].startswith("eval-code"))
     note = code_execution_note(code_execution(tmp_path, ["base"]))
     assert "NOT run" in note and "unisolated" in note
-
-
-def test_report_says_at_the_top_when_code_was_not_run(tmp_path):
-    from test_report import MODELS, make_study
-
-    from helpers.analysis.report import build_report
-    from helpers.analysis.results import write_results
-    from helpers.study.files import read_json, read_jsonl, write_jsonl
-
-    study = make_study(tmp_path / "study")
-    for m in MODELS:  # pretend the math items were code items judged on a machine without isolation
-        path = study / "judgments" / f"{m}.jsonl"
-        rows = read_jsonl(path)
-        for r in rows:
-            if r["id"].startswith("math"):
-                r.update(score=None, raw=sandbox.NOT_RUN_REASON, code_execution=sandbox.NOT_RUN)
-        write_jsonl(path, rows)
-    res = write_results(study, MODELS, n_boot=50)
-    n = 4 * len(MODELS)  # four math items per model
-    assert res["code_execution"]["not_run"] == n and res["code_execution"]["modes"] == {"not run": n}
-    index = build_report(study, tmp_path / "report", "t", [], {}, {})
-    text = index.read_text(encoding="utf-8")
-    head = text[text.index("<h1>"):text.index("<h2>")]
-    assert "Code answers were NOT run" in head and "judge.code_execution: unisolated" in head
-    assert read_json(study / "results.json")["code_execution"]["by_model"]["base"] == {"not run": 4}
 
 
 def test_the_setting_has_two_values():

@@ -86,6 +86,7 @@ def test_a_run_waits_for_every_process_of_a_killed_run(tmp_path, monkeypatch):
     assert 1.0 < waited < 20
 
 
+@pytest.mark.slow  # a notebook through papermill
 def test_kernels_started_by_papermill_under_the_lock_hold_the_kernel_lock(tmp_path):
     import papermill as pm
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from conftest import make_config
-from test_data import EVALS, _file_study, _train_records
+from builders import EVALS, file_study, make_config, train_records
 
 from helpers.analysis.figures import all_figures, model_label, model_palette
 from helpers.analysis.paper import load_claims
@@ -67,15 +66,15 @@ def test_plan_trains_once_per_strategy_under_the_prefix_schedule(tmp_path):
 # ------------------------------------------------------------------------------------ data
 
 def test_every_strategy_gets_nested_subsets_from_the_same_pool(tmp_path):
-    records = _train_records() + [
+    records = train_records() + [
         {"id": "selfref", "instruction": "介绍一下你自己。", "input": "", "output": "作为一个AI语言模型，我没有名字。",
          "category": "open_qa"},
         {"id": "image", "instruction": "描述这张图片中的内容。", "input": "", "output": "图中有一只猫。",
          "category": "open_qa"}]
-    grid = _file_study(tmp_path, records, EVALS, scales=(4, 8, 12))
+    grid = file_study(tmp_path, records, EVALS, scales=(4, 8, 12))
     grid = grid.model_copy(update={"strategy": ["random", "quality"]})
     stats = prepare(grid, tmp_path / "grid")
-    single = _file_study(tmp_path, records, EVALS, scales=(4, 8, 12))
+    single = file_study(tmp_path, records, EVALS, scales=(4, 8, 12))
     prepare(single, tmp_path / "single")
     pool_ids = {r["id"] for r in read_jsonl(tmp_path / "grid" / "pool.jsonl")}
     assert {"selfref", "image"} <= pool_ids  # the quality filters narrow the quality subsets, not the pool

@@ -6,19 +6,13 @@ import time
 
 import pytest
 from fake_openai import FakeOpenAI
-from test_llm_judge import ENV, KEY, make_cfg, study  # noqa: F401  (study is a fixture)
+from llm_study import make_cfg
 
 from helpers.judge.answers import judge_answers
 from helpers.judge.llm import JudgeIncomplete
 from helpers.study.files import read_jsonl
 
 OUTAGE_S = 30
-
-
-@pytest.fixture
-def server():
-    with FakeOpenAI(api_key=KEY, retry_after="0") as srv:
-        yield srv
 
 
 def start_outage(srv: FakeOpenAI, after: int, seconds: float) -> threading.Timer:
@@ -30,6 +24,7 @@ def start_outage(srv: FakeOpenAI, after: int, seconds: float) -> threading.Timer
     return timer
 
 
+@pytest.mark.slow  # a real 30 s outage
 def test_a_30_second_outage_is_ridden_out(study, server):  # noqa: F811
     # backoff 1, 2, 4, 8, 8, 8 ... s: nine retries cover about 47 s, more than the outage
     cfg = make_cfg(server, max_retries=9, backoff_base_s=1.0, backoff_max_s=8.0, concurrency=4)

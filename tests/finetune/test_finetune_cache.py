@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_config
+from builders import make_config
 
 from helpers.finetune import run
 from helpers.finetune.cache import row_lengths, subset_rows
@@ -80,6 +80,7 @@ def test_cached_rows_equal_the_old_list_path_and_scales_are_slices(study, tiny_m
     assert sha == hashlib.sha256((sd / "subsets" / "4.jsonl").read_bytes()).hexdigest()
 
 
+@pytest.mark.slow  # several trainings
 def test_a_new_max_length_or_pool_makes_a_new_cache_and_drops_the_old(study, tiny_model_dir):
     sd, records = study
     tok = load_tokenizer(str(tiny_model_dir))
@@ -97,6 +98,7 @@ def test_a_new_max_length_or_pool_makes_a_new_cache_and_drops_the_old(study, tin
     assert model_rows(rows) == old_tokenize(changed[:4], tok, 16)
 
 
+@pytest.mark.slow  # several trainings
 def test_a_subset_that_is_not_a_prefix_is_selected_by_record_or_tokenized_alone(study, tiny_model_dir, capsys):
     sd, records = study
     cfg = make_config(tiny_model_dir, scales=[4, 12], train={"max_length": 32})
@@ -113,6 +115,7 @@ def test_a_subset_that_is_not_a_prefix_is_selected_by_record_or_tokenized_alone(
     assert model_rows(rows) == old_tokenize(foreign, tok, 32)
 
 
+@pytest.mark.slow  # two trainings compared
 def test_training_through_the_cache_gives_the_weights_of_the_old_list_path(tmp_path, tiny_model_dir, monkeypatch):
     """Length-grouped batches (the separate schedule) over rows of different lengths: the same order, the same
     batches, the same adapter as when Trainer was handed the list of the old ``tokenize``."""

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.study.config import REPO
 from helpers.study.files import write_json, write_jsonl
@@ -43,6 +43,7 @@ def test_prefix_schedule_trains_once_for_every_scale(tmp_path):
     assert runs["generate-4"].inputs[-1] == tmp_path / "models" / "4"
 
 
+@pytest.mark.slow  # a notebook through papermill
 def test_the_vllm_backend_generates_every_model_in_one_execution(tmp_path, monkeypatch):
     cfg = make_config("m", generate={"backend": "vllm", "max_new_tokens": {"default": 6}})
     runs = by_label(plan(cfg, tmp_path))
@@ -182,6 +183,7 @@ def test_an_unchanged_file_is_hashed_from_memory_and_a_changed_one_is_read_again
     assert hash_path(big.parent) == first and reads == ["model.safetensors"]
 
 
+@pytest.mark.slow  # the command line in fresh interpreters
 def test_the_runner_keeps_its_file_hashes_in_the_study(tmp_path):
     from helpers.study import hashes
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_config
+from builders import make_config
 
 from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.run import compute_estimate, train
@@ -101,6 +101,7 @@ def test_train_scale_writes_adapter_log_and_summary(tmp_path, tiny_model_dir):
     assert not list((tmp_path / "models").glob(".*tmp"))
 
 
+@pytest.mark.slow  # a training in bf16
 def test_lora_with_bf16_loads_the_frozen_base_in_bf16_and_keeps_the_adapters_fp32(tmp_path, tiny_model_dir, monkeypatch):
     from safetensors.torch import load_file
 
@@ -129,6 +130,7 @@ def test_lora_with_bf16_loads_the_frozen_base_in_bf16_and_keeps_the_adapters_fp3
     assert run.load_dtype(make_config(tiny_model_dir), None) == torch.float32
 
 
+@pytest.mark.slow  # two trainings compared
 def test_training_is_deterministic(tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
@@ -160,6 +162,7 @@ def assert_same_weights(a, b):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # three trainings compared
 def test_prefix_schedule_equals_separate_runs(tmp_path, tiny_model_dir):
     """One pass over the largest subset, saved at each boundary, is the same as each scale alone."""
     from helpers.finetune.run import _train
@@ -197,6 +200,7 @@ def test_prefix_schedule_is_refused_where_it_would_differ(tiny_model_dir, bad, m
                                                           "per_device_batch_size": 2, **bad})
 
 
+@pytest.mark.slow  # two training processes, one killed
 def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir):
     import os
     import signal
@@ -238,6 +242,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
     assert [r["step"] for r in read_jsonl(killed / "train_log.jsonl")] == list(range(1, 13))
 
 
+@pytest.mark.slow  # accelerate launch, two processes
 def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_dir):
     """accelerate launch with 2 processes (gloo on the CPU): half the steps, one saved model."""
     import os
@@ -273,6 +278,7 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
     assert (models / "8" / "adapter_model.safetensors").exists()
 
 
+@pytest.mark.slow  # a full fine-tune, then generation
 def test_full_fine_tuning_saves_a_model_that_generation_loads(tmp_path, tiny_model_dir):
     from helpers.study.models import load_for_generation
 

@@ -14,6 +14,7 @@ from helpers.analysis import report as R
 from helpers.analysis.figures import all_figures
 from helpers.analysis.report import build_report
 from helpers.analysis.results import write_results
+from helpers.judge.sandbox import NOT_RUN, NOT_RUN_REASON
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 
 XSS = "<script>alert(1)</script>"
@@ -261,15 +262,14 @@ def test_a_twelve_use_case_study_at_the_papers_shares_shows_every_use_case_besid
     """Scales at 0.1 / 0.3 / 0.5 / 1 of the largest, as the default study's: every use case and Overall in
     the agreement table with a best-scale comparison, and no forecast is a point (low == high) or capped,
     even where the scores climb towards 1."""
-    from test_paper import MODELS as PAPER_MODELS
-    from test_paper import study
+    from builders import PAPER_MODELS, paper_shares_study
 
     from helpers.study.categories import CATEGORIES
 
     rng = np.random.default_rng(5)
     levels = {c: list(np.clip(0.3 + np.cumsum(rng.normal(0.05, 0.08, 4)), 0, 1)) for c in CATEGORIES}
     levels["translation"] = [0.55, 0.8, 0.9, 0.97]  # a straight line in log n passes 1 before 10x
-    root = study(tmp_path / "s", levels, n_items=20, sd=0.1)
+    root = paper_shares_study(tmp_path / "s", levels, n_items=20, sd=0.1)
     res = write_results(root, PAPER_MODELS, n_boot=100)
     all_figures(root, res, {})
     text = html.unescape(build_report(root, tmp_path / "r", "twelve", [], {}, {}).read_text(encoding="utf-8"))
@@ -281,3 +281,22 @@ def test_a_twelve_use_case_study_at_the_papers_shares_shows_every_use_case_besid
             assert c["forecast_ci_low"] < c["forecast_ci_high"] and not c["forecast_capped"], c
     assert {c["category"]: c["form"] for c in res["curves"]}["translation"] == "logistic"
     assert "(capped at 1)" not in text
+
+
+def test_report_says_at_the_top_when_code_was_not_run(tmp_path):
+    study = make_study(tmp_path / "study")
+    for m in MODELS:  # pretend the math items were code items judged on a machine without isolation
+        path = study / "judgments" / f"{m}.jsonl"
+        rows = read_jsonl(path)
+        for r in rows:
+            if r["id"].startswith("math"):
+                r.update(score=None, raw=NOT_RUN_REASON, code_execution=NOT_RUN)
+        write_jsonl(path, rows)
+    res = write_results(study, MODELS, n_boot=50)
+    n = 4 * len(MODELS)  # four math items per model
+    assert res["code_execution"]["not_run"] == n and res["code_execution"]["modes"] == {"not run": n}
+    index = build_report(study, tmp_path / "report", "t", [], {}, {})
+    text = index.read_text(encoding="utf-8")
+    head = text[text.index("<h1>"):text.index("<h2>")]
+    assert "Code answers were NOT run" in head and "judge.code_execution: unisolated" in head
+    assert read_json(study / "results.json")["code_execution"]["by_model"]["base"] == {"not run": 4}

@@ -12,7 +12,8 @@ import os
 import time
 
 import pytest
-from fake_openai import NO_SCORE_REPLY, FakeOpenAI, score_for
+from fake_openai import ENV, KEY, NO_SCORE_REPLY, FakeOpenAI, score_for
+from llm_study import ANSWERS, ITEMS, make_cfg
 
 from helpers.judge.answers import judge_answers
 from helpers.judge.llm import JudgeError, JudgeIncomplete, build_prompt, cache_path, load_prompts, uses_reference
@@ -20,46 +21,6 @@ from helpers.judge.parse import parse_score
 from helpers.study.categories import CATEGORIES, canonical_category
 from helpers.study.config import REPO, StudyConfig
 from helpers.study.files import read_jsonl, write_jsonl
-
-KEY = "test-SECRET-9f3b2c7d1e5a-not-a-real-key"
-ENV = "STUDY_TEST_JUDGE_KEY"
-
-ITEMS = [
-    {"id": "m1", "category": "math", "question": "计算：12 + 30 = ?", "reference": "42"},
-    {"id": "m2", "category": "math", "question": "计算：7 × 8 = ?", "reference": "56"},
-    {"id": "c1", "category": "classification", "question": "这句话的情感是正面还是负面？“服务很好。”", "reference": "正面"},
-    {"id": "t1", "category": "translation", "question": "把“我喜欢猫”翻译成英文。", "reference": "I like cats."},
-    {"id": "g1", "category": "generation", "question": "写两句关于秋天的话。", "reference": "秋风起，落叶黄。REF-G1-SECRET-OUT"},
-    {"id": "b1", "category": "brainstorming", "question": "给出三个周末活动的建议。", "reference": "爬山、看书、做饭"},
-    {"id": "r1", "category": "rewrite", "question": "把“他很高兴”改写得更正式。", "reference": "他感到十分愉悦。"},
-    {"id": "s1", "category": "summarization", "question": "概括：小王今天去了北京，他在那里开会。", "reference": "小王去北京开会。"},
-]
-ANSWERS = {"m1": "42", "m2": "答案是54", "c1": "正面", "t1": "I like cat.", "g1": "秋天来了。树叶黄了。",
-           "b1": "1. 爬山\n2. 看电影\n3. 做饭", "r1": "他十分高兴。", "s1": "小王去北京。"}
-
-
-@pytest.fixture
-def server():
-    with FakeOpenAI(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
-def study(tmp_path, monkeypatch):
-    monkeypatch.setenv(ENV, KEY)
-    sd = tmp_path / "data" / "unit"
-    write_jsonl(sd / "eval.jsonl", ITEMS)
-    write_jsonl(sd / "answers" / "base.jsonl",
-                [{"id": it["id"], "category": it["category"], "answer": ANSWERS[it["id"]]} for it in ITEMS])
-    return sd
-
-
-def make_cfg(srv: FakeOpenAI, **judge) -> StudyConfig:
-    j = {"kind": "openai", "model": "fake-judge", "base_url": srv.base_url, "api_key_env": ENV, "runs": 3,
-         "concurrency": 4, "max_retries": 3, "timeout_s": 5, "backoff_base_s": 0.001, "backoff_max_s": 0.01,
-         "parse_retries": 1, "price_per_1k_input": 0.5, "price_per_1k_output": 1.5}
-    j.update(judge)
-    return StudyConfig.model_validate({"study": "unit", "scales": [4], "data": {"pool_size": 10}, "judge": j})
 
 
 def expected_keys(cfg: StudyConfig) -> dict[tuple, tuple[str, int]]:
@@ -316,6 +277,7 @@ def test_resume_after_a_keyboard_interrupt(study, server, sigint):
 
 # ------------------------------------------------------------------------------ the secret
 
+@pytest.mark.slow  # a notebook through papermill
 def test_the_key_appears_in_no_file_log_or_notebook(tmp_path, server, monkeypatch, capfd, caplog):
     """Run 04_judge through papermill on a config pointing at the fake server, with retries on."""
     import papermill as pm
