@@ -1,7 +1,8 @@
 """After one micro study: what reruns when something changes, and what `status` says, word for word.
 
-One study serves the module (most checks compute the status without running a stage); the last test
-reruns the stages an ``lr`` change makes stale. The kill test trains the tiny model alone.
+The read-only checks compute the status of the session's micro study (``micro_study`` in conftest.py) without
+running a stage; the ``lr`` test reruns the stages an ``lr`` change makes stale in a study of its own, and the
+kill test trains the tiny model alone (both in the slow tier).
 """
 import ast
 import os
@@ -20,8 +21,6 @@ from helpers.study.config import REPO
 from helpers.study.files import write_jsonl
 from helpers.study.runner import run_study, status
 
-pytestmark = pytest.mark.slow
-
 MICRO = REPO / "configs" / "micro.yaml"
 PACKAGE = REPO / "src" / "helpers"
 MODULES = sorted("helpers." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
@@ -30,11 +29,17 @@ LABELS = ["data", "finetune-4", "finetune-12", "generate-base", "generate-4", "g
           "judge-base", "judge-4", "judge-12", "analysis"]
 
 
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    root = tmp_path_factory.mktemp("root")
-    run_study(MICRO, root=root, out=lambda line: None, report=build_index)
-    return root
+@pytest.fixture
+def micro(micro_study):
+    """The session's finished micro study (read only: these tests compute its status, they run nothing)."""
+    return micro_study[0]
+
+
+@pytest.fixture
+def own_micro(tmp_path):
+    """A finished micro study of the test's own, for a test that changes it."""
+    run_study(MICRO, root=tmp_path, out=lambda line: None, report=build_index)
+    return tmp_path
 
 
 def states(root, overrides=()) -> dict[str, str]:
@@ -153,8 +158,9 @@ LR_STALE = {
 }
 
 
-def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(micro):
-    """Runs last in this module: it changes the study."""
+@pytest.mark.slow
+def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(own_micro):
+    micro = own_micro
     lr = ("train.lr=1e-3",)
     assert states(micro, lr) == LR_STALE
     plan_lines = []
@@ -181,6 +187,7 @@ def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(m
     assert "<footer>Produced by code " in footer and "settings that change results" in footer
 
 
+@pytest.mark.slow
 def test_killed_mid_training_then_save_steps_changed_resumes_and_another_lr_keeps_the_checkpoints(tmp_path, tiny_model_dir):
     records = [{"id": f"t{i}", "instruction": f"把数字{i}加一", "input": "", "output": f"答案：{i + 1}", "category": "math"}
                for i in range(24)]
