@@ -408,6 +408,8 @@ def _pool_size(cfg: StudyConfig) -> Check:
             total += n
     check = Check("scales")
     largest = cfg.scales[-1]
+    if cfg.data.largest_scale == "whole_pool":  # the largest takes what there is; the next one must fit
+        largest = cfg.scales[-2] if len(cfg.scales) > 1 else 1
     if not unknown and largest > total:
         check.problems.append(
             f"scales: the largest scale {largest} exceeds the {total} records of data.train_files "

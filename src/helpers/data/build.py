@@ -94,10 +94,19 @@ def nested_subsets(pool: list[dict], scales: list[int], seed: int, strategy: str
     return {s: [pool[i] for i in order[:s]] for s in scales}
 
 
-def _check_scales(scales: list[int], available: int, strategy: str, report: dict) -> None:
+def _check_scales(scales: list[int], available: int, strategy: str, report: dict, largest: str = "exact") -> None:
+    """Every scale fits the ``available`` records; with ``data.largest_scale: whole_pool`` the largest one takes
+    what there is, so only the smaller ones must fit (and leave it more than the next smaller scale)."""
+    removed = f" after the {strategy} filters removed {report['removed']}" if report.get("removed") else ""
+    if largest == "whole_pool":
+        below = scales[-2] if len(scales) > 1 else 0
+        if below >= available:
+            raise ValueError(f"scales: with data.largest_scale: whole_pool the largest scale takes the whole pool of "
+                             f"{available} items{removed}, which is not more than the next scale {below}")
+        return
     if scales[-1] > available:
-        removed = f" after the {strategy} filters removed {report['removed']}" if report.get("removed") else ""
-        raise ValueError(f"scales: the largest scale {scales[-1]} exceeds the pool of {available} items{removed}")
+        raise ValueError(f"scales: the largest scale {scales[-1]} exceeds the pool of {available} items{removed}; "
+                         "data.largest_scale: whole_pool trains the largest scale on the whole pool that remains")
 
 
 def _pool_question(r: dict) -> str:
@@ -192,10 +201,12 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
                  f"{'left out of the quality subsets' if cfg.grid else 'removed'} ({reasons})")
         if strategy == "quality" or "selection" not in filters:
             filters["selection"] = report
-        _check_scales(cfg.scales, len(order), strategy, report)
+        _check_scales(cfg.scales, len(order), strategy, report, cfg.data.largest_scale)
         for scale in cfg.scales:
             subsets[cfg.model_name(strategy, scale)] = [pool[i] for i in order[:scale]]
-        _say(f"strategy {strategy}: {len(order)} candidates; subsets of {', '.join(map(str, cfg.scales))} items")
+        sizes = [len(subsets[cfg.model_name(strategy, s)]) for s in cfg.scales]
+        _say(f"strategy {strategy}: {len(order)} candidates; subsets of {', '.join(map(str, sizes))} items"
+             + (f" (the largest, {cfg.scales[-1]}, is the whole pool)" if sizes[-1] < cfg.scales[-1] else ""))
 
     same = identical_subsets(cfg, subsets)
     for d in same:
