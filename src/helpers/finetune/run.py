@@ -169,12 +169,12 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> Tra
     """
     launched = launched_world_size()
     if launched != cfg.train.num_processes:
+        t = cfg.train
+        wrong = t.per_device_batch_size * launched * (t.batch_size // (t.per_device_batch_size * t.num_processes))
         raise ValueError(
-            f"train.num_processes: {cfg.train.num_processes}, but {launched} process(es) were launched; gradient "
-            f"accumulation is train.batch_size / (per_device_batch_size x processes), so the batch would be "
-            f"{cfg.train.per_device_batch_size * launched * (cfg.train.batch_size // (cfg.train.per_device_batch_size * cfg.train.num_processes))}"
-            f" instead of train.batch_size {cfg.train.batch_size}: set train.num_processes to {launched}, or launch "
-            f"{cfg.train.num_processes}")
+            f"train.num_processes: {t.num_processes}, but {launched} process(es) were launched; the accumulation "
+            f"it implies would train with batches of {wrong} instead of train.batch_size {t.batch_size}: set "
+            f"train.num_processes to {launched}, or launch {t.num_processes}")
     accumulation = cfg.train.batch_size // (cfg.train.per_device_batch_size * launched)
     fields = TrainingArguments.__dataclass_fields__
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
