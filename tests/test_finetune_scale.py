@@ -256,3 +256,83 @@ def test_the_logits_that_the_label_only_head_does_not_spare_count_against_the_ca
     assert check_fits("full", ZERO3, p, p, zero3, 8, 2, 24 * GIB, largest_layer=largest) < 24 * GIB
     with pytest.raises(ValueError, match=r"and 19\.1 GiB of logits need .* per GPU"):
         check_fits("full", ZERO3, p, p, zero3, 8, 2, 24 * GIB, largest_layer=largest, logits=logits)
+
+
+def test_a_full_fine_tune_is_published_with_its_tokenizer_and_generation_config(tmp_path, tiny_bloom_dir):
+    """The published folder is what vLLM, AutoTokenizer and anyone downloading it load: in a fresh process,
+    from that folder alone (the base model's folder out of reach)."""
+    import shutil
+    import subprocess
+    import sys
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_bloom_dir, base)
+    cfg = make_config(str(base), train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
+                                        "max_length": 32, "bf16": False, "lr": 1e-3})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    out, = run.train(cfg, tmp_path, "8")
+    shutil.rmtree(base)
+    assert (out / "generation_config.json").exists() and (out / "tokenizer.json").exists()
+    code = ("import sys; from transformers import AutoModelForCausalLM, AutoTokenizer; p = sys.argv[1]; "
+            "tok = AutoTokenizer.from_pretrained(p); m = AutoModelForCausalLM.from_pretrained(p); "
+            "ids = tok('复述数字3', return_tensors='pt').input_ids; print(type(m).__name__, tok.eos_token, "
+            "m.generate(ids, max_new_tokens=2, do_sample=False).shape[1] - ids.shape[1])")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["BloomForCausalLM", "</s>", "2"]
+
+
+def test_accumulation_follows_the_launched_world_size_and_a_disagreeing_config_is_refused(tmp_path, monkeypatch):
+    """16 processes launched under a config for 8 would silently train with batches of 128: a named error instead.
+    The world size that launched sets the accumulation (2 processes x 2 per device x 2 steps = 8)."""
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    cfg = make_config("m", train={"batch_size": 64, "per_device_batch_size": 4, "num_processes": 8, "bf16": False})
+    with pytest.raises(ValueError, match=r"train\.num_processes: 8, but 16 process\(es\) were launched.*batches of "
+                                         r"128 instead of train\.batch_size 64"):
+        run.training_arguments(cfg, tmp_path / "args", "sequential")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cfg = make_config("m", train={"batch_size": 8, "per_device_batch_size": 2, "num_processes": 2, "bf16": False})
+    def as_given(**kw):  # the arguments as given: building them would start a process group of 2
+        return kw
+
+    as_given.__dataclass_fields__ = run.TrainingArguments.__dataclass_fields__
+    monkeypatch.setattr(run, "TrainingArguments", as_given)
+    assert run.training_arguments(cfg, tmp_path / "args", "sequential")["gradient_accumulation_steps"] == 2
+    monkeypatch.setattr(run, "world_size", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 4)  # a process group, whatever the environment says
+    with pytest.raises(ValueError, match=r"but 4 process\(es\) were launched"):
+        run.training_arguments(cfg, tmp_path / "args", "sequential")
+
+
+def _checkpoint_steps(tmp_path, tiny_bloom_dir, monkeypatch, **train) -> list[int]:
+    saved = []
+    real = run.CachedRowsTrainer._save_checkpoint
+
+    def spy(self, *a, **kw):
+        saved.append(self.state.global_step)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(run.CachedRowsTrainer, "_save_checkpoint", spy)
+    cfg = make_config(tiny_bloom_dir, train={"batch_size": 1, "per_device_batch_size": 1, "max_length": 32,
+                                             "bf16": False, **train})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    run.train(cfg, tmp_path, "8")
+    return saved
+
+
+def test_the_default_cadence_is_a_share_of_the_run_not_a_step_count(tmp_path, tiny_bloom_dir, monkeypatch):
+    """paper.yaml's 2M run is 62,500 steps: a fixed 20-step cadence wrote 3,125 ZeRO-3 checkpoints of ~100 GB.
+    The default is a share of the run (Trainer's save_steps below 1), here 8 steps at 0.25: every 2 steps."""
+    from helpers.study.config import load_config
+
+    paper = load_config("configs/paper.yaml").train
+    assert paper.save_steps is None and paper.save_share * 62_500 >= 3_000
+    assert _checkpoint_steps(tmp_path, tiny_bloom_dir, monkeypatch, save_share=0.25) == [2, 4, 6, 8]
+
+
+def test_a_time_cadence_saves_when_the_minutes_have_passed(tmp_path, tiny_bloom_dir, monkeypatch):
+    clock = iter(range(0, 10_000, 50))  # 50 s a call: on_step_end and on_save each read the clock once
+    monkeypatch.setattr(run.time, "monotonic", lambda: next(clock))
+    steps = _checkpoint_steps(tmp_path, tiny_bloom_dir, monkeypatch, save_steps=100, save_minutes=1.5)
+    assert steps and steps[-1] == 8 and len(steps) < 8  # not every step, but by the clock
