@@ -14,6 +14,7 @@ stage has run (else about 300 tokens per example), the judge's token counts are 
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from helpers.study.categories import CATEGORIES
@@ -116,6 +117,58 @@ def training_lines(cfg: StudyConfig, sd: Path, tflops: float) -> list[str]:
     lines.append(f"compute: about {est['flops']:.2e} FLOPs = {hours * t.num_processes:,.1f} GPU-hours, about {_duration(hours)} "
                  f"on {t.num_processes} GPU(s) at {tflops:g} TFLOP/s each (state your GPUs' sustained rate with --tflops)")
     return lines
+
+
+WRITE_GBPS = 2.0
+"""Sustained write speed of the study folder's disk assumed for the checkpoint write time, in GB/s."""
+
+
+def free_disk(sd: Path) -> int:
+    """Free bytes on the disk that holds (or will hold) the study folder."""
+    import shutil
+
+    path = Path(sd).resolve()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def checkpoint_plan(cfg: StudyConfig, sd: Path, tflops: float = DEFAULT_TFLOPS) -> dict:
+    """What the training's checkpoints cost: bytes of one, how many each run writes at the configured cadence, the
+    hours spent writing them at ``WRITE_GBPS``, and the disk the study needs at once: two checkpoints (the next is
+    written before the last is deleted, ``save_total_limit=1``) and every published model.
+
+    A checkpoint holds the weights and the optimizer states: under DeepSpeed the 16-bit model (2 bytes per
+    parameter) and the fp32 master weights and Adam moments (12 per trained parameter); without it the fp32
+    weights (4) and the moments (8). LoRA saves the adapters only (4 + 8 per adapter parameter).
+    """
+    from helpers.finetune.launch import zero_settings
+
+    t, est = cfg.train, compute_plan(cfg, sd)
+    params = est["params"]
+    trainable = params if t.method == "full" else params * 0.01 * t.lora.r / 16
+    zero = zero_settings(t.accelerate_config)
+    sixteen = zero is not None or t.method == "lora" or t.bf16 is True
+    weight_bytes = 2 if zero is not None else 4
+    saved = weight_bytes * params if t.method == "full" else 4 * trainable
+    one = saved + (12 if zero is not None and sixteen else 8) * trainable
+    runs = []
+    for st in cfg.strategies:
+        ns = [split_model(m)[1] for m in cfg.strategy_models(st) if m not in cfg.model.checkpoints]
+        runs += ([max(ns)] if t.schedule == "prefix" and ns else ns)
+    hours_per_example = est["flops"] / max(est["examples"], 1) / (t.num_processes * tflops * 1e12) / 3600
+    counts = []
+    for n in runs:
+        steps = math.ceil(n * t.epochs / t.batch_size)
+        every = t.save_steps or max(1, math.ceil(steps * t.save_share))
+        count = steps // every
+        if t.save_minutes:
+            count += int(n * hours_per_example * 60 / t.save_minutes)
+        counts.append(count)
+    written = one * sum(counts)
+    published = saved * len(runs) if t.schedule == "separate" else saved * sum(len(cfg.scales) for _ in cfg.strategies)
+    return {"bytes": one, "counts": counts, "written": written, "write_hours": written / (WRITE_GBPS * 1e9) / 3600,
+            "need": 2 * one + published, "published": published, "free": free_disk(sd)}
 
 
 def eval_items(cfg: StudyConfig, sd: Path) -> tuple[list[dict] | None, int, str]:

@@ -34,6 +34,8 @@ generate backend   ``generate.backend: vllm``: vLLM importable by the interprete
                    ranks (``train.lora.r``, adapters already trained) within ``max_lora_rank``;
                    ``server``: the key is set, ``GET /models`` answers and lists the served name of
                    every model that exists now (models this run trains are served after it)
+checkpoints        their count, size and write time at the save cadence; room on the disk for two of
+                   them and the published models, else the run is refused
 scales             the largest scale fits the records of local train files (counted cheaply: JSON
                    lines, parquet metadata); the built-in and generated pools are checked by the
                    config itself, hub datasets only by the data stage
@@ -95,6 +97,8 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
     checks.append(_files(cfg, stages))
     if "data" in stages and cfg.data.source in ("file", "hf"):
         checks.append(_pool_size(cfg))
+    if "finetune" in stages:
+        checks.append(_checkpoints(cfg, sd))
     if "judge" in stages:  # every judge of the study scores every answer (helpers.study.judges)
         checks += _judges(cfg, items)
     if "selfinstruct" in stages:
@@ -371,6 +375,29 @@ def _selfinstruct_files(cfg: StudyConfig) -> list[str]:
             msg = str(e)
             problems.append(msg if msg.startswith("selfinstruct.") else f"selfinstruct: {msg}")
     return problems
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+def _checkpoints(cfg: StudyConfig, sd: Path) -> Check:
+    """The checkpoints the training will write: their count, size and write time, and room on the disk for two
+    of them at once beside every published model (``helpers.estimate.checkpoint_plan``)."""
+    from helpers.estimate import WRITE_GBPS, checkpoint_plan
+    from helpers.finetune.memory import size
+
+    plan = checkpoint_plan(cfg, sd)
+    cadence = (f"every {cfg.train.save_steps} steps" if cfg.train.save_steps else
+               f"every {cfg.train.save_share:g} of a run") + (
+        f" and {cfg.train.save_minutes:g} minutes" if cfg.train.save_minutes else "")
+    check = Check("checkpoints", f"{sum(plan['counts']):,} of {size(plan['bytes'])} ({cadence}), about "
+                                 f"{plan['write_hours']:.1f} hours of writing at {WRITE_GBPS:g} GB/s; the disk holds "
+                                 f"{size(plan['free'])} free for {size(plan['need'])} at once")
+    if plan["need"] > plan["free"]:
+        check.problems.append(
+            f"train.save_steps: two checkpoints of {size(plan['bytes'])} (the next is written before the last is "
+            f"deleted) and the published models ({size(plan['published'])}) need {size(plan['need'])}, but the disk "
+            f"of {sd} has {size(plan['free'])} free: free space there, or set STUDY_ROOT / --root to a larger disk")
+    return check
 
 
 # ------------------------------------------------------------------------------------------ scales
