@@ -405,7 +405,7 @@ def test_the_paper_runs_checkpoints_are_counted_timed_and_must_fit_the_disk_twic
     5,937). Two at once plus four published 16-bit models must fit (255 GB): 250 GB free is refused, 300 GB passes."""
     import helpers.estimate as estimate
 
-    cfg = load_config("configs/paper.yaml")
+    cfg = load_config("configs/paper.yaml", ["train.save_minutes=null"])  # the step cadence alone (time: below)
     sd = study_dir(cfg, tmp_path)
     runs = [r for r in plan(cfg, sd) if r.stage.name == "finetune"]
     one, published = 14 * 7.07e9, 4 * 2 * 7.07e9
@@ -419,3 +419,5 @@ def test_the_paper_runs_checkpoints_are_counted_timed_and_must_fit_the_disk_twic
     lines = []
     check_study(cfg, sd, runs, out=lines.append)
     assert any("[ok  ] checkpoints: 77 of 92.2 GiB (every 0.05 of a run), about 1.1 hours of writing" in x for x in lines)
+    timed = estimate.checkpoint_plan(load_config("configs/paper.yaml"), sd)["counts"]  # and one every 2 hours
+    assert all(t > c for t, c in zip(timed[1:], plan_["counts"][1:])) and sum(timed) < 200

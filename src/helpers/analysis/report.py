@@ -340,7 +340,19 @@ def _usage(res: dict) -> str:
             "endpoint, cost in USD at the config's prices. Replies taken from the judge cache on a rerun are "
             "counted once, when they were paid for.</p>"
             + _table(["", "Requests", "Input tokens", "Output tokens", "Cost"], rows,
-                     [""] * (len(rows) - 1) + ["overall"]))
+                     [""] * (len(rows) - 1) + ["overall"]) + _served(u))
+
+
+def _served(u: dict) -> str:
+    """Which model answered each judge's requests, as the server named it, and its ``system_fingerprint``."""
+    served = u.get("served") or {}
+    if not served:
+        return ""
+    rows = [[f"<td>{_e(j)}</td>", f"<td>{_e(who)}</td>", f'<td class="num">{n:,}</td>']
+            for j, counts in served.items() for who, n in counts.items()]
+    return ("<p>The model that answered, as the server named it, and its system_fingerprint (a change of either "
+            "between two studies means another judge answered):</p>"
+            + _table(["Judge", "Served model / system_fingerprint", "Judgments"], rows))
 
 
 def _errors(res: dict) -> str:
