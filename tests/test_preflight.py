@@ -421,3 +421,26 @@ def test_the_paper_runs_checkpoints_are_counted_timed_and_must_fit_the_disk_twic
     assert any("[ok  ] checkpoints: 77 of 92.2 GiB (every 0.05 of a run), about 1.1 hours of writing" in x for x in lines)
     timed = estimate.checkpoint_plan(load_config("configs/paper.yaml"), sd)["counts"]  # and one every 2 hours
     assert all(t > c for t, c in zip(timed[1:], plan_["counts"][1:])) and sum(timed) < 200
+
+
+@pytest.mark.vllm
+def test_lora_through_vllm_on_bloom_is_refused_before_training(tmp_path, tiny_bloom_dir):
+    """vLLM's BloomForCausalLM has no LoRA support: LoRA adapters of the paper's base could never be served. The real
+    vLLM (make vllm-env) is asked; a full fine-tune of the same model passes."""
+    import os
+
+    if not os.environ.get("STUDY_VLLM_PYTHON"):
+        pytest.skip("STUDY_VLLM_PYTHON is not set: run `make test-vllm`")
+    from helpers.study.config import StudyConfig
+
+    raw = {**MICRO, "model": {"base": str(tiny_bloom_dir)}, "generate": {"backend": "vllm", "batch_size": 4}}
+    for method, ok in (("lora", False), ("full", True)):
+        cfg = StudyConfig.model_validate({**raw, "train": {**MICRO["train"], "method": method}})
+        sd = study_dir(cfg, tmp_path)
+        runs = [r for r in plan(cfg, sd) if r.stage.name in ("finetune", "generate")]
+        if ok:
+            check_study(cfg, sd, runs, out=lambda s: None)
+        else:
+            with pytest.raises(PreflightFailed, match=r"generate.backend: vllm cannot serve LoRA adapters on "
+                                                      r"BloomForCausalLM .* Set train.method: full"):
+                check_study(cfg, sd, runs, out=lambda s: None)

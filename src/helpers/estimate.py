@@ -53,11 +53,26 @@ def compute_plan(cfg: StudyConfig, sd: Path) -> dict:
     # the prefix schedule passes over each strategy's largest subset once; separate runs train every scale
     examples = sum(max(ns, default=0) if t.schedule == "prefix" else sum(ns) for ns in trained)
     per_example, source = tokens_per_example(cfg, sd)
-    params = cfg.model.params or (2.68e8 if cfg.model.base == "embedded" else 7e9)
+    params = cfg.model.params or local_params(cfg) or (2.68e8 if cfg.model.base == "embedded" else 7e9)
     tokens = examples * per_example
     flops = ((6 if t.method == "full" else 4) + (2 if t.gradient_checkpointing else 0)) * params * tokens * t.epochs
     return {"examples": examples, "tokens": tokens, "per_example": per_example, "tokens_source": source,
             "params": params, "flops": flops}
+
+
+def local_params(cfg: StudyConfig) -> int | None:
+    """Parameters of a local base model, from its safetensors headers (no weights read); None elsewhere."""
+    folder = resolve(cfg.model.base) if cfg.model.base != "embedded" else None
+    files = sorted(folder.glob("*.safetensors")) if folder is not None and folder.is_dir() else []
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+    return total
 
 
 def model_shape(cfg: StudyConfig) -> tuple[int | None, int | None]:

@@ -31,7 +31,8 @@ endpoints          each LLM judge and the self-instruct teacher: the key is set,
                    (openai's ``models.list``, 10 s timeout, no retries) answers, accepts the key and
                    lists the model
 generate backend   ``generate.backend: vllm``: vLLM importable by the interpreter that will run it, LoRA
-                   ranks (``train.lora.r``, adapters already trained) within ``max_lora_rank``;
+                   ranks (``train.lora.r``, adapters already trained) within ``max_lora_rank``, LoRA
+                   supported by vLLM on the base model's architecture (not on Bloom);
                    ``server``: the key is set, ``GET /models`` answers and lists the served name of
                    every model that exists now (models this run trains are served after it)
 checkpoints        their count, size and write time at the save cadence; room on the disk for two of
@@ -271,7 +272,7 @@ def _generate_backend(cfg: StudyConfig, sd: Path, runs: list) -> Check:
 
 def _vllm_ready(cfg: StudyConfig, sd: Path, existing: list[str], training: set[str]) -> str:
     from helpers.generate.rows import GenerateError
-    from helpers.generate.vllm_backend import engine_version, model_source, vllm_python
+    from helpers.generate.vllm_backend import engine_version, lora_support, model_source, vllm_python
 
     limit = cfg.generate.vllm.max_lora_rank
     if training and cfg.train.method == "lora" and cfg.train.lora.r > limit:
@@ -281,7 +282,32 @@ def _vllm_ready(cfg: StudyConfig, sd: Path, existing: list[str], training: set[s
         if m == "base" or m in cfg.model.checkpoints or (sd / "models" / m).exists():
             model_source(cfg, m, sd)  # an adapter's rank above max_lora_rank raises here
     python = vllm_python()
-    return f"{engine_version(python)} in {python}"
+    found = f"{engine_version(python)} in {python}"
+    adapters = [m for m in existing if (sd / "models" / m / "adapter_config.json").exists()]
+    if (training and cfg.train.method == "lora") or adapters:
+        arch = _architecture(cfg)
+        if arch is None:
+            return found + "; the base model's architecture is not readable here, so vLLM's LoRA support is unchecked"
+        if not lora_support(python, arch):
+            raise GenerateError(
+                f"generate.backend: vllm cannot serve LoRA adapters on {arch} (model.base {cfg.model.base}): vLLM has "
+                f"no LoRA support for that architecture. Set train.method: full, or generate.backend: hf (which "
+                f"applies adapters itself)")
+        found += f"; LoRA adapters on {arch}: supported"
+    return found
+
+
+def _architecture(cfg: StudyConfig) -> str | None:
+    """The base model's architecture (``BloomForCausalLM``) from its config.json, local or from the Hub's cache
+    or the Hub itself; None where it cannot be read."""
+    from helpers.study.models import base_model_path
+
+    try:
+        from transformers import AutoConfig
+
+        return (AutoConfig.from_pretrained(base_model_path(cfg)).architectures or [None])[0]
+    except (OSError, ValueError):
+        return None
 
 
 def _server_ready(cfg: StudyConfig, existing: list[str], later: list[str]) -> str:
