@@ -214,8 +214,11 @@ def rehearse(config: str | Path, root: str | Path | None = None, tflops: float =
         if zero and zero["stage"] == 3:
             ft.check("ZeRO-3: the weights were partitioned as they loaded" in text,
                      "ZeRO-3 in force: weights partitioned as they loaded", "not in the log")
-        written = text.count("Saving model checkpoint to")
-        ft.checked.append(f"{written} checkpoints written at the implied cadence")
+        from helpers.estimate import checkpoint_plan
+
+        counts = checkpoint_plan(cfg, sd)["counts"]
+        ft.checked.append(f"the cadence implies {' + '.join(map(str, counts))} checkpoints for these runs (the "
+                          f"preflight's count); the first of scale {first} was resumed")
         for m in cfg.models[1:]:
             folder = sd / "models" / m
             why = _loads_fresh(folder) if folder.exists() else "not published"
