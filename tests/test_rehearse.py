@@ -24,10 +24,11 @@ def test_the_rehearsal_config_of_paper_yaml_changes_sizes_only(tmp_path):
                       c.judge.temperature, c.judge.prompts_file)
     assert same(cfg) == same(real)
     assert cfg.judge.base_url == "http://127.0.0.1:9/v1" and cfg.train.num_processes == 2
-    assert info["arch"] == "BloomForCausalLM" and info["params"] < 1e6
+    assert info["arch"] == "BloomForCausalLM" and info["params"] < 3e6
     from transformers import AutoConfig
 
-    assert AutoConfig.from_pretrained(cfg.model.base).model_type == "bloom"
+    tiny = AutoConfig.from_pretrained(cfg.model.base)
+    assert tiny.model_type == "bloom" and tiny.hidden_size // tiny.n_head == 128  # vLLM's CPU attention: not 16
     # the Hub dataset: a local folder in train_2M_CN's layout, 2 unique records short of the largest scale
     records = [json.loads(x) for x in (tmp_path / "hub" / "BelleGroup__train_2M_CN" / "train.json").read_text().splitlines()]
     assert set(records[0]) == {"instruction", "input", "output"}

@@ -74,14 +74,15 @@ def tiny_model(cfg: StudyConfig, path: Path, texts: list[str]) -> tuple[Path, st
         if local is None and "bloom" not in base.lower():
             raise ValueError(f"model.base: {base} is neither local nor a Bloom model: the rehearsal cannot build its "
                              "architecture offline; point model.base at a local copy of the model's folder")
-        return build_tiny_bloom(path, texts, hidden_size=64, layers=2, heads=4), "BloomForCausalLM"
+        # head_dim 128 as in Bloomz-7B1 (4,096 / 32): vLLM's CPU attention refuses small ones such as 16
+        return build_tiny_bloom(path, texts, hidden_size=256, layers=2, heads=2), "BloomForCausalLM"
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(local)
     text = getattr(config, "text_config", config)
-    text.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                 "num_key_value_heads": 1, "head_dim": 16})
+    text.update({"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 2,
+                 "num_key_value_heads": 1, "head_dim": 128})  # a head_dim vLLM's CPU attention accepts
     torch.manual_seed(cfg.seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(path)
