@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study status test test-all test-vllm vllm-env lab dry-run browser sandbox clean clean-stale distclean
+.PHONY: setup study status test test-all test-vllm vllm-env lab dry-run browser sandbox clean clean-stale distclean rehearse
 
 setup: $(STAMP)
 
@@ -84,6 +84,11 @@ $(VLLM_STAMP): pyproject.toml
 # the vllm backend and through a vLLM OpenAI server on 127.0.0.1, compared with the hf backend.
 test-vllm: setup vllm-env
 	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/generate/test_generate_vllm.py
+
+# The config's own code path on the CPU at shrunk sizes (README "Before you rent GPUs"); CONFIG= picks the config.
+REHEARSE_CONFIG = $(if $(filter configs/default.yaml,$(CONFIG)),configs/paper.yaml,$(CONFIG))
+rehearse: setup $(TEST_STAMP) vllm-env
+	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m helpers rehearse --config $(REHEARSE_CONFIG)
 
 # (root, as in containers, needs --allow-root)
 lab: setup

@@ -99,6 +99,8 @@ class FakeOpenAI:
         self.bodies: list[dict] = []         # the body of every /v1/completions request, in arrival order
         self.served_models = None            # names GET /v1/models lists and completions accept; None: any
         self.responder = None                # f(prompt, seed) -> (text, finish_reason): a fake teacher
+        self.snapshots = {}                  # alias -> the dated model a chat reply names (as OpenAI's do)
+        self.fingerprint = "fp_fake0"        # the system_fingerprint of every chat reply
         self.models: list[str] | None = []   # what GET /v1/models lists without served_models; None: no such route
         self.model_lists = 0                 # GET /v1/models requests
         self.on_answered = None              # f(key, n) after the n-th 200 reached the socket
@@ -308,7 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         p, c = max(1, len(prompt) // 2), max(1, len(text) // 2)
         self._answer(state, key, {
             "id": f"chatcmpl-fake-{state.total}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "fake"),
+            "model": state.snapshots.get(body.get("model"), body.get("model", "fake")),
+            "system_fingerprint": state.fingerprint,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
             "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})
 

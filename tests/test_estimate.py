@@ -19,9 +19,27 @@ def test_training_time_follows_the_stated_rate_and_tokens_come_from_the_data_sta
     # no DeepSpeed: every GPU holds all 16 bytes per parameter (16e12 bytes)
     assert lines[2].startswith(f"memory per GPU for model states: {16e12 / 2**30:.1f} GiB (full, 1,000,000,000,000 parameters, "
                                "bf16 weights, no ZeRO sharding over 8 GPU(s)")
+    assert lines[3].startswith("peak memory per GPU: not estimated")
     seconds = flops / (8 * 100e12)
-    assert f"about {seconds:.0f} s on 8 GPU(s) at 100 TFLOP/s each" in lines[3]
-    assert training_lines(cfg, tmp_path, tflops=50)[3] != lines[3]
+    assert f"about {seconds:.0f} s on 8 GPU(s) at 100 TFLOP/s each" in lines[4]
+    assert training_lines(cfg, tmp_path, tflops=50)[4] != lines[4]
+
+
+def test_gradient_checkpointing_costs_8nt_and_the_logits_enter_the_peak_memory(tmp_path):
+    """Recomputing the forward in the backward pass makes a full fine-tune 8 x params x tokens, not 6; the logits of
+    Bloom's 250,880 words at 8 x 1,024 tokens (about 19 GiB, the label-only head being off on 8 GPUs) come on top
+    of the model states."""
+    cfg = make_config("m", model={"base": "m", "params": 1e9, "vocab_size": 250880, "hidden_size": 4096}, train={
+        "method": "full", "batch_size": 64, "per_device_batch_size": 8, "num_processes": 8, "max_length": 1024,
+        "bf16": True, "gradient_checkpointing": True, "accelerate_config": "configs/accelerate/deepspeed_zero3.yaml"})
+    lines = training_lines(cfg, tmp_path, tflops=100)
+    tokens = (4 + 8) * 300
+    assert f"about {8 * 1e9 * tokens:.2e} FLOPs" in lines[4]
+    states = 18 * 1e9 / 8 + 4 * 250880 * 4096
+    logits = 8 * 1024 * 250880 * 10
+    assert lines[2].startswith(f"memory per GPU for model states: {states / 2**30:.1f} GiB")
+    assert lines[3].startswith(f"peak memory per GPU: {(states + logits) / 2**30:.1f} GiB = model states + "
+                               f"{logits / 2**30:.1f} GiB of logits")
 
 
 def test_the_judge_cost_is_an_upper_bound_from_the_eval_set_and_the_rubrics(tmp_path):
@@ -33,12 +51,16 @@ def test_the_judge_cost_is_an_upper_bound_from_the_eval_set_and_the_rubrics(tmp_
     write_jsonl(tmp_path / "eval.jsonl", [{"id": "a", "category": "math", "question": "问" * 40, "reference": "答" * 5},
                                           {"id": "b", "category": "code", "question": "问" * 20, "reference": "答" * 25}])
     [line] = judge_lines(cfg, tmp_path)
-    requests = 2 * 3 * 2  # items x models (base, 4, 8) x runs
-    per_prompt = (225 + 45) / 1.5 + 30  # mean rubric + mean question and reference, then the answer budget
+    judgments = 2 * 3 * 2  # items x models (base, 4, 8) x runs
+    requests = judgments * 3  # each judgment asked up to judge.parse_retries (2) more times
+    # the longest rubric (300 three-byte characters), the longest item (question + reference: 45 characters),
+    # the answer budget at 32 bytes a token, 16 tokens of chat format: tokens never exceed UTF-8 bytes
+    per_prompt = 3 * 300 + 3 * 45 + 30 * 32 + 16
     prompt_tokens, completion_tokens = requests * per_prompt, requests * 100
     cost = prompt_tokens / 1000 * 1.0 + completion_tokens / 1000 * 2.0
-    assert line.startswith(f"judge j: {requests} requests (2 items [eval.jsonl] x 3 models x 2 run(s)) to j")
-    assert f"{prompt_tokens:,.0f} prompt + {completion_tokens:,.0f} completion tokens, at most ${cost:,.2f}" in line
+    assert line.startswith(f"judge j: {judgments} judgments (2 items [eval.jsonl] x 3 models x 2 run(s)) to j, "
+                           f"at most {requests} requests")
+    assert f"{prompt_tokens:,.0f} prompt + {completion_tokens:,.0f} completion tokens: at most ${cost:,.2f}" in line
     assert judge_lines(make_config("m"), tmp_path) == ["judge offline: offline, no requests"]
     two = make_config("m", judge={"kind": "offline", "others": {"gpt": {"kind": "openai", "model": "j", "runs": 2,
                                   "prompts_file": str(prompts), "max_tokens": 100, "price_per_1k_input": 1.0,

@@ -1,5 +1,6 @@
 """Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run [--tflops T]]``,
 ``python -m helpers status [--config FILE]``, ``python -m helpers clean --stale [--config FILE]``,
+``python -m helpers rehearse [--config FILE]`` (the config's code path on the CPU at shrunk sizes),
 ``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``."""
 from __future__ import annotations
 
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--root", default=None)
     train.add_argument("--scale", default=None, help="the scale to train (train.schedule: separate)")
     train.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    reh = sub.add_parser("rehearse", help="run a config's own code path end to end on the CPU at shrunk sizes")
+    reh.add_argument("--config", default="configs/paper.yaml")
+    reh.add_argument("--root", default=None, help="the rehearsal's folder (default: a new temporary one)")
+    reh.add_argument("--tflops", type=float, default=125.0, help="sustained TFLOP/s per GPU for the projections")
+    reh.add_argument("--gpu-gib", type=float, default=80.0, help="memory of one GPU, for the peak-memory check")
+    reh.add_argument("--gen-tps", type=float, default=1500.0, help="generated tokens/s per GPU assumed for generation")
     check = sub.add_parser("validate", help="load a data file, print a JSON summary; exit 2 on bad input")
     check.add_argument("--kind", required=True, choices=("train", "eval", "seeds", "judge-prompts"))
     check.add_argument("file", help="a JSON/JSONL/parquet file (train: also a data folder or a hub dataset name)")
@@ -80,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, args.overrides)
             hold_in_kernel(study_dir(cfg, args.root))  # launched by a notebook under the runner: a rerun waits for it
             train(cfg, study_dir(cfg, args.root), args.scale)
+        elif args.command == "rehearse":
+            from helpers.rehearse.run import rehearse
+
+            return rehearse(args.config, args.root, args.tflops, args.gpu_gib, args.gen_tps)
         elif args.command == "validate":
             import json
 

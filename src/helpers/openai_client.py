@@ -259,10 +259,14 @@ class RequestStats:
 
 @dataclass
 class Reply:
-    """One completed chat request: the reply text, its token usage and why the model stopped."""
+    """One completed chat request: the reply text, its token usage and why the model stopped, and which model
+    answered: the name the server gives (a dated snapshot behind an alias) and its ``system_fingerprint``
+    (the backend configuration), so that two runs months apart can be told apart."""
     text: str
     usage: dict
     finish_reason: str | None = None
+    served_model: str | None = None
+    system_fingerprint: str | None = None
 
 
 class ChatEndpoint:
@@ -331,7 +335,8 @@ class ChatEndpoint:
                     self.stats.sent += 1
                     self.stats.prompt_tokens += usage["prompt_tokens"]
                     self.stats.completion_tokens += usage["completion_tokens"]
-                    return Reply(text, usage, getattr(choice, "finish_reason", None))
+                    return Reply(text, usage, getattr(choice, "finish_reason", None), getattr(resp, "model", None),
+                                 getattr(resp, "system_fingerprint", None))
                 if what == "fatal":  # set before the slot is released, so no queued request goes out
                     self.fatal = self.fatal or self._fatal_error(reason)
                     raise self.fatal

@@ -31,9 +31,12 @@ endpoints          each LLM judge and the self-instruct teacher: the key is set,
                    (openai's ``models.list``, 10 s timeout, no retries) answers, accepts the key and
                    lists the model
 generate backend   ``generate.backend: vllm``: vLLM importable by the interpreter that will run it, LoRA
-                   ranks (``train.lora.r``, adapters already trained) within ``max_lora_rank``;
+                   ranks (``train.lora.r``, adapters already trained) within ``max_lora_rank``, LoRA
+                   supported by vLLM on the base model's architecture (not on Bloom);
                    ``server``: the key is set, ``GET /models`` answers and lists the served name of
                    every model that exists now (models this run trains are served after it)
+checkpoints        their count, size and write time at the save cadence; room on the disk for two of
+                   them and the published models, else the run is refused
 scales             the largest scale fits the records of local train files (counted cheaply: JSON
                    lines, parquet metadata); the built-in and generated pools are checked by the
                    config itself, hub datasets only by the data stage
@@ -95,6 +98,8 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
     checks.append(_files(cfg, stages))
     if "data" in stages and cfg.data.source in ("file", "hf"):
         checks.append(_pool_size(cfg))
+    if "finetune" in stages:
+        checks.append(_checkpoints(cfg, sd))
     if "judge" in stages:  # every judge of the study scores every answer (helpers.study.judges)
         checks += _judges(cfg, items)
     if "selfinstruct" in stages:
@@ -267,7 +272,7 @@ def _generate_backend(cfg: StudyConfig, sd: Path, runs: list) -> Check:
 
 def _vllm_ready(cfg: StudyConfig, sd: Path, existing: list[str], training: set[str]) -> str:
     from helpers.generate.backend import GenerateError
-    from helpers.generate.vllm_backend import engine_version, model_source, vllm_python
+    from helpers.generate.vllm_backend import engine_version, lora_support, model_source, vllm_python
 
     limit = cfg.generate.vllm.max_lora_rank
     if training and cfg.train.method == "lora" and cfg.train.lora.r > limit:
@@ -277,7 +282,32 @@ def _vllm_ready(cfg: StudyConfig, sd: Path, existing: list[str], training: set[s
         if m == "base" or m in cfg.model.checkpoints or (sd / "models" / m).exists():
             model_source(cfg, m, sd)  # an adapter's rank above max_lora_rank raises here
     python = vllm_python()
-    return f"{engine_version(python)} in {python}"
+    found = f"{engine_version(python)} in {python}"
+    adapters = [m for m in existing if (sd / "models" / m / "adapter_config.json").exists()]
+    if (training and cfg.train.method == "lora") or adapters:
+        arch = _architecture(cfg)
+        if arch is None:
+            return found + "; the base model's architecture is not readable here, so vLLM's LoRA support is unchecked"
+        if not lora_support(python, arch):
+            raise GenerateError(
+                f"generate.backend: vllm cannot serve LoRA adapters on {arch} (model.base {cfg.model.base}): vLLM has "
+                f"no LoRA support for that architecture. Set train.method: full, or generate.backend: hf (which "
+                f"applies adapters itself)")
+        found += f"; LoRA adapters on {arch}: supported"
+    return found
+
+
+def _architecture(cfg: StudyConfig) -> str | None:
+    """The base model's architecture (``BloomForCausalLM``) from its config.json, local or from the Hub's cache
+    or the Hub itself; None where it cannot be read."""
+    from helpers.study.models import base_model_path
+
+    try:
+        from transformers import AutoConfig
+
+        return (AutoConfig.from_pretrained(base_model_path(cfg)).architectures or [None])[0]
+    except (OSError, ValueError):
+        return None
 
 
 def _server_ready(cfg: StudyConfig, existing: list[str], later: list[str]) -> str:
@@ -373,6 +403,29 @@ def _selfinstruct_files(cfg: StudyConfig) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------------------------------ checkpoints
+
+def _checkpoints(cfg: StudyConfig, sd: Path) -> Check:
+    """The checkpoints the training will write: their count, size and write time, and room on the disk for two
+    of them at once beside every published model (``helpers.estimate.checkpoint_plan``)."""
+    from helpers.estimate import WRITE_GBPS, checkpoint_plan
+    from helpers.finetune.memory import size
+
+    plan = checkpoint_plan(cfg, sd)
+    cadence = (f"every {cfg.train.save_steps} steps" if cfg.train.save_steps else
+               f"every {cfg.train.save_share:g} of a run") + (
+        f" and {cfg.train.save_minutes:g} minutes" if cfg.train.save_minutes else "")
+    check = Check("checkpoints", f"{sum(plan['counts']):,} of {size(plan['bytes'])} ({cadence}), about "
+                                 f"{plan['write_hours']:.1f} hours of writing at {WRITE_GBPS:g} GB/s; the disk holds "
+                                 f"{size(plan['free'])} free for {size(plan['need'])} at once")
+    if plan["need"] > plan["free"]:
+        check.problems.append(
+            f"train.save_steps: two checkpoints of {size(plan['bytes'])} (the next is written before the last is "
+            f"deleted) and the published models ({size(plan['published'])}) need {size(plan['need'])}, but the disk "
+            f"of {sd} has {size(plan['free'])} free: free space there, or set STUDY_ROOT / --root to a larger disk")
+    return check
+
+
 # ------------------------------------------------------------------------------------------ scales
 
 def count_records(path: Path) -> int | None:
@@ -408,6 +461,8 @@ def _pool_size(cfg: StudyConfig) -> Check:
             total += n
     check = Check("scales")
     largest = cfg.scales[-1]
+    if cfg.data.largest_scale == "whole_pool":  # the largest takes what there is; the next one must fit
+        largest = cfg.scales[-2] if len(cfg.scales) > 1 else 1
     if not unknown and largest > total:
         check.problems.append(
             f"scales: the largest scale {largest} exceeds the {total} records of data.train_files "

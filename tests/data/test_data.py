@@ -224,3 +224,21 @@ def test_token_lengths_come_from_a_local_base_models_tokenizer(tmp_path, embedde
 def test_an_unknown_strategy_names_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown strategy 'best'; known: random, stratified, quality"):
         selection_order([], "best", 0)
+
+
+def test_the_largest_scale_can_be_the_whole_pool_that_filters_leave(tmp_path):
+    """The paper's 2M model is the whole 2M release: filters removing a record must not make that scale impossible.
+    19 records, 3 removed (2 duplicates, 1 contaminated): a nominal 19 stops with exact, takes the 16 with whole_pool."""
+    cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8, 19))
+    with pytest.raises(ValueError, match="exceeds the pool of 16 items; data.largest_scale: whole_pool"):
+        prepare(cfg, tmp_path / "study")
+    cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8, 19), largest_scale="whole_pool")
+    stats = prepare(cfg, tmp_path / "study")
+    pool = read_jsonl(tmp_path / "study" / "pool.jsonl")
+    largest = read_jsonl(tmp_path / "study" / "subsets" / "19.jsonl")
+    assert len(pool) == 16 and sorted(r["id"] for r in largest) == sorted(r["id"] for r in pool)
+    assert stats["subsets"]["19"]["n"] == 16 and stats["subsets"]["8"]["n"] == 8
+    assert [r["id"] for r in read_jsonl(tmp_path / "study" / "subsets" / "8.jsonl")] == [r["id"] for r in largest[:8]]
+    cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 16, 19), largest_scale="whole_pool")
+    with pytest.raises(ValueError, match="not more than the next scale 16"):
+        prepare(cfg, tmp_path / "study")

@@ -342,3 +342,31 @@ def test_the_test_server_ignores_a_request_whose_client_died_mid_body(server):
         s.shutdown(socket.SHUT_WR)
         assert s.recv(1024) == b""  # closed without an answer
     assert server.total == 0 and not server.requests
+
+
+def test_every_judgment_records_the_model_that_answered_and_its_fingerprint(study, server):
+    """An alias (gpt-3.5-turbo) is answered by whatever dated snapshot stands behind it that month: each row keeps the
+    name the server answered with and its system_fingerprint, a rerun from the cache the ones that answered then,
+    and the analysis counts them per judge for the report."""
+    from helpers.analysis.report import _served
+    from helpers.analysis.scores import judge_usage
+
+    server.snapshots = {"fake-judge": "fake-judge-2024-01-25"}
+    cfg = make_cfg(server)
+    rows = read_jsonl(judge_answers(cfg, "base", study))
+    assert {(r["served_model"], r["system_fingerprint"]) for r in rows} == {("fake-judge-2024-01-25", "fp_fake0")}
+    server.fingerprint = "fp_other"
+    assert read_jsonl(judge_answers(cfg, "base", study)) == rows  # cached: the fingerprint of the reply kept
+    served = judge_usage(study, ["base"])["served"]
+    assert served == {"fake-judge": {"fake-judge-2024-01-25 / fp_fake0": len(ITEMS) * 3}}
+    assert "fake-judge-2024-01-25 / fp_fake0" in _served({"served": served})
+
+
+def test_the_paper_judge_is_a_dated_snapshot():
+    """gpt-3.5-turbo is an alias OpenAI moves to newer models; the paper config names one snapshot."""
+    import re
+
+    from helpers.study.config import load_config
+
+    model = load_config("configs/paper.yaml").judge.model
+    assert re.search(r"-\d{4}(-\d{2}-\d{2})?$", model), model

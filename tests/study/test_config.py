@@ -22,7 +22,10 @@ def test_paper_config_has_belle_settings():
     assert cfg.model.base == "bigscience/bloomz-7b1-mt"
     t = cfg.train
     assert (t.batch_size, t.epochs, t.lr, t.lr_scheduler, t.weight_decay) == (64, 2, 3e-6, "constant", 0.001)
-    assert (cfg.judge.kind, cfg.judge.model, cfg.judge.runs) == ("openai", "gpt-3.5-turbo", 3)
+    assert (cfg.judge.kind, cfg.judge.model, cfg.judge.runs) == ("openai", "gpt-3.5-turbo-0125", 3)
+    # answers through vLLM on GPUs; the largest scale is the whole pool that filtering leaves, as the paper's 2M
+    assert (cfg.generate.backend, cfg.generate.vllm.dtype) == ("vllm", "bfloat16")
+    assert cfg.data.largest_scale == "whole_pool"
 
 
 def write(tmp_path, text):

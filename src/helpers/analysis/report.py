@@ -131,6 +131,13 @@ def _usage(res: dict) -> list[tuple[str, dict, bool]]:
     return rows + [("total", total, True)]
 
 
+def _served(res: dict) -> list[tuple[str, str, int]]:
+    """(judge, served model / system_fingerprint, judgments) for each model that answered a judge's requests, as
+    the server named it: a change of either between two studies means another judge answered."""
+    served = (res.get("judge_usage") or {}).get("served") or {}
+    return [(j, who, n) for j, counts in served.items() for who, n in counts.items()]
+
+
 def _lowest(res: dict) -> list[tuple[str, list[dict]]]:
     by_cat: dict[str, list] = {}
     for it in res.get("lowest_items") or []:
@@ -223,7 +230,7 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         "changes": res.get("changes") or [], "versus": res.get("strategy_comparison") or [],
         "identical_subsets": res.get("identical_subsets") or [],
         "spread": res.get("judge_spread") if _has_spread(res) else [], "spread_means": _spread_means(res),
-        "spread_ran": _spread_ran(res), "agreement": res.get("judge_agreement") or {}, "usage": _usage(res),
+        "spread_ran": _spread_ran(res), "agreement": res.get("judge_agreement") or {}, "usage": _usage(res), "served": _served(res),
         "lowest": _lowest(res), "error_analysis": res.get("error_analysis") or {}, "notebooks": nb, "links": links,
         "stage_times": _stage_times(stage_times),
         "produced_by": (manifest or {}).get("produced_by", {}).get("text", ""),

@@ -200,15 +200,28 @@ def judge_usage(study_dir: str | Path, models: list[str], others: list[str] | tu
 
     by_judge: dict[str, dict] = {}
     by_model: dict[str, dict] = {}
+    served: dict[str, dict] = {}
     total = zero()
     for model in model_order(models):
         for other in (None, *others):
             path = judgments_path(study_dir, model, other)
             if path.exists():
-                _add_usage(read_jsonl(path), other, by_judge, by_model.setdefault(model, zero()), total)
+                rows = read_jsonl(path)
+                _add_usage(rows, other, by_judge, by_model.setdefault(model, zero()), total)
+                _add_served(rows, other, served)
     for acc in [*by_judge.values(), *by_model.values(), total]:
         acc["cost"] = round(float(acc["cost"]), 6)
-    return {"by_judge": by_judge, "by_model": by_model, "total": total}
+    return {"by_judge": by_judge, "by_model": by_model, "total": total, "served": served}
+
+
+def _add_served(rows: list[dict], name: str | None, served: dict) -> None:
+    """Count per judge the judgments each served model and ``system_fingerprint`` answered (an alias such as
+    ``gpt-3.5-turbo`` is answered by a dated snapshot, and the fingerprint changes with the backend)."""
+    for rec in rows:
+        if "served_model" in rec:
+            key = f"{rec.get('served_model')} / {rec.get('system_fingerprint')}"
+            counts = served.setdefault(name or str(rec.get("judge")), {})
+            counts[key] = counts.get(key, 0) + 1
 
 
 def _add_usage(rows: list[dict], name: str | None, by_judge: dict, m: dict, total: dict) -> None:

@@ -84,21 +84,31 @@ def load_sources(cfg: StudyConfig, study_dir: Path | None = None) -> tuple[list[
 
 
 def nested_subsets(pool: list[dict], scales: list[int], seed: int, strategy: str = "random",
-                   quality=None) -> tuple[dict[int, list[dict]], list[dict], dict]:
+                   quality=None, largest: str = "exact") -> tuple[dict[int, list[dict]], list[dict], dict]:
     """``(subsets, removed, report)``: the subset of every scale (prefixes of one ``strategy`` order of the
     pool, so each scale holds the smaller ones), the pool items the strategy's filters leave out
-    (``{id, reason}``) and the strategy's report. A scale larger than the candidates left is refused."""
+    (``{id, reason}``) and the strategy's report. A scale larger than the candidates left is refused, but for
+    the largest with ``largest="whole_pool"`` (``data.largest_scale``): it takes every candidate."""
     from helpers.data.selection import selection_order
 
     order, removed, report = selection_order(pool, strategy, seed, quality)
-    _check_scales(scales, len(order), strategy, report)
+    _check_scales(scales, len(order), strategy, report, largest)
     return {s: [pool[i] for i in order[:s]] for s in scales}, removed, report
 
 
-def _check_scales(scales: list[int], available: int, strategy: str, report: dict) -> None:
+def _check_scales(scales: list[int], available: int, strategy: str, report: dict, largest: str = "exact") -> None:
+    """Every scale fits the ``available`` records; with ``data.largest_scale: whole_pool`` the largest one takes
+    what there is, so only the smaller ones must fit (and leave it more than the next smaller scale)."""
+    removed = f" after the {strategy} filters removed {report['removed']}" if report.get("removed") else ""
+    if largest == "whole_pool":
+        below = scales[-2] if len(scales) > 1 else 0
+        if below >= available:
+            raise ValueError(f"scales: with data.largest_scale: whole_pool the largest scale takes the whole pool of "
+                             f"{available} items{removed}, which is not more than the next scale {below}")
+        return
     if scales[-1] > available:
-        removed = f" after the {strategy} filters removed {report['removed']}" if report.get("removed") else ""
-        raise ValueError(f"scales: the largest scale {scales[-1]} exceeds the pool of {available} items{removed}")
+        raise ValueError(f"scales: the largest scale {scales[-1]} exceeds the pool of {available} items{removed}; "
+                         "data.largest_scale: whole_pool trains the largest scale on the whole pool that remains")
 
 
 def _pool_question(r: dict) -> str:
@@ -183,7 +193,8 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
     # 5. selection: one nested order per strategy (a grid compares them on the same pool)
     subsets: dict[str, list[dict]] = {}
     for strategy in cfg.strategies:
-        chosen, sel_removed, report = nested_subsets(pool, cfg.scales, cfg.seed, strategy, cfg.data.quality)
+        chosen, sel_removed, report = nested_subsets(pool, cfg.scales, cfg.seed, strategy, cfg.data.quality,
+                                                     cfg.data.largest_scale)
         if strategy == "quality":
             removed += [{**n, "step": "quality"} for n in sel_removed]
             reasons = ", ".join(f"{k} {v}" for k, v in report["reasons"].items() if v) or "none"
@@ -193,7 +204,9 @@ def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
             filters["selection"] = report
         for scale, records in chosen.items():
             subsets[cfg.model_name(strategy, scale)] = records
-        _say(f"strategy {strategy}: {report['candidates']} candidates; subsets of {', '.join(map(str, cfg.scales))} items")
+        sizes = [len(chosen[s]) for s in cfg.scales]
+        _say(f"strategy {strategy}: {report['candidates']} candidates; subsets of {', '.join(map(str, sizes))} items"
+             + (f" (the largest, {cfg.scales[-1]}, is the whole pool)" if sizes[-1] < cfg.scales[-1] else ""))
 
     same = identical_subsets(cfg, subsets)
     for d in same:

@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import DataCollatorForSeq2Seq, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from helpers.finetune.cache import ModelColumns, row_lengths, subset_rows
 from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
-from helpers.finetune.memory import check_fits, gpu_memory, size
+from helpers.finetune.memory import check_fits, gpu_memory, logits_memory, size
 from helpers.finetune.tokens import IGNORE
 from helpers.study.aside import move_aside
 from helpers.study.config import StudyConfig, split_model
@@ -46,15 +46,17 @@ def use_bf16(setting: str | bool) -> bool:
     return bf16_supported() if setting == "auto" else bool(setting)
 
 
-def compute_estimate(n_tokens: int, n_params: int, n_trainable: int, epochs: float) -> dict:
+def compute_estimate(n_tokens: int, n_params: int, n_trainable: int, epochs: float, checkpointing: bool = False) -> dict:
     """FLOPs by the usual rule: 2 per parameter per token forward, 4 backward.
 
     With LoRA the frozen weights still run forward and pass gradients back to the
     adapters but compute no weight gradients of their own, so about 4 per frozen
-    parameter per token, plus 6 per trainable one.
+    parameter per token, plus 6 per trainable one. Gradient checkpointing runs each
+    forward a second time in the backward pass: 2 more per parameter (8NT for a full fine-tune).
     """
     frozen = n_params - n_trainable
-    flops = epochs * n_tokens * (4 * frozen + 6 * n_trainable)
+    again = 2 * n_params if checkpointing else 0
+    flops = epochs * n_tokens * (4 * frozen + 6 * n_trainable + again)
     return {"tokens": n_tokens, "epochs": epochs, "params": n_params, "trainable": n_trainable, "flops": flops}
 
 
@@ -130,13 +132,51 @@ def check_zero_in_force(cfg: StudyConfig, zero: dict | None) -> None:
                            "force before the model loads; each process would load the whole model")
 
 
+def launched_world_size() -> int:
+    """The processes this training runs on, as launched: torch.distributed's group once it is up, else the
+    ``WORLD_SIZE`` the launcher (accelerate, torchrun, Slurm) set."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return world_size()
+
+
+class SaveEvery(TrainerCallback):
+    """A checkpoint whenever ``minutes`` have passed since the last one (``train.save_minutes``), beside Trainer's
+    step cadence; the clock restarts at every checkpoint, whichever cadence wrote it."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.last = minutes * 60, time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.last >= self.seconds:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = time.monotonic()
+        return control
+
+
 def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> TrainingArguments:
     """Trainer's arguments from the config. Build them before loading the model (see the module docstring).
+
+    Gradient accumulation comes from the world size that was launched, and a ``train.num_processes`` that
+    disagrees with it is an error: 16 processes under a config for 8 would silently double the batch. The
+    checkpoint cadence is ``train.save_steps``, else ``train.save_share`` of the run (Trainer reads a
+    ``save_steps`` below 1 as that share of the total steps).
 
     Gradient checkpointing goes by its newer name ``activation_checkpointing`` where this
     transformers has it (non-reentrant by default there, so LoRA needs no input-gradient hook).
     """
-    accumulation = cfg.train.batch_size // (cfg.train.per_device_batch_size * cfg.train.num_processes)
+    launched = launched_world_size()
+    if launched != cfg.train.num_processes:
+        t = cfg.train
+        wrong = t.per_device_batch_size * launched * (t.batch_size // (t.per_device_batch_size * t.num_processes))
+        raise ValueError(
+            f"train.num_processes: {t.num_processes}, but {launched} process(es) were launched; the accumulation "
+            f"it implies would train with batches of {wrong} instead of train.batch_size {t.batch_size}: set "
+            f"train.num_processes to {launched}, or launch {t.num_processes}")
+    accumulation = cfg.train.batch_size // (cfg.train.per_device_batch_size * launched)
     fields = TrainingArguments.__dataclass_fields__
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     extra = {checkpointing: cfg.train.gradient_checkpointing}
@@ -148,7 +188,7 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> Tra
         learning_rate=cfg.train.lr, lr_scheduler_type=cfg.train.lr_scheduler,
         warmup_steps=cfg.train.warmup_ratio, weight_decay=cfg.train.weight_decay,
         bf16=use_bf16(cfg.train.bf16), use_cpu=not torch.cuda.is_available(), logging_steps=1,
-        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=1,
+        save_strategy="steps", save_steps=cfg.train.save_steps or cfg.train.save_share, save_total_limit=1,
         report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
         train_sampling_strategy=sampling, dataloader_num_workers=0, optim="adamw_torch", disable_tqdm=False,
         **extra,
@@ -291,10 +331,14 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     if zero and zero["stage"] == 3 and any(hasattr(p, "ds_id") for p in model.parameters()):
         # before the Trainer wraps it: only zero.Init during from_pretrained can have partitioned them by now
         print("ZeRO-3: the weights were partitioned as they loaded (deepspeed.zero.Init)", flush=True)
+    # every position's logits where the label-only head is off (more than one process); one layer gathered at a time
+    logits = logits_memory(cfg.train.per_device_batch_size, cfg.train.max_length,
+                           model.config.vocab_size) if world_size() > 1 else 0
+    largest = max(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
     states = check_fits(cfg.train.method, cfg.train.accelerate_config, n_params, n_trainable, zero, world_size(),
-                        weight_bytes=dtype.itemsize, gpu_bytes=gpu_memory())
+                        weight_bytes=dtype.itemsize, gpu_bytes=gpu_memory(), largest_layer=largest, logits=logits)
     n_tokens = sum(lengths)
-    est = compute_estimate(n_tokens, n_params, n_trainable, cfg.train.epochs)
+    est = compute_estimate(n_tokens, n_params, n_trainable, cfg.train.epochs, cfg.train.gradient_checkpointing)
     print(f"training {'scales ' + ', '.join(scales) if len(scales) > 1 else 'scale ' + scales[0]}: "
           f"{len(rows)} examples, {n_tokens} tokens x {cfg.train.epochs} epochs, "
           f"{n_trainable:,} of {n_params:,} parameters trained, about {est['flops'] / 1e12:.2f} TFLOPs, "
@@ -332,7 +376,9 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         write_jsonl(tmp / "train_log.jsonl", log)
         wall = time.perf_counter() - t0
         atomic_write_text(tmp / "train_summary.json", json.dumps({
-            **summary, "scale": scale, "examples": split_model(scale)[1], "steps": step,
+            **summary, "scale": scale, "steps": step,
+            # the largest scale may be the whole pool (data.largest_scale: whole_pool), fewer than its name says
+            "examples": len(rows) if scale == scales[-1] else split_model(scale)[1],
             "wall_seconds": round(wall, 2), "tokens_seen": log[-1]["tokens_seen"] if log else 0,
             "tokens_per_s": log[-1]["tokens_per_s"] if log else None, "final_loss": log[-1]["loss"] if log else None,
             "peak_mem_mb": peak_memory_mb()}, indent=2) + "\n")
@@ -356,7 +402,9 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         model=model, args=args, train_dataset=rows, lengths=lengths,
         data_collator=ModelColumns(DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest")),
         callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
-                   PrefixSnapshots(boundaries, publish)],
+                   PrefixSnapshots(boundaries, publish)]
+        + ([SaveEvery(cfg.train.save_minutes)] if cfg.train.save_minutes else []),
+        processing_class=tok,  # saved with every checkpoint and published model: AutoTokenizer and vLLM load the folder
     )
     if resumed_from:  # the skipped batches are not passed to compute_loss again
         trainer.tokens_seen = int(resumed_from["tokens_seen"]) // world_size()

@@ -65,6 +65,20 @@ def engine_version(python: str) -> str:
     return out.stdout.strip()
 
 
+def lora_support(python: str, architecture: str) -> bool | None:
+    """Whether vLLM (in ``python``) can serve LoRA adapters on ``architecture`` (``BloomForCausalLM``: no; its
+    model class lacks ``SupportsLoRA``); None when vLLM does not know the architecture at all."""
+    probe = ("import sys\nfrom vllm.model_executor.models import ModelRegistry\n"
+             "from vllm.model_executor.models.interfaces import supports_lora\n"
+             "m = ModelRegistry.models.get(sys.argv[1])\nprint('unknown' if m is None else supports_lora(m.load_model_cls()))")
+    out = subprocess.run([python, "-c", probe, architecture], capture_output=True, text=True, timeout=300)
+    if out.returncode:
+        last = (out.stderr.strip().splitlines() or ["?"])[-1]
+        raise GenerateError(f"generate.backend: vllm: could not ask {python} about {architecture} ({last})")
+    answer = (out.stdout.strip().splitlines() or ["unknown"])[-1]
+    return None if answer == "unknown" else answer == "True"
+
+
 def lora_rank(adapter: Path) -> int:
     """The largest rank of a peft adapter (``r``, or a larger one in ``rank_pattern``)."""
     conf = read_json(adapter / "adapter_config.json")

@@ -150,10 +150,11 @@ class _Judge:
         self.failed = 0     # judgments whose request gave up
         self.failures: list[str] = []
 
-    async def call(self, prompt: str, run: int) -> tuple[str, dict]:
-        """One request with retries; returns (reply text, usage) or raises RequestFailed / JudgeError."""
+    async def call(self, prompt: str, run: int) -> tuple[str, dict, dict]:
+        """One request with retries; returns (reply text, usage, who answered: ``served_model`` and
+        ``system_fingerprint``) or raises RequestFailed / JudgeError."""
         r = await self.api.complete(prompt, run, temperature=self.j.temperature, max_tokens=self.j.max_tokens)
-        return r.text, r.usage
+        return r.text, r.usage, {"served_model": r.served_model, "system_fingerprint": r.system_fingerprint}
 
     def _usage(self, recs: list[dict]) -> dict:
         pi = sum(int(r["usage"].get("prompt_tokens", 0)) for r in recs)
@@ -163,6 +164,9 @@ class _Judge:
 
     def _row(self, item_id, run, score, raw, recs, reason=None) -> dict:
         row = {"id": item_id, "run": run, "score": score, "raw": raw, "judge": self.j.model, "usage": self._usage(recs)}
+        if recs:  # the model that answered the reply this row keeps (from the cache: the one that answered then)
+            row["served_model"] = recs[-1].get("served_model")
+            row["system_fingerprint"] = recs[-1].get("system_fingerprint")
         if score is None:
             row["reason"] = reason
         return row
@@ -188,14 +192,14 @@ class _Judge:
             self.cached += 1
         while len(recs) < max_replies:
             try:
-                text, usage = await self.call(prompt, run)
+                text, usage, served = await self.call(prompt, run)
             except RequestFailed as e:
                 self.failed += 1
                 self.failures.append(f"{item['id']} run {run}: {e}")
                 return self._row(item["id"], run, None, recs[-1]["text"] if recs else None, recs,
                                  reason=f"request failed: {e}")
             rec = {"key": key, "attempt": len(recs), "id": item["id"], "run": run, "text": text, "usage": usage,
-                   "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                   **served, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             self.cache.add(rec)
             recs.append(rec)
             score = parse_score(text)

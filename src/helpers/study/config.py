@@ -101,6 +101,12 @@ class DataConfig(_Strict):
     length_unit: Literal["auto", "chars", "tokens"] = "auto"
     """Length statistics in data_stats.json: tokens of the base model's tokenizer, or characters.
     auto: tokens when the tokenizer is on this machine (the embedded model, a local folder), else characters."""
+    largest_scale: Literal["exact", "whole_pool"] = "exact"
+    """exact: every scale is that many records, and the data stage stops when de-duplication, contamination or
+    filters leave fewer than the largest. whole_pool: the largest scale is the whole pool that remains (the paper's
+    2M model trained on the whole 2M release, whatever filtering took out of it); its model keeps its nominal name
+    (``2000000``), the records it holds are in data_stats.json (``subsets``) and its train_summary.json
+    (``examples``). The smaller scales must still fit exactly."""
 
     @field_validator("category_map")
     @classmethod
@@ -148,8 +154,16 @@ class TrainConfig(_Strict):
     schedule: Literal["separate", "prefix"] = "separate"
     """separate: one run per scale. prefix: one run over the largest subset in nested order,
     saving each smaller scale at its boundary (the same computation with 1 epoch and a constant LR)."""
-    save_steps: int = Field(20, gt=0)
-    """Checkpoint every this many optimizer steps, so a killed run resumes instead of restarting."""
+    save_steps: int | None = Field(None, gt=0)
+    """Checkpoint every this many optimizer steps, so a killed run resumes instead of restarting. None (the
+    default): the cadence is ``save_share`` of the run, so a long run cannot turn into thousands of checkpoints
+    (a 7B ZeRO-3 checkpoint is about 100 GB)."""
+    save_share: float = Field(0.05, gt=0, lt=1)
+    """Without ``save_steps``: checkpoint every this share of the run's optimizer steps (Trainer's ``save_steps``
+    below 1); 0.05 writes about 20 checkpoints per run whatever its length."""
+    save_minutes: float | None = Field(None, gt=0)
+    """Also checkpoint whenever this many minutes have passed since the last checkpoint (a time cadence beside
+    the step one, for runs whose length in hours is what matters)."""
 
     @model_validator(mode="after")
     def _prefix_needs_one_constant_pass(self):
@@ -160,6 +174,13 @@ class TrainConfig(_Strict):
             if self.lr_scheduler != "constant" or self.warmup_ratio:
                 raise ValueError("train.schedule: prefix needs lr_scheduler: constant and no warmup; "
                                  "a decaying schedule depends on the run's length")
+        return self
+
+    @model_validator(mode="after")
+    def _one_step_cadence(self):
+        if self.save_steps is not None and "save_share" in self.model_fields_set:
+            raise ValueError("train.save_share: has no effect with train.save_steps set (a fixed step count wins); "
+                             "keep one of them")
         return self
 
     @model_validator(mode="after")
@@ -178,6 +199,12 @@ class ModelConfig(_Strict):
     """scale -> existing fine-tuned model (id or path): training is skipped for that scale."""
     params: float | None = None
     """Parameter count for the dry-run compute estimate when the model is not loaded."""
+    vocab_size: int | None = Field(None, gt=0)
+    """The model's vocabulary (its config.json's ``vocab_size``), for the dry run's memory estimate when the model
+    is not on this machine: the logits of a batch take per_device_batch_size x max_length x vocab_size x 10 bytes."""
+    hidden_size: int | None = Field(None, gt=0)
+    """The model's width (config.json's ``hidden_size``): with ``vocab_size`` it sizes the embedding, the largest
+    layer ZeRO-3 gathers whole."""
 
 
 class VllmConfig(_Strict):

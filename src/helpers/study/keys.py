@@ -52,11 +52,15 @@ STAGE_SETTINGS = {
 """Stage -> the config sections (or dotted settings) it reads."""
 
 NOT_OUTPUT = (
-    "train.save_steps",                 # how often a checkpoint is written
+    "train.save_steps",                 # how often a checkpoint is written (by steps, share of the run or minutes)
+    "train.save_share",
+    "train.save_minutes",
     "train.per_device_batch_size",      # with train.num_processes: how the global batch (train.batch_size) is split
     "train.num_processes",
     "train.accelerate_config",          # the launcher: DDP or DeepSpeed ZeRO over the same global batch
     "train.gradient_checkpointing",     # recomputes activations instead of keeping them: the same gradients
+    "model.vocab_size",                 # read only by the memory estimate before training
+    "model.hidden_size",
     "generate.batch_size",              # prompts decoded together (greedy answers do not depend on it)
     "generate.vllm.tensor_parallel_size",
     "generate.vllm.gpu_memory_utilization",
