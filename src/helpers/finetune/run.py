@@ -29,13 +29,14 @@ import torch
 from transformers import DataCollatorForSeq2Seq, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from helpers.finetune import watch
 from helpers.finetune.cache import ModelColumns, row_lengths, subset_rows
 from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
 from helpers.finetune.memory import check_fits, gpu_memory, size
 from helpers.finetune.tokens import IGNORE
-from helpers.study.config import StudyConfig, split_model
+from helpers.study.config import StudyConfig, key_settings, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
 from helpers.study.imports import code_hashes, module_closure
 from helpers.study.models import base_model_path, bf16_supported, load_causal_lm, load_tokenizer
@@ -129,9 +130,10 @@ def check_zero_in_force(cfg: StudyConfig, zero: dict | None) -> None:
                            "force before the model loads; each process would load the whole model")
 
 
-def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> TrainingArguments:
+def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str, report: dict | None = None) -> TrainingArguments:
     """Trainer's arguments from the config. Build them before loading the model (see the module docstring).
 
+    ``report`` is ``report_to`` and ``run_name`` (helpers.finetune.watch.trainer_arguments); none by default.
     Gradient checkpointing goes by its newer name ``activation_checkpointing`` where this
     transformers has it (non-reentrant by default there, so LoRA needs no input-gradient hook).
     """
@@ -148,7 +150,7 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> Tra
         warmup_steps=cfg.train.warmup_ratio, weight_decay=cfg.train.weight_decay,
         bf16=use_bf16(cfg.train.bf16), use_cpu=not torch.cuda.is_available(), logging_steps=1,
         save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=1,
-        report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
+        **(report or {"report_to": "none"}), seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
         train_sampling_strategy=sampling, dataloader_num_workers=0, optim="adamw_torch", disable_tqdm=False,
         **extra,
     )
@@ -179,7 +181,7 @@ def run_key(cfg: StudyConfig, data_sha256: str) -> str:
     ``data_sha256`` is the subset file's hash (the records it holds, in order), read as a stream:
     serialising two million records again in every process only to hash them is what it replaces.
     """
-    raw = {"train": cfg.train.model_dump(mode="json"), "model": cfg.model.base, "seed": cfg.seed,
+    raw = {"train": key_settings(cfg.train), "model": cfg.model.base, "seed": cfg.seed,
            "data": data_sha256, "code": code_hashes(module_closure({__name__}))}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
 
@@ -239,6 +241,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     stages never see a half-written model.
     """
     t0 = time.perf_counter()
+    watch.check(cfg)
     torch.manual_seed(cfg.seed)
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size()))
@@ -257,7 +260,8 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     models = study_dir / "models"
     work = models / f".{name}.tmp"
     zero = zero_settings(cfg.train.accelerate_config)
-    args = training_arguments(cfg, work / "trainer", sampling)  # first: it puts a ZeRO-3 config in force
+    report = watch.trainer_arguments(cfg, study_dir, name)
+    args = training_arguments(cfg, work / "trainer", sampling, report)  # first: it puts a ZeRO-3 config in force
     check_zero_in_force(cfg, zero)
     dtype = load_dtype(cfg, zero)
     model = build_model(cfg, base, dtype)

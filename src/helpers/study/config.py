@@ -29,6 +29,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OUTSIDE_KEY = {"outside_key": True}
+"""``json_schema_extra`` of a setting that changes how or where a stage runs, or what it reports while it runs,
+never what it writes (``train.report_to``, ``train.launcher``, ``train.slurm``): ``key_settings`` leaves it out,
+so changing it reruns nothing."""
+
+
+def key_settings(section: BaseModel) -> dict:
+    """A config section as JSON values without the settings marked ``OUTSIDE_KEY`` (in nested sections too):
+    what a stage's key is made of."""
+    raw = section.model_dump(mode="json")
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if (field.json_schema_extra or {}).get("outside_key"):
+            raw.pop(name, None)
+        elif isinstance(value, BaseModel):
+            raw[name] = key_settings(value)
+    return raw
+
+
 class DedupConfig(_Strict):
     """Near-duplicate removal in the pool: MinHash LSH over character n-grams (helpers.study.dedup)."""
     action: Literal["auto", "remove", "report"] = "auto"
@@ -123,6 +142,32 @@ class LoraConfig(_Strict):
     targets: str | list[str] = "all-linear"
 
 
+class SlurmConfig(_Strict):
+    """``train.launcher: slurm``: each training run is one sbatch job (helpers.finetune.slurm) with these resources;
+    every node of it runs one ``accelerate launch``."""
+    partition: str | None = None
+    """The partition (``#SBATCH --partition``); None: the cluster's default."""
+    account: str | None = None
+    """The account charged (``#SBATCH --account``); None: the user's default."""
+    nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(8, ge=0)
+    """GPUs asked for on each node, one training process each; 0 on a cluster without GPUs (the processes then
+    share the node's CPUs: train.num_processes / nodes per node)."""
+    cpus_per_task: int | None = Field(None, gt=0)
+    """CPUs for each node's ``accelerate launch`` (``#SBATCH --cpus-per-task``); None: the cluster's default."""
+    time: str = "24:00:00"
+    """The time limit of one job (``#SBATCH --time``, Slurm's format). A run longer than that checkpoints before
+    the limit and is requeued, resuming where it stopped."""
+    signal_s: int = Field(600, gt=0)
+    """Seconds before the time limit (or a preemption) at which Slurm warns the job (``--signal=B:USR1@...``):
+    enough for the training to reach its next step and write a checkpoint."""
+    poll_s: float = Field(30, gt=0)
+    """How often the waiting runner asks Slurm for the job's state."""
+    setup: list[str] = []
+    """Shell lines the job runs before training on every node, e.g. ``module load cuda/12.4`` or
+    ``source /shared/venv/bin/activate``: the study's environment must exist on every node."""
+
+
 class TrainConfig(_Strict):
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = LoraConfig()
@@ -149,6 +194,15 @@ class TrainConfig(_Strict):
     saving each smaller scale at its boundary (the same computation with 1 epoch and a constant LR)."""
     save_steps: int = Field(20, gt=0)
     """Checkpoint every this many optimizer steps, so a killed run resumes instead of restarting."""
+    report_to: Literal["none", "tensorboard", "wandb"] = Field("none", json_schema_extra=OUTSIDE_KEY)
+    """Where Trainer reports the loss while it trains (helpers.finetune.watch): none, tensorboard (event files under
+    ``<study>/tensorboard/``) or wandb (needs the wandb package and WANDB_API_KEY, or WANDB_MODE=offline).
+    ``train_log.jsonl`` is written either way."""
+    launcher: Literal["local", "slurm"] = Field("local", json_schema_extra=OUTSIDE_KEY)
+    """local: train on this machine. slurm: each training run is an sbatch job with ``train.slurm``'s resources,
+    submitted and waited for by the finetune stage (helpers.finetune.slurm)."""
+    slurm: SlurmConfig | None = Field(None, json_schema_extra=OUTSIDE_KEY)
+    """Resources of the Slurm jobs; only with launcher: slurm."""
 
     @model_validator(mode="after")
     def _prefix_needs_one_constant_pass(self):
@@ -167,6 +221,22 @@ class TrainConfig(_Strict):
             raise ValueError(
                 f"train.batch_size: {self.batch_size} is not a multiple of "
                 f"per_device_batch_size x num_processes = {self.per_device_batch_size * self.num_processes}")
+        return self
+
+    @model_validator(mode="after")
+    def _slurm_resources(self):
+        if self.launcher == "local":
+            if self.slurm is not None:
+                raise ValueError("train.slurm: has no effect with train.launcher: local; set launcher: slurm, or remove it")
+            return self
+        s = self.slurm or SlurmConfig()
+        if self.num_processes % s.nodes:
+            raise ValueError(f"train.num_processes: {self.num_processes} does not split evenly over train.slurm.nodes: "
+                             f"{s.nodes} (one accelerate launch per node, the same number of processes on each)")
+        if s.gpus_per_node and self.num_processes != s.nodes * s.gpus_per_node:
+            raise ValueError(f"train.num_processes: {self.num_processes} is not train.slurm.nodes x gpus_per_node = "
+                             f"{s.nodes} x {s.gpus_per_node} (one training process per GPU); make them agree")
+        self.slurm = s
         return self
 
 

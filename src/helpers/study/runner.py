@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from helpers.study import hashes
-from helpers.study.config import REPO, StudyConfig, load_config, report_dir, resolve, study_dir
+from helpers.study.config import REPO, StudyConfig, key_settings, load_config, report_dir, resolve, study_dir
 from helpers.study.files import read_json, write_json
 from helpers.study.hashes import hash_path
 from helpers.study.imports import code_hashes, notebook_modules
@@ -122,7 +122,7 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
 
 
 def fingerprint(cfg: StudyConfig, run: Execution) -> str:
-    raw = cfg.model_dump(mode="json")
+    raw = key_settings(cfg)  # without the settings that change how a stage runs, not what it writes
     parts = {
         "stage": run.stage.name, "key": run.key,
         "config": {k: raw[k] for k in run.stage.sections},
