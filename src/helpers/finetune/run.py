@@ -35,6 +35,7 @@ from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
 from helpers.finetune.memory import check_fits, gpu_memory, size
+from helpers.finetune.shared import check_shared
 from helpers.finetune.tokens import IGNORE
 from helpers.study.config import StudyConfig, key_settings, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
@@ -262,6 +263,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     zero = zero_settings(cfg.train.accelerate_config)
     report = watch.trainer_arguments(cfg, study_dir, name)
     args = training_arguments(cfg, work / "trainer", sampling, report)  # first: it puts a ZeRO-3 config in force
+    check_shared(study_dir)  # the ranks' process group exists now; nothing is loaded yet
     check_zero_in_force(cfg, zero)
     dtype = load_dtype(cfg, zero)
     model = build_model(cfg, base, dtype)
