@@ -1,5 +1,6 @@
 """Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run [--tflops T]]``,
-``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``."""
+``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``; ``train`` and ``launch`` are what
+``accelerate launch`` and a Slurm job run."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--root", default=None)
     train.add_argument("--scale", default=None, help="the scale to train (train.schedule: separate)")
     train.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    launch = sub.add_parser("launch", help="inside a Slurm job, on every node: this node's accelerate launch of train")
+    launch.add_argument("--config", required=True)
+    launch.add_argument("--root", default=None)
+    launch.add_argument("--scale", default=None)
+    launch.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     check = sub.add_parser("validate", help="load a data file, print a JSON summary; exit 2 on bad input")
     check.add_argument("--kind", required=True, choices=("train", "eval", "seeds", "judge-prompts"))
     check.add_argument("file", help="a JSON/JSONL/parquet file (train: also a data folder or a hub dataset name)")
@@ -60,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, args.overrides)
             hold_in_kernel(study_dir(cfg, args.root))  # launched by a notebook under the runner: a rerun waits for it
             train(cfg, study_dir(cfg, args.root), args.scale)
+        elif args.command == "launch":
+            import os
+
+            from helpers.finetune.launch import launch_command, slurm_node
+            from helpers.study.config import load_config
+
+            cmd = launch_command(load_config(args.config, args.overrides), args.config, args.root, args.scale,
+                                 args.overrides, node=slurm_node())
+            print(" ".join(cmd), flush=True)
+            os.execv(cmd[0], cmd)  # the launcher takes this process's place: Slurm's signals reach it directly
         elif args.command == "validate":
             import json
 
