@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study test test-vllm vllm-env lab dry-run browser sandbox clean distclean
+.PHONY: setup study test test-vllm test-slurm vllm-env lab dry-run browser sandbox clean distclean
 
 setup: $(STAMP)
 
@@ -73,6 +73,15 @@ $(VLLM_STAMP): pyproject.toml
 # the vllm backend and through a vLLM OpenAI server on 127.0.0.1, compared with the hf backend.
 test-vllm: setup vllm-env
 	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/test_generate_vllm.py
+
+# train.launcher: slurm against a real Slurm (marked `slurm`, deselected by `make test`): a one-node cluster on
+# 127.0.0.1 (Debian's slurm-wlm and munge, installed by the script when missing; needs root), stopped afterwards.
+SLURM_HOME ?= /tmp/study-slurm
+
+test-slurm: setup $(TEST_STAMP)
+	SLURM_HOME=$(SLURM_HOME) tests/slurm/cluster.sh start
+	SLURM_CONF=$(SLURM_HOME)/slurm.conf $(BIN)/python -m pytest -m slurm -p no:cacheprovider tests/test_slurm.py; \
+		rc=$$?; SLURM_HOME=$(SLURM_HOME) tests/slurm/cluster.sh stop; exit $$rc
 
 # (root, as in containers, needs --allow-root)
 lab: setup

@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
                 run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
                           overrides=args.overrides, report=build_index, preflight=check_study,
                           estimate=partial(plan_lines, tflops=args.tflops))
+                if args.dry_run:  # train.launcher: slurm: the job scripts it would submit
+                    from helpers.finetune.slurm import print_job_scripts
+
+                    print_job_scripts(args.config, args.root, args.overrides)
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1

@@ -36,6 +36,7 @@ from helpers.finetune.launch import is_main_process, under_deepspeed_launch, wor
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
 from helpers.finetune.memory import check_fits, gpu_memory, size
 from helpers.finetune.shared import check_shared
+from helpers.finetune.slurm import StopForRequeue, stop_file
 from helpers.finetune.tokens import IGNORE
 from helpers.study.config import StudyConfig, key_settings, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
@@ -326,16 +327,20 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
 
     # a resumed run only passes the boundaries after its checkpoint; earlier ones were saved before
     boundaries = {split_model(s)[1] // cfg.train.batch_size: s for s in scales[:-1]}
+    stop = [StopForRequeue(stop_file())] if stop_file() else []  # inside a Slurm job (helpers.finetune.slurm)
     trainer = CachedRowsTrainer(
         model=model, args=args, train_dataset=rows, lengths=lengths,
         data_collator=ModelColumns(DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest")),
         callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
-                   PrefixSnapshots(boundaries, publish)],
+                   PrefixSnapshots(boundaries, publish), *stop],
     )
     if resumed_from:  # the skipped batches are not passed to compute_loss again
         trainer.tokens_seen = int(resumed_from["tokens_seen"]) // world_size()
     ref.append(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop and stop[0].stopped:  # the job is requeued and resumes from the checkpoint just saved
+        print(f"stopped at step {trainer.state.global_step} for a requeue; checkpoint saved in {work / 'trainer'}", flush=True)
+        return []
     final = publish(scales[-1], trainer.state.global_step)
     if is_main_process():
         shutil.rmtree(work, ignore_errors=True)
