@@ -263,6 +263,18 @@ class VllmConfig(_Strict):
     """auto (the checkpoint's dtype), bfloat16, float16 or float32."""
     max_lora_rank: int = Field(16, gt=0)
     """The largest LoRA rank the engine accepts; an adapter above it stops the stage before any answer."""
+    engines: int | Literal["auto"] = "auto"
+    """Engines answering side by side (helpers.generate.vllm_backend), each on ``tensor_parallel_size`` GPUs of its
+    own, every model's items split across them and the answers merged in item order. auto: the visible GPUs
+    (CUDA_VISIBLE_DEVICES) divided by tensor_parallel_size; 1 without GPUs. On the CPU each engine gets a share of
+    the cores."""
+
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, v):
+        if v != "auto" and v < 1:
+            raise ValueError(f"generate.vllm.engines: at least 1 (or auto), got {v}")
+        return v
 
 
 class ServerConfig(_Strict):
