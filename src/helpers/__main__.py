@@ -41,8 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            from functools import partial
-
             from helpers.analysis.report import build_index
             from helpers.estimate import plan_lines
             from helpers.preflight import check_study
@@ -52,13 +50,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.tflops is not None and (not args.dry_run or args.tflops <= 0):
                 raise ValueError("--tflops: only with --dry-run (it sets the training time estimate), and above 0")
             try:
-                run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
-                          overrides=args.overrides, report=build_index, preflight=check_study,
-                          estimate=partial(plan_lines, tflops=args.tflops))
-                if args.dry_run:  # train.launcher: slurm: the job scripts it would submit
+                def estimate(cfg, sd, out):  # the dry run's figures, and with train.launcher: slurm its job scripts
                     from helpers.finetune.slurm import print_job_scripts
 
-                    print_job_scripts(args.config, args.root, args.overrides)
+                    plan_lines(cfg, sd, out, tflops=args.tflops)
+                    print_job_scripts(args.config, args.root, args.overrides, out)
+
+                run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
+                          overrides=args.overrides, report=build_index, preflight=check_study, estimate=estimate)
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1

@@ -167,6 +167,14 @@ class SlurmConfig(_Strict):
     """Shell lines the job runs before training on every node, e.g. ``module load cuda/12.4`` or
     ``source /shared/venv/bin/activate``: the study's environment must exist on every node."""
 
+    @field_validator("time", mode="before")
+    @classmethod
+    def _quoted_time(cls, v):
+        if isinstance(v, int):  # YAML 1.1 reads 24:00:00 as base-60 seconds; a bare 60 would be Slurm's minutes
+            raise ValueError(f"train.slurm.time: YAML read the time limit as the number {v}; quote it, e.g. "
+                             'time: "24:00:00" or "2-00:00:00"')
+        return v
+
 
 class TrainConfig(_Strict):
     method: Literal["lora", "full"] = "lora"
