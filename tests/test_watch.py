@@ -48,10 +48,10 @@ def test_wandb_without_its_package_or_key_stops_before_the_model_loads(tmp_path,
     with pytest.raises(ValueError, match=r"WANDB_API_KEY is not set"):
         run.train(cfg, tmp_path, "8")
     monkeypatch.setenv("WANDB_MODE", "offline")
-    assert watch.problem(cfg) is None
+    assert watch.report_problem(cfg) is None
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_API_KEY", "k")
-    assert watch.problem(cfg) is None and _training_reports(cfg).ok
+    assert watch.report_problem(cfg) is None and _training_reports(cfg).ok
 
 
 def test_report_to_and_the_launcher_are_outside_every_key(tmp_path, tiny_bloom_dir):

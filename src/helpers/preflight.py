@@ -405,10 +405,10 @@ def _training_reports(cfg: StudyConfig) -> Check:
     """``train.report_to`` can work here (helpers.finetune.watch); with ``train.launcher: slurm`` Slurm's commands are at hand."""
     import shutil
 
-    from helpers.finetune import watch
+    from helpers.finetune.watch import report_problem
 
     check = Check("training", f"report_to {cfg.train.report_to}, launcher {cfg.train.launcher}")
-    found = watch.problem(cfg)
+    found = report_problem(cfg)
     check.problems += [found] if found else []
     missing = [c for c in ("sbatch", "scontrol") if cfg.train.launcher == "slurm" and not shutil.which(c)]
     if missing:

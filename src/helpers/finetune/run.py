@@ -29,7 +29,6 @@ import torch
 from transformers import DataCollatorForSeq2Seq, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from helpers.finetune import watch
 from helpers.finetune.cache import ModelColumns, row_lengths, subset_rows
 from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
@@ -38,6 +37,7 @@ from helpers.finetune.memory import check_fits, gpu_memory, size
 from helpers.finetune.shared import check_shared
 from helpers.finetune.slurm import StopForRequeue, stop_file
 from helpers.finetune.tokens import IGNORE
+from helpers.finetune.watch import check_report_to, report_arguments
 from helpers.study.config import StudyConfig, key_settings, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
 from helpers.study.imports import code_hashes, module_closure
@@ -135,7 +135,7 @@ def check_zero_in_force(cfg: StudyConfig, zero: dict | None) -> None:
 def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str, report: dict | None = None) -> TrainingArguments:
     """Trainer's arguments from the config. Build them before loading the model (see the module docstring).
 
-    ``report`` is ``report_to`` and ``run_name`` (helpers.finetune.watch.trainer_arguments); none by default.
+    ``report`` is ``report_to`` and ``run_name`` (helpers.finetune.watch.report_arguments); none by default.
     Gradient checkpointing goes by its newer name ``activation_checkpointing`` where this
     transformers has it (non-reentrant by default there, so LoRA needs no input-gradient hook).
     """
@@ -243,7 +243,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     stages never see a half-written model.
     """
     t0 = time.perf_counter()
-    watch.check(cfg)
+    check_report_to(cfg)
     torch.manual_seed(cfg.seed)
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size()))
@@ -262,7 +262,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     models = study_dir / "models"
     work = models / f".{name}.tmp"
     zero = zero_settings(cfg.train.accelerate_config)
-    report = watch.trainer_arguments(cfg, study_dir, name)
+    report = report_arguments(cfg, study_dir, name)
     args = training_arguments(cfg, work / "trainer", sampling, report)  # first: it puts a ZeRO-3 config in force
     check_shared(study_dir)  # the ranks' process group exists now; nothing is loaded yet
     check_zero_in_force(cfg, zero)

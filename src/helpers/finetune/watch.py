@@ -20,7 +20,7 @@ from helpers.study.config import StudyConfig
 TENSORBOARD = "tensorboard"
 
 
-def problem(cfg: StudyConfig) -> str | None:
+def report_problem(cfg: StudyConfig) -> str | None:
     """What stops ``train.report_to`` from working in this environment, in words; None when nothing does."""
     to = cfg.train.report_to
     if to == "tensorboard" and not (importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")):
@@ -36,14 +36,14 @@ def problem(cfg: StudyConfig) -> str | None:
     return None
 
 
-def check(cfg: StudyConfig) -> None:
+def check_report_to(cfg: StudyConfig) -> None:
     """Raise ``ValueError`` when ``train.report_to`` cannot work here (before the model loads)."""
-    found = problem(cfg)
+    found = report_problem(cfg)
     if found:
         raise ValueError(found)
 
 
-def trainer_arguments(cfg: StudyConfig, study_dir: Path, run: str) -> dict:
+def report_arguments(cfg: StudyConfig, study_dir: Path, run: str) -> dict:
     """``report_to`` and ``run_name`` for ``TrainingArguments``; points the chosen integration at the study.
 
     transformers' TensorBoard callback takes its folder from ``TENSORBOARD_LOGGING_DIR`` and W&B its project
