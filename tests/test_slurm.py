@@ -112,3 +112,44 @@ def test_training_through_sbatch_survives_a_requeue_and_a_warning_and_matches_a_
     a, b = load_file(mine / "adapter_model.safetensors"), load_file(theirs / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert load_config(REPO / "configs" / "micro.yaml").train.launcher == "local"
+
+
+def test_a_stop_file_checkpoints_and_a_rerun_resumes_to_the_same_model(tmp_path, tiny_bloom_dir, monkeypatch):
+    """Slurm's warning as the job script passes it on (the stop file), here in the second epoch: training saves a
+    checkpoint and stops without publishing; the requeued run resumes and ends as an uninterrupted one."""
+    from conftest import make_config
+
+    from helpers.finetune import run, slurm
+    from helpers.study.files import write_jsonl
+
+    records = [{"id": f"s{i}", "instruction": f"复述数字{i}", "input": "", "output": f"{i}{i}{i}" * (1 + i % 3),
+                "category": "rewrite"} for i in range(8)]
+    cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 2, "per_device_batch_size": 2, "epochs": 2,
+                                             "max_length": 32, "bf16": False, "lr": 1e-3, "save_steps": 3})
+    for root in ("stopped", "clean"):
+        write_jsonl(tmp_path / root / "subsets" / "8.jsonl", records)
+    clean, = run.train(cfg, tmp_path / "clean", "8")
+
+    stop = tmp_path / "finetune-8.stop"
+    monkeypatch.setenv(slurm.STOP_ENV, str(stop))
+    real = slurm.StopForRequeue.on_step_end
+
+    def warned_at_step_6(self, args, state, control, **kw):  # Slurm's USR1 arrives during step 6 (epoch 2)
+        if state.global_step == 6:
+            stop.touch()
+        return real(self, args, state, control, **kw)
+
+    monkeypatch.setattr(slurm.StopForRequeue, "on_step_end", warned_at_step_6)
+    assert run.train(cfg, tmp_path / "stopped", "8") == []  # stopped: nothing published
+    work = tmp_path / "stopped" / "models" / ".8.tmp" / "trainer"
+    assert (work / "checkpoint-6" / "trainer_state.json").exists() and not (tmp_path / "stopped" / "models" / "8").exists()
+    stop.unlink()
+    monkeypatch.setattr(slurm.StopForRequeue, "on_step_end", real)
+    resumed, = run.train(cfg, tmp_path / "stopped", "8")
+    keep = ("step", "loss", "tokens_seen")
+    assert [{k: r[k] for k in keep} for r in read_jsonl(resumed / "train_log.jsonl")] == \
+        [{k: r[k] for k in keep} for r in read_jsonl(clean / "train_log.jsonl")]
+    from safetensors.torch import load_file
+
+    a, b = load_file(resumed / "model.safetensors"), load_file(clean / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

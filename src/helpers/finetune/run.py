@@ -158,12 +158,29 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str, report
     )
 
 
+class EpochSeededSampler(LengthGroupedSampler):
+    """Trainer's length-grouped order, each epoch's drawn from ``seed + epoch`` alone (Trainer calls ``set_epoch``).
+
+    Without a generator of its own the sampler draws from torch's global random state, which a run resumed
+    from a checkpoint restores as it was at that step, not at the start of the epoch: a run resumed in its
+    second epoch drew another order for the rest of that epoch than an uninterrupted one.
+    """
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int):
+        self.__dict__.update(sampler.__dict__)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + int(epoch))
+
+
 class CachedRowsTrainer(LabelOnlyHeadTrainer):
-    """Trainer on rows from the tokenization cache (``helpers.finetune.cache``).
+    """Trainer on rows from the tokenization cache (``helpers.finetune.cache``), in an order fixed per epoch.
 
     Trainer reads the ``length`` column of a ``datasets.Dataset`` for its length-grouped sampler as a
     lazy column (one Arrow lookup per access: minutes at 2M rows); the sampler gets the same lengths
-    as a list, read in one go. The order it draws is unchanged.
+    as a list, read in one go. Its order is drawn per epoch from the data seed (``EpochSeededSampler``).
     """
 
     def __init__(self, *args, lengths: list[int] | None = None, **kwargs):
@@ -172,8 +189,11 @@ class CachedRowsTrainer(LabelOnlyHeadTrainer):
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
-        if isinstance(sampler, LengthGroupedSampler) and self.row_lengths is not None:
-            sampler.lengths = self.row_lengths
+        if isinstance(sampler, LengthGroupedSampler):
+            if self.row_lengths is not None:
+                sampler.lengths = self.row_lengths
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            sampler = EpochSeededSampler(sampler, seed)
         return sampler
 
 
