@@ -73,3 +73,16 @@ def test_slurm_settings_without_the_slurm_launcher_are_an_error(tiny_bloom_dir):
     with pytest.raises(ValueError, match=r"train\.num_processes: 4 is not train\.slurm\.nodes x gpus_per_node = 2 x 8"):
         make_config(tiny_bloom_dir, train={"batch_size": 8, "per_device_batch_size": 2, "num_processes": 4,
                                            "launcher": "slurm", "slurm": {"nodes": 2}})
+
+
+def test_the_slurm_launcher_without_slurm_commands_fails_the_preflight(tiny_bloom_dir, monkeypatch):
+    import shutil
+
+    cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "launcher": "slurm",
+                                             "slurm": {"gpus_per_node": 0}})
+    monkeypatch.setattr(shutil, "which", lambda c: None if c == "sbatch" else f"/usr/bin/{c}")
+    check = _training_reports(cfg)
+    assert check.problems == ["train.launcher: slurm, but sbatch is not on PATH; run the study on the cluster's login "
+                              "node, or set launcher: local"]
+    monkeypatch.setattr(shutil, "which", lambda c: f"/usr/bin/{c}")
+    assert _training_reports(cfg).ok
