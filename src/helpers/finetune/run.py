@@ -159,20 +159,22 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str, report
 
 
 class EpochSeededSampler(LengthGroupedSampler):
-    """Trainer's length-grouped order, each epoch's drawn from ``seed + epoch`` alone (Trainer calls ``set_epoch``).
+    """Trainer's length-grouped order, each epoch's drawn from ``seed + epoch`` alone.
 
     Without a generator of its own the sampler draws from torch's global random state, which a run resumed
     from a checkpoint restores as it was at that step, not at the start of the epoch: a run resumed in its
-    second epoch drew another order for the rest of that epoch than an uninterrupted one.
+    second epoch drew another order for the rest of that epoch than an uninterrupted one. The epoch is read
+    from the trainer's state when an epoch's iteration starts (``epoch``), since Trainer's ``set_epoch``
+    does not reach a sampler under accelerate's sharding once a resumed epoch skips its first batches.
     """
 
-    def __init__(self, sampler: LengthGroupedSampler, seed: int):
+    def __init__(self, sampler: LengthGroupedSampler, seed: int, epoch):
         self.__dict__.update(sampler.__dict__)
-        self.seed = seed
-        self.set_epoch(0)
+        self.seed, self.epoch = seed, epoch
 
-    def set_epoch(self, epoch: int) -> None:
-        self.generator = torch.Generator().manual_seed(self.seed + int(epoch))
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch())
+        return super().__iter__()
 
 
 class CachedRowsTrainer(LabelOnlyHeadTrainer):
@@ -193,7 +195,8 @@ class CachedRowsTrainer(LabelOnlyHeadTrainer):
             if self.row_lengths is not None:
                 sampler.lengths = self.row_lengths
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            sampler = EpochSeededSampler(sampler, seed)
+            # whole epochs done: the state's epoch is exactly E at the end of epoch E, E + k/n within it
+            sampler = EpochSeededSampler(sampler, seed, lambda: int(self.state.epoch or 0))
         return sampler
 
 
