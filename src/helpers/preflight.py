@@ -37,6 +37,8 @@ generate backend   ``generate.backend: vllm``: vLLM importable by the interprete
                    every model that exists now (models this run trains are served after it)
 checkpoints        their count, size and write time at the save cadence; room on the disk for two of
                    them and the published models, else the run is refused
+training reports   ``train.report_to`` other than none: its package is installed (and for wandb the key is
+                   set, or ``WANDB_MODE=offline``); ``train.launcher: slurm``: sbatch and scontrol on PATH
 scales             the largest scale fits the records of local train files (counted cheaply: JSON
                    lines, parquet metadata); the built-in and generated pools are checked by the
                    config itself, hub datasets only by the data stage
@@ -106,6 +108,8 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
         checks.append(_endpoint(cfg.selfinstruct, "selfinstruct", "the self-instruct teacher"))
     if "generate" in stages and cfg.generate.backend != "hf":
         checks.append(_generate_backend(cfg, sd, runs))
+    if "finetune" in stages and (cfg.train.report_to != "none" or cfg.train.launcher != "local"):
+        checks.append(_training_reports(cfg))
     for c in checks:
         out(c.line())
     if any(not c.ok for c in checks):
@@ -448,6 +452,22 @@ def count_records(path: Path) -> int | None:
             return None  # the data stage names the line
         return len(data) if isinstance(data, list) else None
     return None
+
+
+def _training_reports(cfg: StudyConfig) -> Check:
+    """``train.report_to`` can work here (helpers.finetune.watch); with ``train.launcher: slurm`` Slurm's commands are at hand."""
+    import shutil
+
+    from helpers.finetune.watch import report_problem
+
+    check = Check("training", f"report_to {cfg.train.report_to}, launcher {cfg.train.launcher}")
+    found = report_problem(cfg)
+    check.problems += [found] if found else []
+    missing = [c for c in ("sbatch", "scontrol") if cfg.train.launcher == "slurm" and not shutil.which(c)]
+    if missing:
+        check.problems.append(f"train.launcher: slurm, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                              "not on PATH; run the study on the cluster's login node, or set launcher: local")
+    return check
 
 
 def _pool_size(cfg: StudyConfig) -> Check:

@@ -121,7 +121,6 @@ def test_training_through_the_cache_gives_the_weights_of_the_old_list_path(tmp_p
     batches, the same adapter as when Trainer was handed the list of the old ``tokenize``."""
     from safetensors.torch import load_file
 
-    from helpers.finetune.head import LabelOnlyHeadTrainer
     from helpers.study.files import read_jsonl
 
     cfg = make_config(tiny_model_dir, scales=[12], train={"batch_size": 2, "per_device_batch_size": 2,
@@ -140,7 +139,8 @@ def test_training_through_the_cache_gives_the_weights_of_the_old_list_path(tmp_p
 
     monkeypatch.setattr(run, "subset_rows", old_rows)
     monkeypatch.setattr(run, "row_lengths", lambda rows: [len(r["input_ids"]) for r in rows])
-    monkeypatch.setattr(run, "CachedRowsTrainer", lambda *a, lengths=None, **k: LabelOnlyHeadTrainer(*a, **k))
+    cached = run.CachedRowsTrainer  # the same epoch-seeded order, its lengths read by Trainer from the rows
+    monkeypatch.setattr(run, "CachedRowsTrainer", lambda *a, lengths=None, **k: cached(*a, lengths=None, **k))
     old = load_file(run.train(cfg, tmp_path / "old", "12")[0] / "adapter_model.safetensors")
     assert not (tmp_path / "old" / "tokenized").exists()
     assert new.keys() == old.keys()

@@ -132,7 +132,7 @@ def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(
     assert read_json(tmp_path / "answers" / "base.engine.json")["answers_key"] != key
 
     # a retrained model (another training run key in its summary) gets fresh answers too
-    from helpers.generate.answers import answers_key
+    from helpers.generate.backend import answers_key
 
     summary = tmp_path / "models" / "4" / "train_summary.json"
     write_json(summary, {"run_key": "run-1"})

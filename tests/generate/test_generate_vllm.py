@@ -300,3 +300,80 @@ def test_server_backend_against_a_real_vllm_server_agrees_with_hf(micro_with_lor
                                              "generate.server.api_key_env=STUDY_TEST_VLLM_KEY"])
     with pytest.raises(GenerateError, match=r"does not serve 'base' .*'12', 'gemma-base'"):
         generate_answers(bad, "base", copy_study(sd, tmp_path / "other"))
+
+
+# ----------------------------------------------------------------------------- engines side by side
+def test_engines_split_every_model_into_blocks_and_the_parts_fold_back_in_item_order(tmp_path):
+    from helpers.generate.vllm_backend import fold_parts, split_job
+
+    items = [{"id": f"q{i}"} for i in range(5)]
+    job = {"engine": {}, "models": [{"name": "base", "lora": None, "out": str(tmp_path / "base.jsonl"), "items": items},
+                                    {"name": "12", "lora": "a", "out": str(tmp_path / "12.jsonl"), "items": items[:1]}]}
+    jobs = split_job(job, 2, {"base": "k" * 64, "12": "j" * 64})
+    assert [[m["name"] for m in j["models"]] for j in jobs] == [["base", "12"], ["base"]]
+    assert [[it["id"] for it in j["models"][0]["items"]] for j in jobs] == [["q0", "q1", "q2"], ["q3", "q4"]]
+    assert jobs[1]["models"][0]["out"] == str(tmp_path / f".base.{'k' * 12}.engine-1.jsonl")
+    # the second engine finishes first; a part of another answers key is set aside, not mixed in
+    write_jsonl(jobs[1]["models"][0]["out"], [{"id": "q4"}, {"id": "q3"}])
+    write_jsonl(jobs[0]["models"][0]["out"], [{"id": "q1"}, {"id": "q0"}, {"id": "q2"}])
+    write_jsonl(tmp_path / f".base.{'x' * 12}.engine-0.jsonl", [{"id": "q0", "stale": True}])
+    write_jsonl(tmp_path / "base.jsonl", [{"id": "old"}])
+    assert fold_parts(tmp_path / "base.jsonl", "k" * 64, [f"q{i}" for i in range(5)]) == 5
+    assert [r["id"] for r in read_jsonl(tmp_path / "base.jsonl")] == ["old", "q0", "q1", "q2", "q3", "q4"]
+    assert not list(tmp_path.glob(".base.*")) and len(list((tmp_path / "replaced").iterdir())) == 1
+
+
+def test_one_engine_per_gpu_or_tensor_parallel_group(monkeypatch):
+    from helpers.generate.vllm_backend import engine_envs
+
+    eight = [str(i) for i in range(8)]
+    assert engine_envs(vllm_cfg("b"), gpus=eight) == [{"CUDA_VISIBLE_DEVICES": g} for g in eight]
+    assert engine_envs(vllm_cfg("b", tensor_parallel_size=4), gpus=eight) == \
+        [{"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}]
+    assert engine_envs(vllm_cfg("b", engines=3, tensor_parallel_size=2), gpus=eight)[2] == {"CUDA_VISIBLE_DEVICES": "4,5"}
+    with pytest.raises(GenerateError, match=r"generate\.vllm\.engines: 3 engine\(s\) x tensor_parallel_size 4 need 12 GPUs"):
+        engine_envs(vllm_cfg("b", engines=3, tensor_parallel_size=4), gpus=eight)
+    assert engine_envs(vllm_cfg("b"), gpus=[]) == [{}]  # auto without GPUs: one engine, every core
+    assert engine_envs(vllm_cfg("b", engines=2), gpus=[], cpus=[0, 1]) == \
+        [{"VLLM_CPU_OMP_THREADS_BIND": "0"}, {"VLLM_CPU_OMP_THREADS_BIND": "1"}]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert engine_envs(vllm_cfg("b")) == [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
+
+
+@pytest.fixture(scope="module")
+def micro_data(tmp_path_factory):
+    """The micro study's data stage only (the base model answers)."""
+    if not os.environ.get("STUDY_VLLM_PYTHON"):
+        pytest.skip("STUDY_VLLM_PYTHON is not set: run `make test-vllm`")
+    from helpers.study.runner import run_study
+
+    root = tmp_path_factory.mktemp("vllm-engines")
+    run_study(REPO / "configs" / "micro.yaml", root=root, only="data", out=print)
+    return root / "data" / "micro"
+
+
+@pytest.mark.vllm
+def test_two_engines_answer_as_one_engine(micro_data, tmp_path):
+    """Two vLLM CPU engines side by side, each bound to one core, against one engine on both cores: the same rows,
+    in the same order. The times printed are this 2-core machine's (engine start included)."""
+    from helpers.generate.vllm_backend import vllm_answers
+
+    items = read_jsonl(micro_data / "eval.jsonl")
+    files, walls = {}, {}
+    for n in (1, 2):
+        sd = copy_study(micro_data, tmp_path / f"engines-{n}")
+        cfg = load_config("configs/micro.yaml", ["generate.backend=vllm", "generate.vllm.gpu_memory_utilization=0.1",
+                                                 "generate.vllm.max_model_len=1024", f"generate.vllm.engines={n}"])
+        stats = []
+        t0 = time.perf_counter()
+        vllm_answers(cfg, {"base": items}, sd, stats)
+        walls[n] = time.perf_counter() - t0
+        files[n] = read_jsonl(sd / "answers" / "base.jsonl")
+        assert len(stats) == n and sum(s["items"] for s in stats) == len(items)
+        assert read_json(sd / "answers" / "base.engine.json")["engines"] == n
+        assert not list((sd / "answers").glob(".base.*"))  # the parts were folded in
+        gen = max(s["seconds"] for s in stats)
+        print(f"{n} engine(s): {walls[n]:.0f} s in all, {gen:.1f} s generating, "
+              f"{sum(s['tokens'] for s in stats) / gen:.1f} tokens/s")
+    assert [r["id"] for r in files[2]] == [it["id"] for it in items]
+    assert files[2] == files[1]

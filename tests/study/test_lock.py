@@ -1,5 +1,6 @@
 """One batch run per study: the study lock, the kernel lock and the clean-up of killed writes."""
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -68,9 +69,10 @@ def test_a_run_waits_for_every_process_of_a_killed_run(tmp_path, monkeypatch):
     training = hold(tmp_path, "hold_in_kernel(sd)")
     monkeypatch.delenv(KERNEL_ENV)
     locks = tmp_path / "sd" / KERNELS
-    assert sorted(p.name for p in locks.iterdir()) == sorted([f"{kernel.pid}.lock", f"{training.pid}.lock"])
+    host = platform.node()  # named by host too: pids repeat across the nodes sharing a study folder
+    assert sorted(p.name for p in locks.iterdir()) == sorted([f"{host}-{kernel.pid}.lock", f"{host}-{training.pid}.lock"])
     try:
-        with pytest.raises(StudyBusy, match=f"process {kernel.pid} of an earlier run"):
+        with pytest.raises(StudyBusy, match=f"process pid {kernel.pid} on {host} of an earlier run"):
             with study_lock(tmp_path / "sd", "c.yaml", kernel_wait_s=0.5):
                 pass
         t0 = time.monotonic()

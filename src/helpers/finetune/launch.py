@@ -1,10 +1,17 @@
 """Training on several processes: ``accelerate launch`` of ``python -m helpers train``, the process rank,
-and the DeepSpeed ZeRO settings of ``train.accelerate_config``."""
+and the DeepSpeed ZeRO settings of ``train.accelerate_config``.
+
+On several machines every machine runs one ``accelerate launch`` for its own processes, told the number of
+machines, its rank among them and where the main process listens (``Node``); inside a Slurm job all of that
+comes from Slurm's variables (``slurm_node``), so no one writes a per-node command by hand.
+"""
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.study.config import StudyConfig
@@ -66,8 +73,40 @@ def under_deepspeed_launch() -> bool:
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+@dataclass(frozen=True)
+class Node:
+    """One machine of a multi-machine launch: how many machines, this one's rank, and the main process's address."""
+    machines: int
+    rank: int
+    main_host: str
+    port: int
+
+    def arguments(self) -> list[str]:
+        return ["--num_machines", str(self.machines), "--machine_rank", str(self.rank),
+                "--main_process_ip", self.main_host, "--main_process_port", str(self.port)]
+
+
+def slurm_port(job_id: str) -> int:
+    """The main process's port for a job: ``MASTER_PORT`` if set, else one of 20000..39999 from the job id, so that
+    two jobs sharing a node rarely pick the same one."""
+    return int(os.environ.get("MASTER_PORT") or 20000 + int(job_id) % 20000)
+
+
+def slurm_node(env: dict | None = None) -> Node:
+    """This node's place in the Slurm job it runs in: ``SLURM_NNODES``, ``SLURM_NODEID``, and the first host of
+    ``SLURM_JOB_NODELIST`` (expanded by ``scontrol show hostnames``) as the main process's address."""
+    env = os.environ if env is None else env
+    missing = [v for v in ("SLURM_JOB_ID", "SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST") if not env.get(v)]
+    if missing:
+        raise RuntimeError(f"not inside a Slurm job step ({', '.join(missing)} unset): "
+                           "python -m helpers launch runs under srun in the job train.launcher: slurm submits")
+    hosts = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], capture_output=True,
+                           text=True, check=True).stdout.split()
+    return Node(int(env["SLURM_NNODES"]), int(env["SLURM_NODEID"]), hosts[0], slurm_port(env["SLURM_JOB_ID"]))
+
+
 def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path | None, scale: str | None,
-                   overrides: tuple[str, ...] | list[str] = ()) -> list[str]:
+                   overrides: tuple[str, ...] | list[str] = (), node: Node | None = None) -> list[str]:
     """The ``accelerate launch`` command that trains on ``train.num_processes`` processes.
 
     The finetune notebook uses it whenever ``train.accelerate_config`` is set, on one process too:
@@ -75,7 +114,8 @@ def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path |
 
     With ``train.accelerate_config`` (configs/accelerate/: DDP, DeepSpeed ZeRO-3, multi-node)
     that file decides the setup; without one, plain multi-process data parallelism, which on
-    a machine without GPUs runs on the CPU with the gloo backend.
+    a machine without GPUs runs on the CPU with the gloo backend. With ``node``, this machine's launch of a
+    multi-machine run: ``train.num_processes`` counts the processes of every machine.
     """
     from helpers.study.config import resolve
 
@@ -84,7 +124,8 @@ def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path |
     if cfg.train.accelerate_config:
         cmd += ["--config_file", str(resolve(cfg.train.accelerate_config))]
     else:
-        cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += node.arguments() if node else ([] if cfg.train.accelerate_config else ["--num_machines", "1"])
     cmd += ["-m", "helpers", "train", "--config", str(resolve(config_path))]
     cmd += ["--scale", str(scale)] if scale else []
     cmd += [arg for o in overrides for arg in ("--set", o)]

@@ -33,7 +33,10 @@ from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
 from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
 from helpers.finetune.memory import check_fits, gpu_memory, logits_memory, size
+from helpers.finetune.shared import check_shared
+from helpers.finetune.slurm import StopForRequeue, stop_file
 from helpers.finetune.tokens import IGNORE
+from helpers.finetune.watch import check_report_to, report_arguments
 from helpers.study.aside import move_aside
 from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
@@ -157,13 +160,14 @@ class SaveEvery(TrainerCallback):
         return control
 
 
-def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> TrainingArguments:
+def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str, report: dict | None = None) -> TrainingArguments:
     """Trainer's arguments from the config. Build them before loading the model (see the module docstring).
 
     Gradient accumulation comes from the world size that was launched, and a ``train.num_processes`` that
     disagrees with it is an error: 16 processes under a config for 8 would silently double the batch. The
     checkpoint cadence is ``train.save_steps``, else ``train.save_share`` of the run (Trainer reads a
-    ``save_steps`` below 1 as that share of the total steps).
+    ``save_steps`` below 1 as that share of the total steps). ``report`` is ``report_to`` and ``run_name``
+    (helpers.finetune.watch.report_arguments); none by default.
 
     Gradient checkpointing goes by its newer name ``activation_checkpointing`` where this
     transformers has it (non-reentrant by default there, so LoRA needs no input-gradient hook).
@@ -189,18 +193,37 @@ def training_arguments(cfg: StudyConfig, output_dir: Path, sampling: str) -> Tra
         warmup_steps=cfg.train.warmup_ratio, weight_decay=cfg.train.weight_decay,
         bf16=use_bf16(cfg.train.bf16), use_cpu=not torch.cuda.is_available(), logging_steps=1,
         save_strategy="steps", save_steps=cfg.train.save_steps or cfg.train.save_share, save_total_limit=1,
-        report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
+        **(report or {"report_to": "none"}), seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
         train_sampling_strategy=sampling, dataloader_num_workers=0, optim="adamw_torch", disable_tqdm=False,
         **extra,
     )
 
 
+class EpochSeededSampler(LengthGroupedSampler):
+    """Trainer's length-grouped order, each epoch's drawn from ``seed + epoch`` alone.
+
+    Without a generator of its own the sampler draws from torch's global random state, which a run resumed
+    from a checkpoint restores as it was at that step, not at the start of the epoch: a run resumed in its
+    second epoch drew another order for the rest of that epoch than an uninterrupted one. The epoch is read
+    from the trainer's state when an epoch's iteration starts (``epoch``), since Trainer's ``set_epoch``
+    does not reach a sampler under accelerate's sharding once a resumed epoch skips its first batches.
+    """
+
+    def __init__(self, sampler: LengthGroupedSampler, seed: int, epoch):
+        self.__dict__.update(sampler.__dict__)
+        self.seed, self.epoch = seed, epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch())
+        return super().__iter__()
+
+
 class CachedRowsTrainer(LabelOnlyHeadTrainer):
-    """Trainer on rows from the tokenization cache (``helpers.finetune.cache``).
+    """Trainer on rows from the tokenization cache (``helpers.finetune.cache``), in an order fixed per epoch.
 
     Trainer reads the ``length`` column of a ``datasets.Dataset`` for its length-grouped sampler as a
     lazy column (one Arrow lookup per access: minutes at 2M rows); the sampler gets the same lengths
-    as a list, read in one go. The order it draws is unchanged.
+    as a list, read in one go. Its order is drawn per epoch from the data seed (``EpochSeededSampler``).
     """
 
     def __init__(self, *args, lengths: list[int] | None = None, **kwargs):
@@ -209,8 +232,12 @@ class CachedRowsTrainer(LabelOnlyHeadTrainer):
 
     def _get_train_sampler(self, train_dataset=None):
         sampler = super()._get_train_sampler(train_dataset)
-        if isinstance(sampler, LengthGroupedSampler) and self.row_lengths is not None:
-            sampler.lengths = self.row_lengths
+        if isinstance(sampler, LengthGroupedSampler):
+            if self.row_lengths is not None:
+                sampler.lengths = self.row_lengths
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            # whole epochs done: the state's epoch is exactly E at the end of epoch E, E + k/n within it
+            sampler = EpochSeededSampler(sampler, seed, lambda: int(self.state.epoch or 0))
         return sampler
 
 
@@ -303,6 +330,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     stages never see a half-written model.
     """
     t0 = time.perf_counter()
+    check_report_to(cfg)
     torch.manual_seed(cfg.seed)
     if not torch.cuda.is_available():
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size()))
@@ -322,7 +350,9 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     models = study_dir / "models"
     work = models / f".{name}.tmp"
     zero = zero_settings(cfg.train.accelerate_config)
-    args = training_arguments(cfg, work / "trainer", sampling)  # first: it puts a ZeRO-3 config in force
+    report = report_arguments(cfg, study_dir, name)
+    args = training_arguments(cfg, work / "trainer", sampling, report)  # first: it puts a ZeRO-3 config in force
+    check_shared(study_dir)  # the ranks' process group exists now; nothing is loaded yet
     check_zero_in_force(cfg, zero)
     dtype = load_dtype(cfg, zero)
     model = build_model(cfg, base, dtype)
@@ -398,11 +428,12 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
 
     # a resumed run only passes the boundaries after its checkpoint; earlier ones were saved before
     boundaries = {split_model(s)[1] // cfg.train.batch_size: s for s in scales[:-1]}
+    stop = [StopForRequeue(stop_file())] if stop_file() else []  # inside a Slurm job (helpers.finetune.slurm)
     trainer = CachedRowsTrainer(
         model=model, args=args, train_dataset=rows, lengths=lengths,
         data_collator=ModelColumns(DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest")),
         callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
-                   PrefixSnapshots(boundaries, publish)]
+                   PrefixSnapshots(boundaries, publish), *stop]
         + ([SaveEvery(cfg.train.save_minutes)] if cfg.train.save_minutes else []),
         processing_class=tok,  # saved with every checkpoint and published model: AutoTokenizer and vLLM load the folder
     )
@@ -410,6 +441,9 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         trainer.tokens_seen = int(resumed_from["tokens_seen"]) // world_size()
     ref.append(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if stop and stop[0].stopped:  # the job is requeued and resumes from the checkpoint just saved
+        print(f"stopped at step {trainer.state.global_step} for a requeue; checkpoint saved in {work / 'trainer'}", flush=True)
+        return []
     final = publish(scales[-1], trainer.state.global_step)
     if is_main_process():
         shutil.rmtree(work, ignore_errors=True)

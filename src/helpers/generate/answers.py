@@ -9,35 +9,18 @@ without a row are answered, and answers made under other settings or weights (an
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
 
 import torch
 
-from helpers.generate.backend import engine_note_path, write_engine_note
+from helpers.generate.backend import answers_key, engine_note_path, write_engine_note
 from helpers.generate.hf import hf_answers
 from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, read_jsonl
 
 __all__ = ["generate_answers", "generate_models"]
-
-
-def answers_key(cfg: StudyConfig, model: str, study_dir: Path) -> str:
-    """What a model's answers are made from: the generate settings (backend included), the seed, the base
-    model and the model's own identity (the training run's key from ``train_summary.json``, or the mapped
-    checkpoint). Resuming is only safe while this is unchanged."""
-    trained = Path(study_dir) / "models" / model / "train_summary.json"
-    if model == "base":
-        source = "base"
-    elif model in cfg.model.checkpoints:
-        source = f"checkpoint {cfg.model.checkpoints[model]}"
-    else:
-        source = read_json(trained).get("run_key") if trained.exists() else None
-    raw = {"generate": cfg.generate.model_dump(mode="json"), "seed": cfg.seed, "base": cfg.model.base, "source": source}
-    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
 
 
 def set_aside_if_stale(study_dir: Path, model: str, key: str) -> Path | None:

@@ -13,24 +13,34 @@ gets an engine of its own. With this backend the runner runs the generate stage 
 (``generate-all``, the notebook's ``scale="all"``), so ``vllm_answers`` gets them all and starts one
 engine for the base and every LoRA model.
 
+Every GPU busy: ``generate.vllm.engines`` copies of each engine run side by side, each on
+``tensor_parallel_size`` GPUs of its own (``CUDA_VISIBLE_DEVICES``; on the CPU, ``VLLM_CPU_OMP_THREADS_BIND`` gives
+each a share of the cores). Every model's items are split into one contiguous block per engine; each engine
+appends to a part file of its own (``answers/.<model>.<key>.engine-<i>.jsonl``), and when they are done the parts
+go into ``answers/<model>.jsonl`` in item order, the file one engine would have written. A killed run's parts are
+folded in first when it resumes (those written under another answers key go to ``answers/replaced/``).
+
 Checked before any answer, each a ``GenerateError`` naming the setting: vLLM importable, every
-model's weights present, every adapter's rank within ``generate.vllm.max_lora_rank``.
+model's weights present, every adapter's rank within ``generate.vllm.max_lora_rank``, enough GPUs for the engines.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections import deque
 from pathlib import Path
 
-from helpers.generate.backend import GenerateError, write_engine_note
+from helpers.generate.backend import GenerateError, answers_key, write_engine_note
 from helpers.generate.vllm_worker import STATS
 from helpers.generate.vllm_worker import __file__ as WORKER_SCRIPT
 from helpers.study.config import REPO, StudyConfig
-from helpers.study.files import read_json, read_jsonl
+from helpers.study.files import append_jsonl, read_json, read_jsonl
 from helpers.study.models import base_model_path
 from helpers.study.prompt import STOP, format_prompt
 
@@ -135,12 +145,105 @@ def plan_jobs(cfg: StudyConfig, todo: dict[str, list[dict]], study_dir: Path) ->
     return jobs
 
 
-def run_job(python: str, job: dict) -> list[dict]:
+def visible_gpus() -> list[str]:
+    """The GPU ids engines may use: ``CUDA_VISIBLE_DEVICES`` as given, else every GPU torch sees."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g for g in given.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def engine_envs(cfg: StudyConfig, gpus: list[str] | None = None, cpus: list[int] | None = None) -> list[dict]:
+    """The environment of each engine: its GPUs (``CUDA_VISIBLE_DEVICES``), or on the CPU its cores
+    (``VLLM_CPU_OMP_THREADS_BIND``, set only when the cores are split between several engines)."""
+    v = cfg.generate.vllm
+    gpus = visible_gpus() if gpus is None else gpus
+    n = v.engines if v.engines != "auto" else max(1, len(gpus) // v.tensor_parallel_size)
+    if gpus:
+        tp = v.tensor_parallel_size
+        if n * tp > len(gpus):
+            raise GenerateError(f"generate.vllm.engines: {n} engine(s) x tensor_parallel_size {tp} need {n * tp} GPUs, "
+                                f"{len(gpus)} are visible ({','.join(gpus)}); lower engines (or auto)")
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * tp:(i + 1) * tp])} for i in range(n)]
+    if n == 1:
+        return [{}]
+    cpus = sorted(os.sched_getaffinity(0)) if cpus is None else cpus
+    if n > len(cpus):
+        raise GenerateError(f"generate.vllm.engines: {n} engines on the CPU need a core each, {len(cpus)} are usable")
+    share = len(cpus) // n
+    return [{"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, cpus[i * share:(i + 1) * share]))} for i in range(n)]
+
+
+def split_job(job: dict, n: int, key_of: dict[str, str]) -> list[dict]:
+    """``job`` as ``n`` engines' jobs: each model's items in ``n`` contiguous blocks, each engine writing part files."""
+    parts = []
+    for i in range(n):
+        models = []
+        for m in job["models"]:
+            block = math.ceil(len(m["items"]) / n)
+            items = m["items"][i * block:(i + 1) * block]
+            if items:
+                out = Path(m["out"])
+                models.append({**m, "items": items, "out": str(part_path(out, key_of[m["name"]], i))})
+        if models:
+            parts.append({**job, "models": models})
+    return parts
+
+
+def part_path(answers: Path, key: str, engine: int) -> Path:
+    return answers.with_name(f".{answers.stem}.{key[:12]}.engine-{engine}.jsonl")
+
+
+def fold_parts(answers: Path, key: str, order: list[str]) -> int:
+    """Append the rows of ``answers``' part files written under ``key`` to it, in the order of ``order`` (item ids),
+    and remove them; parts of another key go to ``answers/replaced/``. Returns the rows folded in."""
+    rows, parts = {}, sorted(answers.parent.glob(f".{answers.stem}.*.engine-*.jsonl"))
+    for part in parts:
+        if part.name.split(".")[2] != key[:12]:
+            target = answers.parent / "replaced" / f"{part.name.lstrip('.')}.{time.strftime('%Y%m%dT%H%M%S')}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, target)
+            print(f"{answers.stem}: answers of an engine of an earlier run with other settings kept as {target}")
+            continue
+        for r in read_jsonl(part, tolerate_torn_tail=True):
+            rows.setdefault(r["id"], r)
+    wanted = [rows[i] for i in order if i in rows]
+    if wanted:
+        append_jsonl(answers, wanted)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return len(wanted)
+
+
+def run_engines(python: str, jobs: list[dict], envs: list[dict]) -> list[dict]:
+    """Engines side by side, one thread each relaying its output; raises the first failure once all have ended."""
+    stats, errors = [], []
+
+    def one(i: int, job: dict) -> None:
+        try:
+            stats.extend(run_job(python, job, envs[i], tag=f"[engine {i}] " if len(jobs) > 1 else ""))
+        except GenerateError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(i, job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return stats
+
+
+def run_job(python: str, job: dict, env_extra: dict | None = None, tag: str = "") -> list[dict]:
     """One engine in a subprocess, its output relayed line by line (a notebook shows it as it comes);
     returns the worker's figures per model (tokens, seconds, engine start)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         json.dump({**job, "parent": os.getpid()}, f, ensure_ascii=False)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
+               **(env_extra or {}))
     tail: deque[str] = deque(maxlen=15)
     stats = []
     try:
@@ -152,7 +255,7 @@ def run_job(python: str, job: dict) -> list[dict]:
                 if line.startswith(STATS):
                     stats.append(json.loads(line[len(STATS):]))
                 tail.append(line.rstrip())
-                print(line, end="", flush=True)
+                print(tag + line, end="", flush=True)
             rc = proc.wait()
         except BaseException:  # an interrupted stage (Ctrl-C in the notebook): the engine goes too
             proc.kill()
@@ -171,15 +274,33 @@ def vllm_answers(cfg: StudyConfig, todo: dict[str, list[dict]], study_dir: Path,
     """Answer ``todo`` (model -> items still to answer) with vLLM; returns the new tokens written.
 
     ``stats``, when given, receives the worker's figures per model (the benchmark reads them)."""
-    python = vllm_python()
+    python, todo = vllm_python(), dict(todo)
+    answers = {m: Path(study_dir) / "answers" / f"{m}.jsonl" for m in todo}
+    keys = {m: answers_key(cfg, m, study_dir) for m in todo}
+    for m, items in list(todo.items()):  # a killed run's engines left parts: their rows count as answered
+        if fold_parts(answers[m], keys[m], [it["id"] for it in items]):
+            done = {r["id"] for r in read_jsonl(answers[m], tolerate_torn_tail=True)}
+            todo[m] = [it for it in items if it["id"] not in done]
+    todo = {m: items for m, items in todo.items() if items}
     jobs = plan_jobs(cfg, todo, study_dir)
+    envs = engine_envs(cfg)
     version = engine_version(python)
-    print(f"vllm backend: {version} in {python}, {len(jobs)} engine(s)", flush=True)
+    print(f"vllm backend: {version} in {python}, {len(jobs)} engine(s)"
+          + (f" x {len(envs)} side by side ({'; '.join(' '.join(f'{k}={v}' for k, v in e.items()) for e in envs)})"
+             if len(envs) > 1 else ""), flush=True)
     for job in jobs:
         for m in job["models"]:
             write_engine_note(study_dir, m["name"], {"backend": "vllm", "engine": version, "dtype": job["engine"]["dtype"],
-                                                     "lora_request": bool(m["lora"]), "weights": job["engine"]["model"]})
-        figures = run_job(python, job)
+                                                     "lora_request": bool(m["lora"]), "weights": job["engine"]["model"],
+                                                     "engines": len(envs)})
+        if len(envs) == 1:
+            figures = run_job(python, job, envs[0])
+        else:
+            try:
+                figures = run_engines(python, split_job(job, len(envs), keys), envs)
+            finally:  # what the engines wrote is kept, also when one failed
+                for m in job["models"]:
+                    fold_parts(answers[m["name"]], keys[m["name"]], [it["id"] for it in m["items"]])
         if stats is not None:
             stats.extend(figures)
     tokens = 0

@@ -130,6 +130,40 @@ class LoraConfig(_Strict):
     targets: str | list[str] = "all-linear"
 
 
+class SlurmConfig(_Strict):
+    """``train.launcher: slurm``: each training run is one sbatch job (helpers.finetune.slurm) with these resources;
+    every node of it runs one ``accelerate launch``."""
+    partition: str | None = None
+    """The partition (``#SBATCH --partition``); None: the cluster's default."""
+    account: str | None = None
+    """The account charged (``#SBATCH --account``); None: the user's default."""
+    nodes: int = Field(1, gt=0)
+    gpus_per_node: int = Field(8, ge=0)
+    """GPUs asked for on each node, one training process each; 0 on a cluster without GPUs (the processes then
+    share the node's CPUs: train.num_processes / nodes per node)."""
+    cpus_per_task: int | None = Field(None, gt=0)
+    """CPUs for each node's ``accelerate launch`` (``#SBATCH --cpus-per-task``); None: the cluster's default."""
+    time: str = "24:00:00"
+    """The time limit of one job (``#SBATCH --time``, Slurm's format). A run longer than that checkpoints before
+    the limit and is requeued, resuming where it stopped."""
+    signal_s: int = Field(600, gt=0)
+    """Seconds before the time limit (or a preemption) at which Slurm warns the job (``--signal=B:USR1@...``):
+    enough for the training to reach its next step and write a checkpoint."""
+    poll_s: float = Field(30, gt=0)
+    """How often the waiting runner asks Slurm for the job's state."""
+    setup: list[str] = []
+    """Shell lines the job runs before training on every node, e.g. ``module load cuda/12.4`` or
+    ``source /shared/venv/bin/activate``: the study's environment must exist on every node."""
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _quoted_time(cls, v):
+        if isinstance(v, int):  # YAML 1.1 reads 24:00:00 as base-60 seconds; a bare 60 would be Slurm's minutes
+            raise ValueError(f"train.slurm.time: YAML read the time limit as the number {v}; quote it, e.g. "
+                             'time: "24:00:00" or "2-00:00:00"')
+        return v
+
+
 class TrainConfig(_Strict):
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = LoraConfig()
@@ -164,6 +198,15 @@ class TrainConfig(_Strict):
     save_minutes: float | None = Field(None, gt=0)
     """Also checkpoint whenever this many minutes have passed since the last checkpoint (a time cadence beside
     the step one, for runs whose length in hours is what matters)."""
+    report_to: Literal["none", "tensorboard", "wandb"] = Field("none")
+    """Where Trainer reports the loss while it trains (helpers.finetune.watch): none, tensorboard (event files under
+    ``<study>/tensorboard/``) or wandb (needs the wandb package and WANDB_API_KEY, or WANDB_MODE=offline).
+    ``train_log.jsonl`` is written either way."""
+    launcher: Literal["local", "slurm"] = Field("local")
+    """local: train on this machine. slurm: each training run is an sbatch job with ``train.slurm``'s resources,
+    submitted and waited for by the finetune stage (helpers.finetune.slurm)."""
+    slurm: SlurmConfig | None = Field(None)
+    """Resources of the Slurm jobs; only with launcher: slurm."""
 
     @model_validator(mode="after")
     def _prefix_needs_one_constant_pass(self):
@@ -189,6 +232,22 @@ class TrainConfig(_Strict):
             raise ValueError(
                 f"train.batch_size: {self.batch_size} is not a multiple of "
                 f"per_device_batch_size x num_processes = {self.per_device_batch_size * self.num_processes}")
+        return self
+
+    @model_validator(mode="after")
+    def _slurm_resources(self):
+        if self.launcher == "local":
+            if self.slurm is not None:
+                raise ValueError("train.slurm: has no effect with train.launcher: local; set launcher: slurm, or remove it")
+            return self
+        s = self.slurm or SlurmConfig()
+        if self.num_processes % s.nodes:
+            raise ValueError(f"train.num_processes: {self.num_processes} does not split evenly over train.slurm.nodes: "
+                             f"{s.nodes} (one accelerate launch per node, the same number of processes on each)")
+        if s.gpus_per_node and self.num_processes != s.nodes * s.gpus_per_node:
+            raise ValueError(f"train.num_processes: {self.num_processes} is not train.slurm.nodes x gpus_per_node = "
+                             f"{s.nodes} x {s.gpus_per_node} (one training process per GPU); make them agree")
+        self.slurm = s
         return self
 
 
@@ -221,6 +280,18 @@ class VllmConfig(_Strict):
     """auto (the checkpoint's dtype), bfloat16, float16 or float32."""
     max_lora_rank: int = Field(16, gt=0)
     """The largest LoRA rank the engine accepts; an adapter above it stops the stage before any answer."""
+    engines: int | Literal["auto"] = "auto"
+    """Engines answering side by side (helpers.generate.vllm_backend), each on ``tensor_parallel_size`` GPUs of its
+    own, every model's items split across them and the answers merged in item order. auto: the visible GPUs
+    (CUDA_VISIBLE_DEVICES) divided by tensor_parallel_size; 1 without GPUs. On the CPU each engine gets a share of
+    the cores."""
+
+    @field_validator("engines")
+    @classmethod
+    def _engines(cls, v):
+        if v != "auto" and v < 1:
+            raise ValueError(f"generate.vllm.engines: at least 1 (or auto), got {v}")
+        return v
 
 
 class ServerConfig(_Strict):

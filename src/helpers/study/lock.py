@@ -9,12 +9,14 @@ A killed runner leaves its notebook kernel alive for up to a second (the kernel 
 own session and only notices that its parent is gone on its next poll), still writing; a
 killed kernel leaves the ``accelerate launch`` training processes it started running to the
 end of their epoch. So every kernel the runner starts, and every training process such a
-kernel launches, holds a lock of its own, ``.kernels/<pid>.lock``, until it exits. A new run
-waits for all of them before it starts, and then removes the temporary files and folders that
+kernel launches, holds a lock of its own, ``.kernels/<host>-<pid>.lock``, until it exits (named by host
+too: on a cluster the training processes of several nodes hold theirs in one shared study folder, and
+pids repeat across machines). A new run waits for all of them before it starts, and then removes the temporary files and folders that
 killed atomic writes left behind (nothing reads them; they only pile up).
 
 The locks are OS file locks (``filelock``): a killed process releases them, so a stale lock
-never needs removing by hand.
+never needs removing by hand. On a shared folder they are the file system's locks (NFSv4 and Lustre
+with ``flock`` mounts hold them across nodes; a mount without locking makes them local to each node).
 """
 from __future__ import annotations
 
@@ -43,6 +45,17 @@ _held: list[FileLock] = []  # this process's lock, kept for the life of the proc
 
 class StudyBusy(RuntimeError):
     pass
+
+
+def kernel_lock_name(host: str | None = None, pid: int | None = None) -> str:
+    """The lock file of one process: ``<host>-<pid>.lock`` (this process by default)."""
+    return f"{host or platform.node()}-{pid or os.getpid()}.lock"
+
+
+def lock_owner(path: Path) -> str:
+    """``pid P on H`` for a lock file named by ``kernel_lock_name``."""
+    host, _, pid = path.stem.rpartition("-")
+    return f"pid {pid} on {host}" if host else f"pid {pid}"
 
 
 def holder(sd: Path) -> str:
@@ -88,7 +101,7 @@ def wait_for_kernels(folder: Path, timeout_s: float) -> None:
             with FileLock(str(path), timeout=max(0.0, deadline - time.monotonic())):
                 pass
         except Timeout:
-            raise StudyBusy(f"process {path.stem} of an earlier run of this study (a notebook kernel or the "
+            raise StudyBusy(f"process {lock_owner(path)} of an earlier run of this study (a notebook kernel or the "
                             f"training it launched) still holds {path} after {timeout_s:.0f} s; "
                             "wait for it or stop it, then run again") from None
         path.unlink(missing_ok=True)
@@ -104,7 +117,7 @@ def hold_in_kernel(sd: Path) -> None:
     if folder:
         if not _held:
             Path(folder).mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(Path(folder) / f"{os.getpid()}.lock"), timeout=0)
+            lock = FileLock(str(Path(folder) / kernel_lock_name()), timeout=0)
             lock.acquire()
             _held.append(lock)
         return
