@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_config
+from builders import make_config
 
 from helpers.study.aside import move_aside, remove_stale, stale_folders
 from helpers.study.config import REPO
