@@ -12,7 +12,7 @@ instruction. All planted records are known by line.
 Steps, each with wall time and peak memory (RSS of this process plus the unique memory of its
 worker processes, sampled every 0.1 s), through the data stage's own functions with the default ``data`` settings:
 
-1. load and validate: ``helpers.data.build.load_sources`` (``loaders.load_train``/``load_eval``);
+1. load and validate: ``helpers.data.stage.load_sources`` (``loaders.load_train``/``load_eval``);
 2. verbatim check: ``helpers.study.dedup.verbatim_hits`` (``contamination.verbatim: remove``);
 3. de-duplication: ``helpers.study.dedup.dedup_records`` (exact, then MinHash LSH);
 4. contamination: ``helpers.study.dedup.find_contamination``;
@@ -48,8 +48,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dedup import context, exact_copy, near_copy  # noqa: E402  (the edits of the de-duplication benchmark)
 
-from helpers.data.build import load_sources  # noqa: E402
 from helpers.data.selection import selection_order  # noqa: E402
+from helpers.data.stage import load_sources  # noqa: E402
 from helpers.data.suite import build_suite, generate  # noqa: E402
 from helpers.finetune.cache import row_lengths, subset_rows  # noqa: E402
 from helpers.finetune.tokens import tokenize  # noqa: E402

@@ -293,7 +293,7 @@ def test_defaults_written_out_are_no_error_and_the_shipped_configs_load():
 def test_the_builtin_pool_with_your_eval_file_uses_it_and_removes_overlap(tmp_path):
     from builders import make_config
 
-    from helpers.data.build import prepare
+    from helpers import data
     from helpers.data.suite import build_suite
 
     pool, _ = build_suite(0, 40, 0)
@@ -303,13 +303,13 @@ def test_the_builtin_pool_with_your_eval_file_uses_it_and_removes_overlap(tmp_pa
     write_jsonl(evals, [{"id": "mine-1", "category": "math", "question": copied + "请回答。", "reference": "1"},
                         {"id": "mine-2", "category": "open_qa", "question": "中国的首都是哪里？", "reference": "北京"}])
     cfg = make_config("m", data={"source": "builtin", "pool_size": 40, "eval_file": str(evals)})
-    stats = prepare(cfg, tmp_path / "s")
+    stats = data.run(cfg, tmp_path / "s")
     assert [it["id"] for it in read_jsonl(tmp_path / "s" / "eval.jsonl")] == ["mine-1", "mine-2"]
     assert stats["filters"]["contamination"]["action"] == "remove"
     assert stats["filters"]["contamination"]["removed"] >= 1
     assert longest["id"] not in {r["id"] for r in read_jsonl(tmp_path / "s" / "pool.jsonl")}
     # without an eval file the built-in suite's own split is used and the default files are unchanged
-    plain = prepare(make_config("m", data={"source": "builtin", "pool_size": 40, "eval_per_category": 1}),
+    plain = data.run(make_config("m", data={"source": "builtin", "pool_size": 40, "eval_per_category": 1}),
                     tmp_path / "p")
     assert plain["filters"]["contamination"]["action"] == "report" and plain["eval"]["n"] == 12
 

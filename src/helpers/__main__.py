@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
             remove_stale(study_dir(load_config(args.config), args.root))
         elif args.command == "train":
-            from helpers.finetune.run import train
+            from helpers.finetune.stage import run
             from helpers.study.config import load_config, study_dir
             from helpers.study.lock import hold_in_kernel
 
             cfg = load_config(args.config, args.overrides)
             hold_in_kernel(study_dir(cfg, args.root))  # launched by a notebook under the runner: a rerun waits for it
-            train(cfg, study_dir(cfg, args.root), args.scale)
+            run(cfg, study_dir(cfg, args.root), args.scale)
         elif args.command == "validate":
             import json
 

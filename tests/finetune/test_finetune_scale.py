@@ -8,7 +8,7 @@ import pytest
 import torch
 from builders import make_config
 
-from helpers.finetune import run
+from helpers.finetune import stage
 from helpers.finetune.launch import zero_settings
 from helpers.finetune.memory import GIB, check_fits, model_state_memory
 from helpers.study.files import read_jsonl, write_jsonl
@@ -38,7 +38,7 @@ def test_zero3_config_is_in_force_when_the_model_loads(tmp_path, tiny_model_dir,
             return True
 
     events = []
-    real_arguments = run.training_arguments
+    real_arguments = stage.training_arguments
 
     def arguments(*a, **kw):
         args = real_arguments(*a, **kw)
@@ -51,15 +51,15 @@ def test_zero3_config_is_in_force_when_the_model_loads(tmp_path, tiny_model_dir,
         events.append(("load", is_deepspeed_zero3_enabled()))
         raise _Stop
 
-    monkeypatch.setattr(run, "training_arguments", arguments)
-    monkeypatch.setattr(run, "load_causal_lm", load)
-    monkeypatch.setattr(run, "under_deepspeed_launch", lambda: True)
+    monkeypatch.setattr(stage, "training_arguments", arguments)
+    monkeypatch.setattr(stage, "load_causal_lm", load)
+    monkeypatch.setattr(stage, "under_deepspeed_launch", lambda: True)
     cfg = make_config(tiny_model_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "bf16": True, "accelerate_config": ZERO3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     try:
         with pytest.raises(_Stop):
-            run.train(cfg, tmp_path, "8")
+            stage.run(cfg, tmp_path, "8")
     finally:
         hf_deepspeed.unset_hf_deepspeed_config()
     assert events == ["arguments", ("load", True)]
@@ -71,18 +71,18 @@ def test_a_deepspeed_config_outside_accelerate_launch_is_refused(tmp_path, tiny_
                                              "accelerate_config": ZERO3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"train\.accelerate_config: .*deepspeed_zero3\.yaml sets up DeepSpeed.*accelerate launch"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
 
 
 @pytest.mark.slow  # DeepSpeed's config
 def test_bf16_that_disagrees_with_the_deepspeed_config_is_refused_before_loading(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(run, "under_deepspeed_launch", lambda: True)
-    monkeypatch.setattr(run, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(stage, "under_deepspeed_launch", lambda: True)
+    monkeypatch.setattr(stage, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
     cfg = make_config(tiny_model_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
                                              "accelerate_config": ZERO3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"train\.bf16: False .* disagrees with train\.accelerate_config: .*deepspeed_zero3"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None and not os.environ.get("CI"),
@@ -119,7 +119,7 @@ def test_full_fine_tune_of_bloom_uses_the_label_only_head(tmp_path, tiny_bloom_d
     cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "max_length": 32, "bf16": False, "lr": 1e-3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = run.train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()
     assert not (out / "adapter_config.json").exists()
     log = read_jsonl(out / "train_log.jsonl")
@@ -135,7 +135,7 @@ def test_full_fine_tune_of_bloom_uses_the_label_only_head(tmp_path, tiny_bloom_d
 
 def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bloom_dir, monkeypatch):
     seen = []
-    real = run.LabelOnlyHeadTrainer.train
+    real = stage.LabelOnlyHeadTrainer.train
 
     def train_and_look(self, *a, **kw):
         result = real(self, *a, **kw)
@@ -143,13 +143,13 @@ def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bl
         seen.append(getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing)
         return result
 
-    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", train_and_look)
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", train_and_look)
     cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "max_length": 32,
                                              "bf16": False, "gradient_checkpointing": True})
-    args = run.training_arguments(cfg, tmp_path / "args", "sequential")
+    args = stage.training_arguments(cfg, tmp_path / "args", "sequential")
     assert getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = run.train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     assert seen == [True]
     from safetensors.torch import load_file
 
@@ -158,20 +158,20 @@ def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bl
 
 
 def test_gradient_checkpointing_on_an_architecture_without_it_is_refused(tmp_path, tiny_bloom_dir, monkeypatch):
-    real = run.load_causal_lm
+    real = stage.load_causal_lm
 
     def load_without(*a, **kw):
         model = real(*a, **kw)
         model.supports_gradient_checkpointing = False
         return model
 
-    monkeypatch.setattr(run, "load_causal_lm", load_without)
-    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    monkeypatch.setattr(stage, "load_causal_lm", load_without)
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
     cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
                                              "gradient_checkpointing": True})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"train\.gradient_checkpointing: true, but BloomForCausalLM .* does not support"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
 
 
 def test_gradient_checkpointing_is_a_known_setting_off_by_default_and_on_in_paper():
@@ -222,9 +222,9 @@ def test_zero_settings_read_a_deepspeed_json_too(tmp_path):
 
 
 def test_a_model_that_does_not_fit_stops_before_training(tmp_path, tiny_bloom_dir, monkeypatch):
-    monkeypatch.setattr(run, "gpu_memory", lambda: 2**20)  # a 1 MiB GPU
-    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    monkeypatch.setattr(stage, "gpu_memory", lambda: 2**20)  # a 1 MiB GPU
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
     cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4, "bf16": False})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"the model does not fit: .* need 2\.0 MiB per GPU .* a GPU has 1\.0 MiB\. Change train\.method"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")

@@ -1,8 +1,8 @@
 import pytest
 from builders import make_config
 
-from helpers.generate.answers import generate_answers
 from helpers.generate.hf import plan_batches
+from helpers.generate.stage import generate_answers
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.models import bf16_supported, load_tokenizer
 from helpers.study.prompt import cut_at_stop
@@ -132,7 +132,7 @@ def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(
     assert read_json(tmp_path / "answers" / "base.engine.json")["answers_key"] != key
 
     # a retrained model (another training run key in its summary) gets fresh answers too
-    from helpers.generate.answers import answers_key
+    from helpers.generate.stage import answers_key
 
     summary = tmp_path / "models" / "4" / "train_summary.json"
     write_json(summary, {"run_key": "run-1"})

@@ -9,9 +9,9 @@ import pytest
 from builders import make_config
 from fake_openai import ENV, KEY, FakeOpenAI, completion_for
 
-from helpers.generate.answers import generate_answers
 from helpers.generate.backend import GenerateError
 from helpers.generate.server import cache_path
+from helpers.generate.stage import generate_answers
 from helpers.study.config import ConfigError, load_config
 from helpers.study.files import read_json, read_jsonl, write_jsonl
 from helpers.study.prompt import STOP, format_prompt

@@ -15,9 +15,9 @@ import pytest
 from fake_openai import ENV, KEY, NO_SCORE_REPLY, FakeOpenAI, score_for
 from llm_study import ANSWERS, ITEMS, make_cfg
 
-from helpers.judge.answers import judge_answers
 from helpers.judge.llm import JudgeError, JudgeIncomplete, build_prompt, cache_path, load_prompts, uses_reference
 from helpers.judge.parse import parse_score
+from helpers.judge.stage import judge_answers
 from helpers.study.categories import CATEGORIES, canonical_category
 from helpers.study.config import REPO, StudyConfig
 from helpers.study.files import read_jsonl, write_jsonl

@@ -291,7 +291,7 @@ def test_without_isolation_code_items_are_null_unless_opted_in(monkeypatch):
 
 def test_judge_rows_and_report_say_how_code_ran(tmp_path, monkeypatch):
     from helpers.analysis.scores import code_execution, code_execution_note
-    from helpers.judge.answers import judge_answers
+    from helpers.judge.stage import judge_answers
     from helpers.study.files import read_jsonl, write_jsonl
 
     _, ev = build_suite(0, 0, 1)

@@ -327,7 +327,7 @@ JUDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class JudgeConfig(JudgeSettings):
-    """Stage 04's judges (helpers.judge.answers). The section's own settings are the headline judge, whose scores
+    """Stage 04's judges (helpers.judge.stage). The section's own settings are the headline judge, whose scores
     every table, curve and finding uses, exactly as in a config without ``others``; ``others`` adds judges that
     score the same answers so the report can show how far they agree (helpers.analysis.agreement):
 
@@ -382,7 +382,7 @@ class AnalysisConfig(_Strict):
 
 
 class SelfInstructConfig(EndpointConfig):
-    """The optional self-instruct stage (00_selfinstruct, helpers.selfinstruct.run): a teacher model behind any
+    """The optional self-instruct stage (00_selfinstruct, helpers.selfinstruct.stage): a teacher model behind any
     OpenAI-compatible endpoint expands seed tasks into ``generated.jsonl``, the pool of ``data.source: generate``.
 
     The issue's ``pool: {source: generate, ...}`` is ``data: {source: generate}`` plus this section."""
