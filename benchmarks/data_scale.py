@@ -54,10 +54,11 @@ from helpers.data.suite import build_suite, generate  # noqa: E402
 from helpers.finetune.cache import row_lengths, subset_rows  # noqa: E402
 from helpers.finetune.tokens import tokenize  # noqa: E402
 from helpers.study.categories import CATEGORIES  # noqa: E402
-from helpers.study.config import REPO, StudyConfig  # noqa: E402
+from helpers.study.config import StudyConfig  # noqa: E402
 from helpers.study.dedup import dedup_records, find_contamination, ngrams, verbatim_hits  # noqa: E402
 from helpers.study.files import dumps, write_jsonl  # noqa: E402
 from helpers.study.models import base_model_path, load_tokenizer  # noqa: E402
+from helpers.study.paths import REPO  # noqa: E402
 from helpers.study.prompt import question  # noqa: E402
 
 FILLER = ["首先，我们需要明确问题的关键所在。", "其次，可以从几个方面进行分析。", "这样做的好处是效率更高，也更容易理解。",

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from helpers.study.config import REPO, load_config, study_dir
 from helpers.study.imports import import_graph, imports_of, module_closure, notebook_modules, notebook_source
+from helpers.study.loading import load_config, study_dir
+from helpers.study.paths import REPO
 from helpers.study.runner import NOTEBOOKS, STAGES, fingerprint, plan
 
 PACKAGE = REPO / "src" / "helpers"

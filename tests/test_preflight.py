@@ -14,8 +14,9 @@ from fake_openai import ENV, KEY, FakeOpenAI
 
 from helpers.__main__ import main
 from helpers.preflight import PreflightFailed, check_study, count_records
-from helpers.study.config import REPO, load_config, study_dir
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.loading import load_config, study_dir
+from helpers.study.paths import REPO
 from helpers.study.runner import plan, run_study
 
 MICRO = {"study": "pf", "scales": [4, 12], "data": {"source": "builtin", "pool_size": 60, "eval_per_category": 1},
@@ -347,7 +348,7 @@ def test_a_finished_study_has_nothing_costly_left_to_check(tmp_path):
 
 
 def test_code_execution_is_an_offline_judge_setting():
-    from helpers.study.config import ConfigError, load_config
+    from helpers.study.loading import ConfigError, load_config
 
     assert load_config("configs/micro.yaml", ["judge.code_execution=unisolated"]).judge.code_execution == "unisolated"
     with pytest.raises(ConfigError, match="judge.code_execution: has no effect with judge.kind: openai"):

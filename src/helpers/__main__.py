@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from helpers.study.config import ConfigError
+from helpers.study.loading import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             status(args.config, root=args.root, overrides=args.overrides)
         elif args.command == "clean":
             from helpers.study.aside import remove_stale
-            from helpers.study.config import load_config, study_dir
+            from helpers.study.loading import load_config, study_dir
 
             remove_stale(study_dir(load_config(args.config), args.root))
         elif args.command == "train":
             from helpers.finetune.stage import run
-            from helpers.study.config import load_config, study_dir
+            from helpers.study.loading import load_config, study_dir
             from helpers.study.lock import hold_in_kernel
 
             cfg = load_config(args.config, args.overrides)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
             extra = {}
             if args.config:
-                from helpers.study.config import load_config
+                from helpers.study.loading import load_config
 
                 extra.update(load_config(args.config).data.category_map)
             for item in args.map:

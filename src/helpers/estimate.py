@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import StudyConfig, resolve, split_model
+from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import read_json, read_jsonl
+from helpers.study.paths import resolve
 
 DEFAULT_TFLOPS = 125.0
 """Sustained bf16 TFLOP/s per GPU when none is stated: 40% of an A100's 312 peak (``--tflops`` to change)."""

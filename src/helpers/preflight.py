@@ -41,7 +41,7 @@ scales             the largest scale fits the records of local train files (coun
 
 Settings that have no effect (``data.train_files`` with the built-in suite, judge settings with the
 offline judge, ...) need no files or network to know, so they are config errors
-(``helpers.study.config.ignored_settings``) and stop the study even earlier.
+(``helpers.study.rules.ignored_settings``) and stop the study even earlier.
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
+from helpers.study.paths import resolve
 
 
 @dataclass

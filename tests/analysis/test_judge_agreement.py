@@ -25,9 +25,10 @@ from helpers.analysis.stage import write_results
 from helpers.data.suite import build_suite
 from helpers.judge.llm import JudgeError, cache_path
 from helpers.preflight import PreflightFailed, check_study
-from helpers.study.config import ConfigError, StudyConfig, load_config
+from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.judges import study_judges
+from helpers.study.loading import ConfigError, load_config
 from helpers.study.runner import plan
 
 # ------------------------------------------------------------------ figures computed without the module

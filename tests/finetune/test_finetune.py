@@ -210,7 +210,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
 
     import yaml
 
-    from helpers.study.config import REPO
+    from helpers.study.paths import REPO
 
     records = nested_records(24)
     raw = {"study": "kill", "seed": 0, "scales": [24], "data": {"pool_size": 40, "eval_per_category": 1},
@@ -251,8 +251,9 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
     import yaml
 
     from helpers.finetune.launch import launch_command
-    from helpers.study.config import REPO, load_config
+    from helpers.study.loading import load_config
     from helpers.study.lock import KERNEL_ENV, KERNELS
+    from helpers.study.paths import REPO
 
     raw = {"study": "ddp", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
            "model": {"base": str(tiny_model_dir)},

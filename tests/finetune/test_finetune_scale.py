@@ -97,7 +97,8 @@ def test_deepspeed_zero3_partitions_the_weights_as_they_load(tmp_path, tiny_bloo
     import yaml
 
     from helpers.finetune.launch import launch_command
-    from helpers.study.config import REPO, load_config
+    from helpers.study.loading import load_config
+    from helpers.study.paths import REPO
 
     raw = {"study": "zero3", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
            "model": {"base": str(tiny_bloom_dir)},
@@ -175,7 +176,7 @@ def test_gradient_checkpointing_on_an_architecture_without_it_is_refused(tmp_pat
 
 
 def test_gradient_checkpointing_is_a_known_setting_off_by_default_and_on_in_paper():
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
 
     assert make_config("x").train.gradient_checkpointing is False
     assert load_config("configs/paper.yaml").train.gradient_checkpointing is True

@@ -29,8 +29,9 @@ from helpers.generate.backend import GenerateError
 from helpers.generate.stage import generate_answers
 from helpers.generate.vllm_backend import plan_jobs, serve_command
 from helpers.generate.vllm_worker import rows_of
-from helpers.study.config import REPO, load_config
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
+from helpers.study.loading import load_config
+from helpers.study.paths import REPO
 from helpers.study.prompt import STOP, format_prompt
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": f"问题{i}", "reference": "答"}

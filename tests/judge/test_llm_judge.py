@@ -19,8 +19,9 @@ from helpers.judge.llm import JudgeError, JudgeIncomplete, build_prompt, cache_p
 from helpers.judge.parse import parse_score
 from helpers.judge.stage import judge_answers
 from helpers.study.categories import CATEGORIES, canonical_category
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.paths import REPO
 
 
 def expected_keys(cfg: StudyConfig) -> dict[tuple, tuple[str, int]]:

@@ -21,7 +21,8 @@ from helpers.judge import code as code_mod
 from helpers.judge import sandbox
 from helpers.judge.code import run_python_tests
 from helpers.judge.offline import score_answer
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
+from helpers.study.paths import REPO
 
 LINUX = sys.platform.startswith("linux")
 pytestmark = pytest.mark.skipif(not LINUX, reason="OS isolation is Linux-only (bubblewrap, namespaces)")

@@ -29,9 +29,11 @@ from helpers.selfinstruct.request import SelfInstructError, SelfInstructIncomple
 from helpers.selfinstruct.seeds import load_seed_tasks, load_seeds, sample_examples
 from helpers.selfinstruct.tables import reason_table
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import REPO, ConfigError, SelfInstructConfig, StudyConfig, load_config
+from helpers.study.config import SelfInstructConfig, StudyConfig
 from helpers.study.dedup import normalize
 from helpers.study.files import read_json, read_jsonl, write_jsonl
+from helpers.study.loading import ConfigError, load_config
+from helpers.study.paths import REPO
 from helpers.study.prompt import question
 
 
@@ -504,7 +506,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path, server):
     config = tmp_path / "si.json"
     config.write_text(json.dumps(cfg.model_dump(mode="json")))
     sd = tmp_path / "killed"
-    code = ("import sys\nfrom helpers.study.config import load_config\nfrom helpers.selfinstruct.stage import run\n"
+    code = ("import sys\nfrom helpers.study.loading import load_config\nfrom helpers.selfinstruct.stage import run\n"
             "run(load_config(sys.argv[1]), sys.argv[2], progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(config), str(sd)], env={**os.environ},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

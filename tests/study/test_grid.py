@@ -11,8 +11,9 @@ from helpers.analysis.figures import all_figures, model_label, model_palette
 from helpers.analysis.paper import load_claims
 from helpers.analysis.stage import write_results
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import ConfigError, load_config, split_model
+from helpers.study.config import split_model
 from helpers.study.files import read_json, read_jsonl, write_json
+from helpers.study.loading import ConfigError, load_config
 from helpers.study.runner import plan
 
 GRID = ["random", "stratified", "quality"]

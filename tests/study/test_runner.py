@@ -6,9 +6,9 @@ import sys
 import pytest
 from builders import make_config
 
-from helpers.study.config import REPO
 from helpers.study.files import write_json, write_jsonl
 from helpers.study.notebook import pick_models
+from helpers.study.paths import REPO
 from helpers.study.runner import execute, fingerprint, hash_path, is_current, plan, record_path
 
 
@@ -127,7 +127,7 @@ def test_cli_reports_config_errors(tmp_path):
 
 def test_overrides_reach_fingerprints_manifest_notebooks_and_training_processes(tmp_path):
     from helpers.finetune.launch import launch_command
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
     from helpers.study.runner import manifest
 
     plain = load_config("configs/micro.yaml")

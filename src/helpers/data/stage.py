@@ -29,9 +29,10 @@ from collections import Counter
 from pathlib import Path
 
 from helpers.data.stats import count_tokens, length_tokenizer, subset_stats
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
 from helpers.study.dedup import dedup_records, find_contamination, verbatim_hits
 from helpers.study.files import write_json, write_jsonl
+from helpers.study.paths import resolve
 from helpers.study.prompt import question
 
 

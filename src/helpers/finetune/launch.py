@@ -31,7 +31,7 @@ def zero_settings(accelerate_config: str | None) -> dict | None:
         return None
     import yaml
 
-    from helpers.study.config import resolve
+    from helpers.study.paths import resolve
 
     path = resolve(accelerate_config)
     try:
@@ -77,7 +77,7 @@ def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path |
     that file decides the setup; without one, plain multi-process data parallelism, which on
     a machine without GPUs runs on the CPU with the gloo backend.
     """
-    from helpers.study.config import resolve
+    from helpers.study.paths import resolve
 
     # the accelerate of this interpreter, whether or not its bin/ is on PATH
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.train.num_processes)]

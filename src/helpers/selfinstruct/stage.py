@@ -74,8 +74,9 @@ from helpers.selfinstruct.request import (
     request_key,
 )
 from helpers.selfinstruct.seeds import load_seed_tasks, sample_examples
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
+from helpers.study.paths import resolve
 
 
 @dataclass

@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
 from helpers.study.hashes import hash_path
 from helpers.study.imports import code_digest, code_hashes, code_label, notebook_modules
+from helpers.study.paths import REPO
 
 STAGE_SETTINGS = {
     "selfinstruct": ("seed", "selfinstruct"),
