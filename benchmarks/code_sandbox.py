@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 from helpers.data.suite import build_suite  # noqa: E402
 from helpers.judge import code, sandbox  # noqa: E402
 from helpers.judge.offline import score_answer  # noqa: E402
-from helpers.study.config import load_config  # noqa: E402
+from helpers.study.loading import load_config  # noqa: E402
 
 
 def per_item(items: list[dict], setting: str) -> tuple[float, list]:

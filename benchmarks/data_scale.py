@@ -12,7 +12,7 @@ instruction. All planted records are known by line.
 Steps, each with wall time and peak memory (RSS of this process plus the unique memory of its
 worker processes, sampled every 0.1 s), through the data stage's own functions with the default ``data`` settings:
 
-1. load and validate: ``helpers.data.build.load_sources`` (``loaders.load_train``/``load_eval``);
+1. load and validate: ``helpers.data.stage.load_sources`` (``loaders.load_train``/``load_eval``);
 2. verbatim check: ``helpers.study.dedup.verbatim_hits`` (``contamination.verbatim: remove``);
 3. de-duplication: ``helpers.study.dedup.dedup_records`` (exact, then MinHash LSH);
 4. contamination: ``helpers.study.dedup.find_contamination``;
@@ -48,16 +48,17 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dedup import context, exact_copy, near_copy  # noqa: E402  (the edits of the de-duplication benchmark)
 
-from helpers.data.build import load_sources  # noqa: E402
 from helpers.data.selection import selection_order  # noqa: E402
+from helpers.data.stage import load_sources  # noqa: E402
 from helpers.data.suite import build_suite, generate  # noqa: E402
 from helpers.finetune.cache import row_lengths, subset_rows  # noqa: E402
 from helpers.finetune.tokens import tokenize  # noqa: E402
 from helpers.study.categories import CATEGORIES  # noqa: E402
-from helpers.study.config import REPO, StudyConfig  # noqa: E402
+from helpers.study.config import StudyConfig  # noqa: E402
 from helpers.study.dedup import dedup_records, find_contamination, ngrams, verbatim_hits  # noqa: E402
 from helpers.study.files import dumps, write_jsonl  # noqa: E402
 from helpers.study.models import base_model_path, load_tokenizer  # noqa: E402
+from helpers.study.paths import REPO  # noqa: E402
 from helpers.study.prompt import question  # noqa: E402
 
 FILLER = ["首先，我们需要明确问题的关键所在。", "其次，可以从几个方面进行分析。", "这样做的好处是效率更高，也更容易理解。",

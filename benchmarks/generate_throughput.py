@@ -1,4 +1,4 @@
-"""Generation throughput: batched answers (helpers.generate.answers) vs one prompt at a time.
+"""Generation throughput: batched answers (helpers.generate.stage) vs one prompt at a time.
 
 The same 64 eval prompts of the built-in suite (``helpers.data.suite.build_suite``, seed 0,
 taken round-robin over the 12 use cases) are answered by the embedded base model
@@ -100,7 +100,7 @@ def main() -> None:
 
 def vllm_figures(args, cfg: StudyConfig, items: list[dict], hf: dict, seq_tps: float, bat_tps: float) -> dict:
     """tokens/s of the vllm backend and of the server backend against a vLLM server, with their ratios."""
-    from helpers.generate.answers import generate_answers
+    from helpers.generate.stage import generate_answers
     from helpers.generate.vllm_backend import engine_version, serve_command, vllm_answers, vllm_python
 
     python = vllm_python()

@@ -28,8 +28,9 @@ import yaml
 from helpers.data.suite import build_suite
 from helpers.finetune.launch import launch_command
 from helpers.finetune.tiny import build_tiny_bloom
-from helpers.study.config import REPO, load_config, study_dir
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.loading import load_config, study_dir
+from helpers.study.paths import REPO
 from helpers.study.prompt import format_prompt
 
 ZERO3 = "configs/accelerate/deepspeed_zero3.yaml"

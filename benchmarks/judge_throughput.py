@@ -2,7 +2,7 @@
 
 The server (tests/fake_openai.py, a real HTTP server on 127.0.0.1 spoken to by the real
 ``openai`` client) answers every request after ``--delay`` seconds (default 200 ms, a
-fast hosted model). Ours: ``helpers.judge.answers.judge_answers`` with ``judge.kind: openai`` on
+fast hosted model). Ours: ``helpers.judge.stage.judge_answers`` with ``judge.kind: openai`` on
 1,000 eval items of the built-in suite x 3 runs (3,000 requests) at ``--concurrency``.
 Baseline: the same code with concurrency 1 (one request at a time) on a sample of
 ``--sample`` requests, extrapolated linearly to 3,000 (the output says so). Both run
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from fake_openai import FakeOpenAI  # noqa: E402
 
 from helpers.data.suite import build_suite  # noqa: E402
-from helpers.judge.answers import judge_answers  # noqa: E402
+from helpers.judge.stage import judge_answers  # noqa: E402
 from helpers.study.config import StudyConfig  # noqa: E402
 from helpers.study.files import read_jsonl, write_jsonl  # noqa: E402
 

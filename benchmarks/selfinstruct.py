@@ -1,7 +1,7 @@
 """Self-instruct throughput: many requests in flight (ours) vs one at a time (BELLE/Alpaca), and the
 filter + de-duplication step alone up to 1,000,000 kept items.
 
-Requests: the stage itself (``helpers.selfinstruct.run.generate_pool``) against the local server of
+Requests: the stage itself (``helpers.selfinstruct.stage.run``) against the local server of
 tests/fake_openai.py (a real HTTP server on 127.0.0.1 spoken to by the real ``openai`` client) in
 teacher mode: every reply is a canned numbered list of ``--tasks`` Chinese tasks
 (``fake_openai.teacher_reply``: the built-in suite's generators, the layouts and faults real
@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from fake_openai import FakeOpenAI, teacher_reply  # noqa: E402
 
+from helpers import selfinstruct  # noqa: E402
 from helpers.openai_client import JsonlAppender  # noqa: E402
 from helpers.selfinstruct.collector import Collector  # noqa: E402
-from helpers.selfinstruct.run import generate_pool  # noqa: E402
 from helpers.selfinstruct.seeds import load_seed_tasks  # noqa: E402
 from helpers.study.config import StudyConfig  # noqa: E402
 
@@ -60,7 +60,7 @@ def timed_stage(cfg: StudyConfig, server: FakeOpenAI) -> tuple[float, dict, floa
     with tempfile.TemporaryDirectory(prefix="selfinstruct-bench-") as d:
         server.reset_counts()
         t0 = time.perf_counter()
-        stats = generate_pool(cfg, Path(d), progress=False)
+        stats = selfinstruct.run(cfg, Path(d), progress=False)
         seconds = time.perf_counter() - t0
     arrivals = sorted(t for ts in server.times.values() for t in ts)
     lo, hi = arrivals[0] + 5, arrivals[-1] - 5

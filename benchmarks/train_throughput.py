@@ -26,7 +26,7 @@ from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
 from helpers.data.suite import build_suite
 from helpers.finetune.head import LabelOnlyHeadTrainer
-from helpers.finetune.run import build_model, use_bf16
+from helpers.finetune.stage import build_model, use_bf16
 from helpers.finetune.tokens import IGNORE, tokenize
 from helpers.study.config import StudyConfig
 from helpers.study.models import embedded_model_dir, load_tokenizer

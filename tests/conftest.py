@@ -67,7 +67,7 @@ def server(monkeypatch):
 def micro_study(tmp_path_factory):
     """``(root, report index, runner output lines)`` of configs/micro.yaml run once to the end by the runner."""
     from helpers.analysis.report import build_index
-    from helpers.study.config import REPO
+    from helpers.study.paths import REPO
     from helpers.study.runner import run_study
 
     root = tmp_path_factory.mktemp("micro")

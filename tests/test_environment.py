@@ -3,7 +3,7 @@ import tomllib
 
 import yaml
 
-from helpers.study.config import REPO
+from helpers.study.paths import REPO
 
 
 def test_environment_yml_matches_pyproject():

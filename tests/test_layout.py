@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from helpers.study.config import REPO, load_config, study_dir
 from helpers.study.imports import import_graph, imports_of, module_closure, notebook_modules, notebook_source
+from helpers.study.loading import load_config, study_dir
+from helpers.study.paths import REPO
 from helpers.study.runner import NOTEBOOKS, STAGES, fingerprint, plan
 
 PACKAGE = REPO / "src" / "helpers"
@@ -52,6 +53,23 @@ def test_one_package_per_stage_named_as_its_notebook():
         doc = init.read_text(encoding="utf-8")
         assert f"notebooks/{notebooks[STAGE_PACKAGES.index(name)]}.ipynb" in doc, f"{init}: say which notebook"
         assert "reads" in doc.lower() and "writes" in doc.lower(), f"{init}: say what the stage reads and writes"
+
+
+def test_every_stage_package_has_its_entry_in_stage_py():
+    """One name for every stage's entry: ``<package>/stage.py`` with ``run(cfg, study_dir, ...)``, exported by the
+    package and described in its docstring."""
+    import importlib
+    import inspect
+
+    for name in STAGE_PACKAGES:
+        assert (PACKAGE / name / "stage.py").is_file(), f"src/helpers/{name}/stage.py: the stage's entry is missing"
+        stage = importlib.import_module(f"helpers.{name}.stage")
+        assert inspect.isfunction(getattr(stage, "run", None)), f"helpers.{name}.stage has no function run"
+        assert list(inspect.signature(stage.run).parameters)[:2] == ["cfg", "study_dir"], \
+            f"helpers.{name}.stage.run{inspect.signature(stage.run)}: the first two parameters must be cfg, study_dir"
+        package = importlib.import_module(f"helpers.{name}")
+        assert package.run is stage.run and "run" in package.__all__, f"helpers.{name} must export stage.run"
+        assert "stage: ``stage.run(cfg, study_dir" in package.__doc__, f"helpers.{name}: name the stage's entry"
 
 
 def test_no_import_cycles():

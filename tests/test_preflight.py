@@ -14,8 +14,9 @@ from fake_openai import ENV, KEY, FakeOpenAI
 
 from helpers.__main__ import main
 from helpers.preflight import PreflightFailed, check_study, count_records
-from helpers.study.config import REPO, load_config, study_dir
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.loading import load_config, study_dir
+from helpers.study.paths import REPO
 from helpers.study.runner import plan, run_study
 
 MICRO = {"study": "pf", "scales": [4, 12], "data": {"source": "builtin", "pool_size": 60, "eval_per_category": 1},
@@ -293,7 +294,7 @@ def test_defaults_written_out_are_no_error_and_the_shipped_configs_load():
 def test_the_builtin_pool_with_your_eval_file_uses_it_and_removes_overlap(tmp_path):
     from builders import make_config
 
-    from helpers.data.build import prepare
+    from helpers import data
     from helpers.data.suite import build_suite
 
     pool, _ = build_suite(0, 40, 0)
@@ -303,13 +304,13 @@ def test_the_builtin_pool_with_your_eval_file_uses_it_and_removes_overlap(tmp_pa
     write_jsonl(evals, [{"id": "mine-1", "category": "math", "question": copied + "请回答。", "reference": "1"},
                         {"id": "mine-2", "category": "open_qa", "question": "中国的首都是哪里？", "reference": "北京"}])
     cfg = make_config("m", data={"source": "builtin", "pool_size": 40, "eval_file": str(evals)})
-    stats = prepare(cfg, tmp_path / "s")
+    stats = data.run(cfg, tmp_path / "s")
     assert [it["id"] for it in read_jsonl(tmp_path / "s" / "eval.jsonl")] == ["mine-1", "mine-2"]
     assert stats["filters"]["contamination"]["action"] == "remove"
     assert stats["filters"]["contamination"]["removed"] >= 1
     assert longest["id"] not in {r["id"] for r in read_jsonl(tmp_path / "s" / "pool.jsonl")}
     # without an eval file the built-in suite's own split is used and the default files are unchanged
-    plain = prepare(make_config("m", data={"source": "builtin", "pool_size": 40, "eval_per_category": 1}),
+    plain = data.run(make_config("m", data={"source": "builtin", "pool_size": 40, "eval_per_category": 1}),
                     tmp_path / "p")
     assert plain["filters"]["contamination"]["action"] == "report" and plain["eval"]["n"] == 12
 
@@ -347,7 +348,7 @@ def test_a_finished_study_has_nothing_costly_left_to_check(tmp_path):
 
 
 def test_code_execution_is_an_offline_judge_setting():
-    from helpers.study.config import ConfigError, load_config
+    from helpers.study.loading import ConfigError, load_config
 
     assert load_config("configs/micro.yaml", ["judge.code_execution=unisolated"]).judge.code_execution == "unisolated"
     with pytest.raises(ConfigError, match="judge.code_execution: has no effect with judge.kind: openai"):

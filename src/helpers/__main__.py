@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from helpers.study.config import ConfigError
+from helpers.study.loading import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,17 +85,17 @@ def main(argv: list[str] | None = None) -> int:
             status(args.config, root=args.root, overrides=args.overrides)
         elif args.command == "clean":
             from helpers.study.aside import remove_stale
-            from helpers.study.config import load_config, study_dir
+            from helpers.study.loading import load_config, study_dir
 
             remove_stale(study_dir(load_config(args.config), args.root))
         elif args.command == "train":
-            from helpers.finetune.run import train
-            from helpers.study.config import load_config, study_dir
+            from helpers.finetune.stage import run
+            from helpers.study.loading import load_config, study_dir
             from helpers.study.lock import hold_in_kernel
 
             cfg = load_config(args.config, args.overrides)
             hold_in_kernel(study_dir(cfg, args.root))  # launched by a notebook under the runner: a rerun waits for it
-            train(cfg, study_dir(cfg, args.root), args.scale)
+            run(cfg, study_dir(cfg, args.root), args.scale)
         elif args.command == "rehearse":
             from helpers.rehearse.run import rehearse
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             import os
 
             from helpers.finetune.launch import launch_command, slurm_node
-            from helpers.study.config import load_config
+            from helpers.study.loading import load_config
 
             cmd = launch_command(load_config(args.config, args.overrides), args.config, args.root, args.scale,
                                  args.overrides, node=slurm_node())
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
             extra = {}
             if args.config:
-                from helpers.study.config import load_config
+                from helpers.study.loading import load_config
 
                 extra.update(load_config(args.config).data.category_map)
             for item in args.map:

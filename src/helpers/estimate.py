@@ -18,8 +18,9 @@ import math
 from pathlib import Path
 
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import StudyConfig, resolve, split_model
+from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import read_json, read_jsonl
+from helpers.study.paths import resolve
 
 MAX_BYTES_PER_TOKEN = 32
 """UTF-8 bytes one generated token is assumed to decode to at most, for the judge's bound on an answer's length

@@ -1,7 +1,7 @@
 """The OpenAI-compatible client that the LLM judge, the self-instruct teacher and the server backend of
 the generate stage share (chat requests; raw-text ``/v1/completions`` for the answers).
 
-The stages (``helpers.judge.llm``, ``helpers.selfinstruct.run``, ``helpers.generate.server``) talk to an
+The stages (``helpers.judge.llm``, ``helpers.selfinstruct.stage``, ``helpers.generate.server``) talk to an
 OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp's server, ...) under the same rules for retries,
 backoff, stops, the request cache and resuming after a kill. The rules live here, once; each stage keeps
 what is its own (prompts, reading the replies, what a failure means for its results).

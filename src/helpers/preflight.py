@@ -46,7 +46,7 @@ scales             the largest scale fits the records of local train files (coun
 
 Settings that have no effect (``data.train_files`` with the built-in suite, judge settings with the
 offline judge, ...) need no files or network to know, so they are config errors
-(``helpers.study.config.ignored_settings``) and stop the study even earlier.
+(``helpers.study.rules.ignored_settings``) and stop the study even earlier.
 """
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
+from helpers.study.paths import resolve
 
 
 @dataclass
@@ -415,7 +416,13 @@ def _checkpoints(cfg: StudyConfig, sd: Path) -> Check:
     from helpers.estimate import WRITE_GBPS, checkpoint_plan
     from helpers.finetune.memory import size
 
-    plan = checkpoint_plan(cfg, sd)
+    try:
+        plan = checkpoint_plan(cfg, sd)
+    except ValueError as e:  # the accelerate config cannot be read: a missing file is one of _files' problems
+        missing = cfg.train.accelerate_config and not resolve(cfg.train.accelerate_config).exists()
+        check = Check("checkpoints", "not counted: the accelerate config cannot be read")
+        check.problems += [] if missing else [str(e)]
+        return check
     cadence = (f"every {cfg.train.save_steps} steps" if cfg.train.save_steps else
                f"every {cfg.train.save_share:g} of a run") + (
         f" and {cfg.train.save_minutes:g} minutes" if cfg.train.save_minutes else "")

@@ -13,8 +13,8 @@ from helpers.analysis import figures
 from helpers.analysis.changes import scale_changes
 from helpers.analysis.figures import BASE_COLOR, all_figures, loss_curves, model_palette
 from helpers.analysis.paper import chain_boot, claims_comparison
-from helpers.analysis.results import lowest_items, pretty_table, write_results
 from helpers.analysis.scores import item_scores, judge_spread, load_answers, load_scores, score_table
+from helpers.analysis.stage import lowest_items, pretty_table, write_results
 from helpers.analysis.trends import trend_labels
 from helpers.study.files import read_json, write_json, write_jsonl
 from helpers.study.order import examples_of

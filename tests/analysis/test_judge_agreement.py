@@ -18,16 +18,17 @@ import yaml
 from fake_openai import ENV
 from scipy.stats import rankdata
 
+from helpers import judge
 from helpers.analysis.agreement import agreement_table, disagreements, paired_scores
 from helpers.analysis.report import build_report
-from helpers.analysis.results import write_results
+from helpers.analysis.stage import write_results
 from helpers.data.suite import build_suite
-from helpers.judge.answers import judge_with_every_judge
 from helpers.judge.llm import JudgeError, cache_path
 from helpers.preflight import PreflightFailed, check_study
-from helpers.study.config import ConfigError, StudyConfig, load_config
+from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.judges import study_judges
+from helpers.study.loading import ConfigError, load_config
 from helpers.study.runner import plan
 
 # ------------------------------------------------------------------ figures computed without the module
@@ -147,9 +148,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_a_config_without_others_has_one_judge_with_todays_files(tmp_path):
     cfg = load_config("configs/default.yaml")
-    (judge,) = study_judges(cfg)
-    assert judge.headline and judge.name == "offline" and judge.section == "judge"
-    assert judge.judgments(tmp_path, "640") == tmp_path / "judgments" / "640.jsonl"
+    (only,) = study_judges(cfg)
+    assert only.headline and only.name == "offline" and only.section == "judge"
+    assert only.judgments(tmp_path, "640") == tmp_path / "judgments" / "640.jsonl"
     judging = [r for r in plan(cfg, tmp_path) if r.stage.name == "judge"]
     assert [r.outputs for r in judging] == [[tmp_path / "judgments" / f"{m}.jsonl"] for m in cfg.models]
 
@@ -312,7 +313,7 @@ def test_offline_headline_and_an_llm_judge_scored_analysed_and_reported(two_judg
     cfg = load_config(config)
     check_study(cfg, sd, [r for r in plan(cfg, sd) if r.stage.name == "judge"], out=lambda s: None)
     for m in MODELS:
-        paths = judge_with_every_judge(cfg, m, sd)
+        paths = judge.run(cfg, sd, m)
         assert list(paths) == ["offline", "fake"]
         assert paths["offline"] == sd / "judgments" / f"{m}.jsonl"
         assert paths["fake"] == sd / "judgments" / "fake" / f"{m}.jsonl"
@@ -329,7 +330,7 @@ def test_offline_headline_and_an_llm_judge_scored_analysed_and_reported(two_judg
     assert "&lt;b&gt;不知道&lt;/b&gt;" in html and "<b>不知道" not in html  # model output escaped
     srv.reset_counts()
     for m in MODELS:  # a rerun takes every reply from the judge's own cache
-        judge_with_every_judge(cfg, m, sd)
+        judge.run(cfg, sd, m)
     assert srv.total == 0
 
 
@@ -337,7 +338,7 @@ def test_with_one_judge_the_section_is_left_out_with_the_reason(two_judges, tmp_
     config, sd, items, _ = two_judges
     cfg = load_config(config, ["judge.others={}"])
     for m in MODELS:
-        assert list(judge_with_every_judge(cfg, m, sd)) == ["offline"]
+        assert list(judge.run(cfg, sd, m)) == ["offline"]
     res = write_results(sd, MODELS, n_boot=20, judges=[j.name for j in study_judges(cfg)])
     assert res["judge_agreement"]["others"] == [] and res["judge_agreement"]["table"] == []
     assert not [t for t in res["findings"] if t.startswith("Judges:")]
@@ -358,7 +359,7 @@ def test_the_preflight_checks_the_other_judge_and_a_missing_key_stops_before_any
     with pytest.raises(PreflightFailed, match=rf"judge.others.fake.api_key_env: the environment variable {ENV}"):
         check_study(load_config(config), sd, runs, out=lambda s: None)
     with pytest.raises(JudgeError, match=rf"judge.others.fake.api_key_env: .*{ENV}"):
-        judge_with_every_judge(load_config(config), "base", sd)
+        judge.run(load_config(config), sd, "base")
     assert not (sd / "judgments").exists() and srv.total == 0  # not even the offline judge wrote a file
 
 

@@ -8,8 +8,8 @@ import yaml
 from builders import PAPER_MODELS, paper_shares_study
 
 from helpers.analysis import paper as P
-from helpers.analysis.results import write_results
 from helpers.analysis.scores import load_scores
+from helpers.analysis.stage import write_results
 from helpers.analysis.trends import trend_labels
 from helpers.study.categories import CATEGORIES
 from helpers.study.files import write_jsonl

@@ -13,7 +13,7 @@ import pytest
 from helpers.analysis import report as R
 from helpers.analysis.figures import all_figures
 from helpers.analysis.report import build_report
-from helpers.analysis.results import write_results
+from helpers.analysis.stage import write_results
 from helpers.judge.sandbox import NOT_RUN, NOT_RUN_REASON
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 

@@ -1,8 +1,9 @@
 import pytest
 from builders import EVALS, file_study, make_config, train_records, write_records
 
-from helpers.data.build import check_contamination, nested_subsets, prepare
+from helpers import data
 from helpers.data.selection import random_order, selection_order, stratified_order
+from helpers.data.stage import check_contamination, nested_subsets
 from helpers.study.categories import CATEGORIES
 from helpers.study.config import STRATEGIES
 from helpers.study.files import read_json, read_jsonl
@@ -10,7 +11,7 @@ from helpers.study.files import read_json, read_jsonl
 
 def test_prepare_writes_schema_valid_nested_files(tmp_path):
     cfg = make_config("m", scales=[6, 18, 30], data={"pool_size": 60, "eval_per_category": 2})
-    stats = prepare(cfg, tmp_path)
+    stats = data.run(cfg, tmp_path)
     pool = read_jsonl(tmp_path / "pool.jsonl")
     items = read_jsonl(tmp_path / "eval.jsonl")
     assert len(pool) == 60 and len(items) == 24
@@ -27,11 +28,11 @@ def test_prepare_writes_schema_valid_nested_files(tmp_path):
 
 def test_same_seed_same_bytes_other_seed_other_subsets(tmp_path):
     cfg = make_config("m", data={"pool_size": 40, "eval_per_category": 1})
-    prepare(cfg, tmp_path / "a")
-    prepare(cfg, tmp_path / "b")
+    data.run(cfg, tmp_path / "a")
+    data.run(cfg, tmp_path / "b")
     for name in ("pool.jsonl", "eval.jsonl", "subsets/8.jsonl", "data_stats.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    prepare(make_config("m", seed=1, data={"pool_size": 40, "eval_per_category": 1}), tmp_path / "c")
+    data.run(make_config("m", seed=1, data={"pool_size": 40, "eval_per_category": 1}), tmp_path / "c")
     assert (tmp_path / "a" / "subsets/8.jsonl").read_bytes() != (tmp_path / "c" / "subsets/8.jsonl").read_bytes()
 
 
@@ -149,7 +150,7 @@ def test_quality_filters_keep_the_whole_builtin_suite():
 
 def test_file_source_removes_duplicates_and_contaminated_items_and_reports_them(tmp_path, capsys):
     cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8, 12))
-    stats = prepare(cfg, tmp_path / "study")
+    stats = data.run(cfg, tmp_path / "study")
     out = capsys.readouterr().out
     pool_ids = [r["id"] for r in read_jsonl(tmp_path / "study" / "pool.jsonl")]
     assert "dup-exact" not in pool_ids and "dup-near" not in pool_ids and "leak" not in pool_ids
@@ -172,7 +173,7 @@ def test_file_source_removes_duplicates_and_contaminated_items_and_reports_them(
 def test_report_action_counts_without_removing(tmp_path):
     cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8),
                       dedup={"action": "report"}, contamination={"action": "report"})
-    stats = prepare(cfg, tmp_path / "study")
+    stats = data.run(cfg, tmp_path / "study")
     assert len(read_jsonl(tmp_path / "study" / "pool.jsonl")) == 19
     assert stats["filters"]["dedup"]["near"] == 1 and stats["filters"]["dedup"]["removed"] == 0
     assert stats["filters"]["contamination"]["overlapping"] == 1 and stats["filters"]["contamination"]["removed"] == 0
@@ -184,16 +185,16 @@ def test_a_verbatim_eval_question_stops_the_study_or_is_removed(tmp_path):
     cfg = file_study(tmp_path, train, EVALS)
     with pytest.raises(ValueError, match=r"contamination: 1 eval questions appear verbatim in the pool: "
                                          r"\['eval-00002 = verbatim'\]"):
-        prepare(cfg, tmp_path / "study")
+        data.run(cfg, tmp_path / "study")
     cfg = file_study(tmp_path, train, EVALS, contamination={"verbatim": "remove"})
-    stats = prepare(cfg, tmp_path / "study")
+    stats = data.run(cfg, tmp_path / "study")
     assert stats["filters"]["verbatim"]["removed"] == 1
     assert "verbatim" not in {r["id"] for r in read_jsonl(tmp_path / "study" / "pool.jsonl")}
 
 
 def test_builtin_default_only_reports_and_keeps_the_random_subsets(tmp_path):
     cfg = make_config("m", scales=[6, 18, 30], data={"pool_size": 60, "eval_per_category": 2})
-    stats = prepare(cfg, tmp_path)
+    stats = data.run(cfg, tmp_path)
     pool, _ = build_suite(0, 60, 2)
     assert read_jsonl(tmp_path / "pool.jsonl") == pool
     assert read_jsonl(tmp_path / "subsets" / "30.jsonl") == nested_subsets(pool, [30], 0)[0][30]
@@ -207,18 +208,18 @@ def test_a_filter_that_leaves_too_few_items_says_so(tmp_path):
         "source": "file", "train_files": [write_records(tmp_path / "t.jsonl", train)],
         "eval_file": write_records(tmp_path / "e.jsonl", EVALS), "dedup": {"action": "report"}})
     with pytest.raises(ValueError, match="exceeds the pool of 0 items after the quality filters removed 10"):
-        prepare(cfg, tmp_path / "study")
+        data.run(cfg, tmp_path / "study")
 
 
 def test_token_lengths_come_from_a_local_base_models_tokenizer(tmp_path, embedded_dir):
     cfg = make_config(str(embedded_dir), scales=[6, 12], data={"pool_size": 24, "eval_per_category": 1})
-    stats = prepare(cfg, tmp_path)
+    stats = data.run(cfg, tmp_path)
     assert stats["length_unit"].startswith("tokens")
     sub = stats["subsets"]["12"]
     assert sub["tokens"]["max"] >= sub["tokens"]["median"] > 0
     assert all("tokens" in v and "chars" in v for v in sub["by_category"].values())
     assert make_config("m").data.length_unit == "auto"
-    assert "tokens" not in prepare(make_config("m"), tmp_path / "c")["pool"]  # "m" is no local model
+    assert "tokens" not in data.run(make_config("m"), tmp_path / "c")["pool"]  # "m" is no local model
 
 
 def test_an_unknown_strategy_names_the_known_ones():
@@ -231,9 +232,9 @@ def test_the_largest_scale_can_be_the_whole_pool_that_filters_leave(tmp_path):
     19 records, 3 removed (2 duplicates, 1 contaminated): a nominal 19 stops with exact, takes the 16 with whole_pool."""
     cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8, 19))
     with pytest.raises(ValueError, match="exceeds the pool of 16 items; data.largest_scale: whole_pool"):
-        prepare(cfg, tmp_path / "study")
+        data.run(cfg, tmp_path / "study")
     cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 8, 19), largest_scale="whole_pool")
-    stats = prepare(cfg, tmp_path / "study")
+    stats = data.run(cfg, tmp_path / "study")
     pool = read_jsonl(tmp_path / "study" / "pool.jsonl")
     largest = read_jsonl(tmp_path / "study" / "subsets" / "19.jsonl")
     assert len(pool) == 16 and sorted(r["id"] for r in largest) == sorted(r["id"] for r in pool)
@@ -241,4 +242,4 @@ def test_the_largest_scale_can_be_the_whole_pool_that_filters_leave(tmp_path):
     assert [r["id"] for r in read_jsonl(tmp_path / "study" / "subsets" / "8.jsonl")] == [r["id"] for r in largest[:8]]
     cfg = file_study(tmp_path, train_records(), EVALS, scales=(4, 16, 19), largest_scale="whole_pool")
     with pytest.raises(ValueError, match="not more than the next scale 16"):
-        prepare(cfg, tmp_path / "study")
+        data.run(cfg, tmp_path / "study")

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from helpers.study.config import REPO
+from helpers.study.paths import REPO
 
 
 def bench_module():

@@ -339,7 +339,7 @@ def test_judge_prompts(tmp_path):
 
 
 def test_the_shipped_judge_prompts_validate():
-    from helpers.study.config import REPO
+    from helpers.study.paths import REPO
 
     path = REPO / "configs" / "judge_prompts.jsonl"
     if not path.exists():

@@ -99,8 +99,8 @@ def test_the_data_stage_stops_and_keeps_earlier_results(tmp_path, capsys, train,
     ("placeholder", "http://127.0.0.1:9/v1", "judge requests failed after their retries"),
 ])
 def test_judge_without_key_or_server_stops_and_keeps_answers(tmp_path, monkeypatch, key, base_url, message):
-    from helpers.judge.answers import judge_answers
     from helpers.judge.llm import JudgeError
+    from helpers.judge.stage import judge_answers
 
     if key:
         monkeypatch.setenv("BAD_INPUT_KEY", key)

@@ -93,9 +93,10 @@ import pytest
 import yaml
 from fake_openai import FakeOpenAI
 
-from helpers.study.config import REPO, load_config
 from helpers.study.files import read_json, read_jsonl
+from helpers.study.loading import load_config
 from helpers.study.lock import HOLDER, KERNELS, STUDY_LOCK
+from helpers.study.paths import REPO
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

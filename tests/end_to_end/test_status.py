@@ -17,8 +17,8 @@ import yaml
 
 from helpers.analysis.report import build_index
 from helpers.study import imports
-from helpers.study.config import REPO
 from helpers.study.files import write_jsonl
+from helpers.study.paths import REPO
 from helpers.study.runner import run_study, status
 
 MICRO = REPO / "configs" / "micro.yaml"

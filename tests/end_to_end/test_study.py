@@ -4,8 +4,9 @@ from pathlib import Path
 
 from helpers.analysis.report import build_index
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import REPO, load_config
 from helpers.study.files import read_json, read_jsonl
+from helpers.study.loading import load_config
+from helpers.study.paths import REPO
 from helpers.study.runner import run_study
 
 

@@ -4,8 +4,9 @@ import pytest
 import torch
 from builders import make_config
 
+from helpers.finetune import stage
 from helpers.finetune.head import LabelOnlyHeadTrainer
-from helpers.finetune.run import compute_estimate, train
+from helpers.finetune.stage import compute_estimate
 from helpers.finetune.tokens import IGNORE, tokenize
 from helpers.study.files import read_jsonl, write_jsonl
 from helpers.study.models import load_causal_lm, load_tokenizer
@@ -90,7 +91,7 @@ def test_compute_estimate_counts_lora_cheaper_than_full():
 def test_train_scale_writes_adapter_log_and_summary(tmp_path, tiny_model_dir):
     cfg = make_config(tiny_model_dir)
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     assert out == tmp_path / "models" / "8"
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     log = read_jsonl(out / "train_log.jsonl")
@@ -105,10 +106,9 @@ def test_train_scale_writes_adapter_log_and_summary(tmp_path, tiny_model_dir):
 def test_lora_with_bf16_loads_the_frozen_base_in_bf16_and_keeps_the_adapters_fp32(tmp_path, tiny_model_dir, monkeypatch):
     from safetensors.torch import load_file
 
-    from helpers.finetune import run
 
     seen = []
-    real_build = run.build_model
+    real_build = stage.build_model
 
     def build(cfg, base, dtype=None):
         model = real_build(cfg, base, dtype)
@@ -116,18 +116,18 @@ def test_lora_with_bf16_loads_the_frozen_base_in_bf16_and_keeps_the_adapters_fp3
                      {p.dtype for p in model.parameters() if p.requires_grad}))
         return model
 
-    monkeypatch.setattr(run, "build_model", build)
+    monkeypatch.setattr(stage, "build_model", build)
     cfg = make_config(tiny_model_dir, train={"batch_size": 4, "per_device_batch_size": 4, "max_length": 64, "bf16": True})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     assert seen == [({torch.bfloat16}, {torch.float32})]
     assert json.loads((out / "train_summary.json").read_text())["base_dtype"] == "bfloat16"
     weights = load_file(out / "adapter_model.safetensors")
     assert {w.dtype for w in weights.values()} == {torch.float32}
     assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)  # it did learn
     # a full fine-tune keeps fp32 weights (AdamW on bf16 weights loses small updates), as does bf16 off
-    assert run.load_dtype(make_config(tiny_model_dir, train={"method": "full", "bf16": True}), None) == torch.float32
-    assert run.load_dtype(make_config(tiny_model_dir), None) == torch.float32
+    assert stage.load_dtype(make_config(tiny_model_dir, train={"method": "full", "bf16": True}), None) == torch.float32
+    assert stage.load_dtype(make_config(tiny_model_dir), None) == torch.float32
 
 
 @pytest.mark.slow  # two trainings compared
@@ -136,9 +136,9 @@ def test_training_is_deterministic(tmp_path, tiny_model_dir):
 
     cfg = make_config(tiny_model_dir)
     weights = []
-    for run in ("a", "b"):
-        write_jsonl(tmp_path / run / "subsets" / "8.jsonl", RECORDS)
-        weights.append(load_file(train(cfg, tmp_path / run, "8")[0] / "adapter_model.safetensors"))
+    for name in ("a", "b"):
+        write_jsonl(tmp_path / name / "subsets" / "8.jsonl", RECORDS)
+        weights.append(load_file(stage.run(cfg, tmp_path / name, "8")[0] / "adapter_model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     for k in weights[0]:
         torch.testing.assert_close(weights[0][k], weights[1][k])
@@ -165,7 +165,7 @@ def assert_same_weights(a, b):
 @pytest.mark.slow  # three trainings compared
 def test_prefix_schedule_equals_separate_runs(tmp_path, tiny_model_dir):
     """One pass over the largest subset, saved at each boundary, is the same as each scale alone."""
-    from helpers.finetune.run import _train
+    from helpers.finetune.stage import _train
 
     records = nested_records(12)
     common = dict(scales=[4, 12], train={"batch_size": 2, "per_device_batch_size": 2, "max_length": 32,
@@ -175,7 +175,7 @@ def test_prefix_schedule_equals_separate_runs(tmp_path, tiny_model_dir):
     for root in ("prefix", "separate"):
         for s in (4, 12):
             write_jsonl(tmp_path / root / "subsets" / f"{s}.jsonl", records[:s])
-    saved = train(prefix_cfg, tmp_path / "prefix")
+    saved = stage.run(prefix_cfg, tmp_path / "prefix")
     assert saved == [tmp_path / "prefix" / "models" / "4", tmp_path / "prefix" / "models" / "12"]
     for s in ("4", "12"):
         _train(sep_cfg, tmp_path / "separate", name=s, data=s, scales=[s], sampling="sequential")
@@ -210,7 +210,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
 
     import yaml
 
-    from helpers.study.config import REPO
+    from helpers.study.paths import REPO
 
     records = nested_records(24)
     raw = {"study": "kill", "seed": 0, "scales": [24], "data": {"pool_size": 40, "eval_per_category": 1},
@@ -251,8 +251,9 @@ def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_
     import yaml
 
     from helpers.finetune.launch import launch_command
-    from helpers.study.config import REPO, load_config
+    from helpers.study.loading import load_config
     from helpers.study.lock import KERNEL_ENV, KERNELS
+    from helpers.study.paths import REPO
 
     raw = {"study": "ddp", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
            "model": {"base": str(tiny_model_dir)},
@@ -285,7 +286,7 @@ def test_full_fine_tuning_saves_a_model_that_generation_loads(tmp_path, tiny_mod
     cfg = make_config(tiny_model_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "max_length": 64, "bf16": False})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()
     assert not (out / "adapter_config.json").exists()
     model, _ = load_for_generation(cfg, "8", tmp_path)

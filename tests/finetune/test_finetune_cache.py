@@ -6,7 +6,7 @@ import pytest
 import torch
 from builders import make_config
 
-from helpers.finetune import run
+from helpers.finetune import stage
 from helpers.finetune.cache import row_lengths, subset_rows
 from helpers.finetune.tokens import IGNORE, tokenize
 from helpers.study.files import write_jsonl
@@ -127,7 +127,7 @@ def test_training_through_the_cache_gives_the_weights_of_the_old_list_path(tmp_p
                                                           "max_length": 32, "bf16": False})
     for root in ("cache", "old"):
         write_jsonl(tmp_path / root / "subsets" / "12.jsonl", pool(12))
-    new = load_file(run.train(cfg, tmp_path / "cache", "12")[0] / "adapter_model.safetensors")
+    new = load_file(stage.run(cfg, tmp_path / "cache", "12")[0] / "adapter_model.safetensors")
 
     class ListRows(list):  # what the old _train handed to Trainer: a plain list of dicts
         def remove_columns(self, name):
@@ -137,11 +137,11 @@ def test_training_through_the_cache_gives_the_weights_of_the_old_list_path(tmp_p
         records = read_jsonl(sd / "subsets" / f"{data}.jsonl")
         return ListRows(old_tokenize(records, tok, cfg.train.max_length)), "sha-of-the-old-path"
 
-    monkeypatch.setattr(run, "subset_rows", old_rows)
-    monkeypatch.setattr(run, "row_lengths", lambda rows: [len(r["input_ids"]) for r in rows])
-    cached = run.CachedRowsTrainer  # the same epoch-seeded order, its lengths read by Trainer from the rows
-    monkeypatch.setattr(run, "CachedRowsTrainer", lambda *a, lengths=None, **k: cached(*a, lengths=None, **k))
-    old = load_file(run.train(cfg, tmp_path / "old", "12")[0] / "adapter_model.safetensors")
+    monkeypatch.setattr(stage, "subset_rows", old_rows)
+    monkeypatch.setattr(stage, "row_lengths", lambda rows: [len(r["input_ids"]) for r in rows])
+    cached = stage.CachedRowsTrainer  # the same epoch-seeded order, its lengths read by Trainer from the rows
+    monkeypatch.setattr(stage, "CachedRowsTrainer", lambda *a, lengths=None, **k: cached(*a, lengths=None, **k))
+    old = load_file(stage.run(cfg, tmp_path / "old", "12")[0] / "adapter_model.safetensors")
     assert not (tmp_path / "old" / "tokenized").exists()
     assert new.keys() == old.keys()
     for k in new:
@@ -153,13 +153,13 @@ def test_training_through_the_cache_gives_the_weights_of_the_old_list_path(tmp_p
 
 def test_run_key_follows_the_subset_file(tiny_model_dir):
     cfg = make_config(tiny_model_dir)
-    assert run.run_key(cfg, "a" * 64) == run.run_key(cfg, "a" * 64) != run.run_key(cfg, "b" * 64)
+    assert stage.run_key(cfg, "a" * 64) == stage.run_key(cfg, "a" * 64) != stage.run_key(cfg, "b" * 64)
     other = make_config(tiny_model_dir, train={"max_length": 33})
-    assert run.run_key(other, "a" * 64) != run.run_key(cfg, "a" * 64)
+    assert stage.run_key(other, "a" * 64) != stage.run_key(cfg, "a" * 64)
 
 
 def test_the_cache_key_follows_the_tokenization_code_only(monkeypatch):
-    """An edit to tokens.py or the prompt template makes a new cache; one elsewhere in the package (run.py,
+    """An edit to tokens.py or the prompt template makes a new cache; one elsewhere in the package (stage.py,
     files.py...) does not throw hours of tokenizing away."""
     from helpers.finetune import cache
 
@@ -170,7 +170,7 @@ def test_the_cache_key_follows_the_tokenization_code_only(monkeypatch):
         return lambda modules, *a: {**real(modules, *a), **({module: "edited"} if module in modules else {})}
 
     for module, changes in (("helpers.finetune.tokens", True), ("helpers.study.prompt", True),
-                            ("helpers.finetune.run", False), ("helpers.study.files", False)):
+                            ("helpers.finetune.stage", False), ("helpers.study.files", False)):
         monkeypatch.setattr(cache, "code_hashes", edited(module))
         assert (cache.cache_key("s" * 64, "t" * 64, 32) != base) == changes, module
     monkeypatch.setattr(cache, "code_hashes", real)

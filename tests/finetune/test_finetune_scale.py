@@ -8,7 +8,7 @@ import pytest
 import torch
 from builders import make_config
 
-from helpers.finetune import run
+from helpers.finetune import stage
 from helpers.finetune.launch import zero_settings
 from helpers.finetune.memory import GIB, check_fits, model_state_memory
 from helpers.study.files import read_jsonl, write_jsonl
@@ -38,7 +38,7 @@ def test_zero3_config_is_in_force_when_the_model_loads(tmp_path, tiny_model_dir,
             return True
 
     events = []
-    real_arguments = run.training_arguments
+    real_arguments = stage.training_arguments
 
     def arguments(*a, **kw):
         args = real_arguments(*a, **kw)
@@ -51,15 +51,15 @@ def test_zero3_config_is_in_force_when_the_model_loads(tmp_path, tiny_model_dir,
         events.append(("load", is_deepspeed_zero3_enabled()))
         raise _Stop
 
-    monkeypatch.setattr(run, "training_arguments", arguments)
-    monkeypatch.setattr(run, "load_causal_lm", load)
-    monkeypatch.setattr(run, "under_deepspeed_launch", lambda: True)
+    monkeypatch.setattr(stage, "training_arguments", arguments)
+    monkeypatch.setattr(stage, "load_causal_lm", load)
+    monkeypatch.setattr(stage, "under_deepspeed_launch", lambda: True)
     cfg = make_config(tiny_model_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "bf16": True, "accelerate_config": ZERO3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     try:
         with pytest.raises(_Stop):
-            run.train(cfg, tmp_path, "8")
+            stage.run(cfg, tmp_path, "8")
     finally:
         hf_deepspeed.unset_hf_deepspeed_config()
     assert events == ["arguments", ("load", True)]
@@ -71,18 +71,18 @@ def test_a_deepspeed_config_outside_accelerate_launch_is_refused(tmp_path, tiny_
                                              "accelerate_config": ZERO3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"train\.accelerate_config: .*deepspeed_zero3\.yaml sets up DeepSpeed.*accelerate launch"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
 
 
 @pytest.mark.slow  # DeepSpeed's config
 def test_bf16_that_disagrees_with_the_deepspeed_config_is_refused_before_loading(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(run, "under_deepspeed_launch", lambda: True)
-    monkeypatch.setattr(run, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(stage, "under_deepspeed_launch", lambda: True)
+    monkeypatch.setattr(stage, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
     cfg = make_config(tiny_model_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
                                              "accelerate_config": ZERO3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"train\.bf16: False .* disagrees with train\.accelerate_config: .*deepspeed_zero3"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None and not os.environ.get("CI"),
@@ -97,7 +97,8 @@ def test_deepspeed_zero3_partitions_the_weights_as_they_load(tmp_path, tiny_bloo
     import yaml
 
     from helpers.finetune.launch import launch_command
-    from helpers.study.config import REPO, load_config
+    from helpers.study.loading import load_config
+    from helpers.study.paths import REPO
 
     raw = {"study": "zero3", "seed": 0, "scales": [8], "data": {"pool_size": 40, "eval_per_category": 1},
            "model": {"base": str(tiny_bloom_dir)},
@@ -119,7 +120,7 @@ def test_full_fine_tune_of_bloom_uses_the_label_only_head(tmp_path, tiny_bloom_d
     cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "max_length": 32, "bf16": False, "lr": 1e-3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = run.train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()
     assert not (out / "adapter_config.json").exists()
     log = read_jsonl(out / "train_log.jsonl")
@@ -135,7 +136,7 @@ def test_full_fine_tune_of_bloom_uses_the_label_only_head(tmp_path, tiny_bloom_d
 
 def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bloom_dir, monkeypatch):
     seen = []
-    real = run.LabelOnlyHeadTrainer.train
+    real = stage.LabelOnlyHeadTrainer.train
 
     def train_and_look(self, *a, **kw):
         result = real(self, *a, **kw)
@@ -143,13 +144,13 @@ def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bl
         seen.append(getattr(base, "is_activation_checkpointing", None) or base.is_gradient_checkpointing)
         return result
 
-    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", train_and_look)
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", train_and_look)
     cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "max_length": 32,
                                              "bf16": False, "gradient_checkpointing": True})
-    args = run.training_arguments(cfg, tmp_path / "args", "sequential")
+    args = stage.training_arguments(cfg, tmp_path / "args", "sequential")
     assert getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = run.train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     assert seen == [True]
     from safetensors.torch import load_file
 
@@ -158,24 +159,24 @@ def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bl
 
 
 def test_gradient_checkpointing_on_an_architecture_without_it_is_refused(tmp_path, tiny_bloom_dir, monkeypatch):
-    real = run.load_causal_lm
+    real = stage.load_causal_lm
 
     def load_without(*a, **kw):
         model = real(*a, **kw)
         model.supports_gradient_checkpointing = False
         return model
 
-    monkeypatch.setattr(run, "load_causal_lm", load_without)
-    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    monkeypatch.setattr(stage, "load_causal_lm", load_without)
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
     cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "bf16": False,
                                              "gradient_checkpointing": True})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"train\.gradient_checkpointing: true, but BloomForCausalLM .* does not support"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
 
 
 def test_gradient_checkpointing_is_a_known_setting_off_by_default_and_on_in_paper():
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
 
     assert make_config("x").train.gradient_checkpointing is False
     assert load_config("configs/paper.yaml").train.gradient_checkpointing is True
@@ -222,12 +223,12 @@ def test_zero_settings_read_a_deepspeed_json_too(tmp_path):
 
 
 def test_a_model_that_does_not_fit_stops_before_training(tmp_path, tiny_bloom_dir, monkeypatch):
-    monkeypatch.setattr(run, "gpu_memory", lambda: 2**20)  # a 1 MiB GPU
-    monkeypatch.setattr(run.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    monkeypatch.setattr(stage, "gpu_memory", lambda: 2**20)  # a 1 MiB GPU
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
     cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4, "bf16": False})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     with pytest.raises(ValueError, match=r"the model does not fit: .* need 2\.0 MiB per GPU .* a GPU has 1\.0 MiB\. Change train\.method"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None and not os.environ.get("CI"),
@@ -274,7 +275,7 @@ def test_a_full_fine_tune_is_published_with_its_tokenizer_and_generation_config(
     cfg = make_config(str(base), train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                         "max_length": 32, "bf16": False, "lr": 1e-3})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = run.train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     shutil.rmtree(base)
     assert (out / "generation_config.json").exists() and (out / "tokenizer.json").exists()
     code = ("import sys; from transformers import AutoModelForCausalLM, AutoTokenizer; p = sys.argv[1]; "
@@ -293,42 +294,42 @@ def test_accumulation_follows_the_launched_world_size_and_a_disagreeing_config_i
     cfg = make_config("m", train={"batch_size": 64, "per_device_batch_size": 4, "num_processes": 8, "bf16": False})
     with pytest.raises(ValueError, match=r"train\.num_processes: 8, but 16 process\(es\) were launched.*batches of "
                                          r"128 instead of train\.batch_size 64"):
-        run.training_arguments(cfg, tmp_path / "args", "sequential")
+        stage.training_arguments(cfg, tmp_path / "args", "sequential")
     monkeypatch.setenv("WORLD_SIZE", "2")
     cfg = make_config("m", train={"batch_size": 8, "per_device_batch_size": 2, "num_processes": 2, "bf16": False})
     def as_given(**kw):  # the arguments as given: building them would start a process group of 2
         return kw
 
-    as_given.__dataclass_fields__ = run.TrainingArguments.__dataclass_fields__
-    monkeypatch.setattr(run, "TrainingArguments", as_given)
-    assert run.training_arguments(cfg, tmp_path / "args", "sequential")["gradient_accumulation_steps"] == 2
-    monkeypatch.setattr(run, "world_size", lambda: 1)
+    as_given.__dataclass_fields__ = stage.TrainingArguments.__dataclass_fields__
+    monkeypatch.setattr(stage, "TrainingArguments", as_given)
+    assert stage.training_arguments(cfg, tmp_path / "args", "sequential")["gradient_accumulation_steps"] == 2
+    monkeypatch.setattr(stage, "world_size", lambda: 1)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 4)  # a process group, whatever the environment says
     with pytest.raises(ValueError, match=r"but 4 process\(es\) were launched"):
-        run.training_arguments(cfg, tmp_path / "args", "sequential")
+        stage.training_arguments(cfg, tmp_path / "args", "sequential")
 
 
 def _checkpoint_steps(tmp_path, tiny_bloom_dir, monkeypatch, **train) -> list[int]:
     saved = []
-    real = run.CachedRowsTrainer._save_checkpoint
+    real = stage.CachedRowsTrainer._save_checkpoint
 
     def spy(self, *a, **kw):
         saved.append(self.state.global_step)
         return real(self, *a, **kw)
 
-    monkeypatch.setattr(run.CachedRowsTrainer, "_save_checkpoint", spy)
+    monkeypatch.setattr(stage.CachedRowsTrainer, "_save_checkpoint", spy)
     cfg = make_config(tiny_bloom_dir, train={"batch_size": 1, "per_device_batch_size": 1, "max_length": 32,
                                              "bf16": False, **train})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    run.train(cfg, tmp_path, "8")
+    stage.run(cfg, tmp_path, "8")
     return saved
 
 
 def test_the_default_cadence_is_a_share_of_the_run_not_a_step_count(tmp_path, tiny_bloom_dir, monkeypatch):
     """paper.yaml's 2M run is 62,500 steps: a fixed 20-step cadence wrote 3,125 ZeRO-3 checkpoints of ~100 GB.
     The default is a share of the run (Trainer's save_steps below 1), here 8 steps at 0.25: every 2 steps."""
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
 
     paper = load_config("configs/paper.yaml").train
     assert paper.save_steps is None and paper.save_share * 62_500 >= 3_000
@@ -337,6 +338,6 @@ def test_the_default_cadence_is_a_share_of_the_run_not_a_step_count(tmp_path, ti
 
 def test_a_time_cadence_saves_when_the_minutes_have_passed(tmp_path, tiny_bloom_dir, monkeypatch):
     clock = iter(range(0, 10_000, 50))  # 50 s a call: on_step_end and on_save each read the clock once
-    monkeypatch.setattr(run.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(stage.time, "monotonic", lambda: next(clock))
     steps = _checkpoint_steps(tmp_path, tiny_bloom_dir, monkeypatch, save_steps=100, save_minutes=1.5)
     assert steps and steps[-1] == 8 and len(steps) < 8  # not every step, but by the clock

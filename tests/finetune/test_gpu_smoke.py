@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from helpers.finetune.launch import launch_command, zero_settings
-from helpers.study.config import REPO, load_config, study_dir
 from helpers.study.files import read_jsonl
+from helpers.study.loading import load_config, study_dir
 from helpers.study.models import load_causal_lm, load_tokenizer
+from helpers.study.paths import REPO
 
 
 def smoke_module():

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from helpers.finetune.launch import Node, launch_command, slurm_node
-from helpers.study.config import REPO, load_config
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.loading import load_config
+from helpers.study.paths import REPO
 
 RECORDS = [{"id": f"m{i}", "instruction": f"复述数字{i}", "input": "", "output": f"{i}{i}", "category": "rewrite"}
            for i in range(8)]

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from helpers.study.config import REPO
+from helpers.study.paths import REPO
 
 SCRIPT = textwrap.dedent("""
     import sys

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from helpers.__main__ import main
-from helpers.study.config import REPO, load_config
 from helpers.study.files import read_jsonl
+from helpers.study.loading import load_config
+from helpers.study.paths import REPO
 
 CLUSTER = ["train.launcher=slurm", "train.slurm.gpus_per_node=0", "train.slurm.cpus_per_task=2",
            "train.slurm.partition=debug", "train.slurm.poll_s=1"]
@@ -117,9 +118,9 @@ def test_training_through_sbatch_survives_a_requeue_and_a_warning_and_matches_a_
 def test_a_stop_file_checkpoints_and_a_rerun_resumes_to_the_same_model(tmp_path, tiny_bloom_dir, monkeypatch):
     """Slurm's warning as the job script passes it on (the stop file), here in the second epoch: training saves a
     checkpoint and stops without publishing; the requeued run resumes and ends as an uninterrupted one."""
-    from conftest import make_config
+    from builders import make_config
 
-    from helpers.finetune import run, slurm
+    from helpers.finetune import slurm, stage
     from helpers.study.files import write_jsonl
 
     records = [{"id": f"s{i}", "instruction": f"复述数字{i}", "input": "", "output": f"{i}{i}{i}" * (1 + i % 3),
@@ -128,7 +129,7 @@ def test_a_stop_file_checkpoints_and_a_rerun_resumes_to_the_same_model(tmp_path,
                                              "max_length": 32, "bf16": False, "lr": 1e-3, "save_steps": 3})
     for root in ("stopped", "clean"):
         write_jsonl(tmp_path / root / "subsets" / "8.jsonl", records)
-    clean, = run.train(cfg, tmp_path / "clean", "8")
+    clean, = stage.run(cfg, tmp_path / "clean", "8")
 
     stop = tmp_path / "finetune-8.stop"
     monkeypatch.setenv(slurm.STOP_ENV, str(stop))
@@ -140,12 +141,12 @@ def test_a_stop_file_checkpoints_and_a_rerun_resumes_to_the_same_model(tmp_path,
         return real(self, args, state, control, **kw)
 
     monkeypatch.setattr(slurm.StopForRequeue, "on_step_end", warned_at_step_6)
-    assert run.train(cfg, tmp_path / "stopped", "8") == []  # stopped: nothing published
+    assert stage.run(cfg, tmp_path / "stopped", "8") == []  # stopped: nothing published
     work = tmp_path / "stopped" / "models" / ".8.tmp" / "trainer"
     assert (work / "checkpoint-6" / "trainer_state.json").exists() and not (tmp_path / "stopped" / "models" / "8").exists()
     stop.unlink()
     monkeypatch.setattr(slurm.StopForRequeue, "on_step_end", real)
-    resumed, = run.train(cfg, tmp_path / "stopped", "8")
+    resumed, = stage.run(cfg, tmp_path / "stopped", "8")
     keep = ("step", "loss", "tokens_seen")
     assert [{k: r[k] for k in keep} for r in read_jsonl(resumed / "train_log.jsonl")] == \
         [{k: r[k] for k in keep} for r in read_jsonl(clean / "train_log.jsonl")]

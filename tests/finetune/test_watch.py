@@ -3,7 +3,7 @@ and neither changes a stage's key."""
 import pytest
 from builders import make_config
 
-from helpers.finetune import run, watch
+from helpers.finetune import stage, watch
 from helpers.preflight import _training_reports
 from helpers.study.files import read_jsonl, write_jsonl
 from helpers.study.runner import fingerprint, plan
@@ -19,7 +19,7 @@ def test_tensorboard_gets_the_loss_of_every_step_under_the_study_folder(tmp_path
     cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 4,
                                              "max_length": 32, "bf16": False, "lr": 1e-3, "report_to": "tensorboard"})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
-    out, = run.train(cfg, tmp_path, "8")
+    out, = stage.run(cfg, tmp_path, "8")
     events = list((tmp_path / "tensorboard" / "8").glob("events.out.tfevents.*"))
     assert events, list(tmp_path.rglob("*tfevents*"))
     acc = EventAccumulator(str(events[0].parent))
@@ -31,13 +31,13 @@ def test_tensorboard_gets_the_loss_of_every_step_under_the_study_folder(tmp_path
 
 
 def test_wandb_without_its_package_or_key_stops_before_the_model_loads(tmp_path, tiny_bloom_dir, monkeypatch):
-    monkeypatch.setattr(run, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(stage, "load_causal_lm", lambda *a, **kw: pytest.fail("the model was loaded"))
     cfg = make_config(tiny_bloom_dir, train={"batch_size": 4, "per_device_batch_size": 4, "report_to": "wandb"})
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
     real_find_spec = watch.importlib.util.find_spec
     monkeypatch.setattr(watch.importlib.util, "find_spec", lambda name: None if name == "wandb" else real_find_spec(name))
     with pytest.raises(ValueError, match=r"train\.report_to: wandb, but the wandb package is not installed"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
     check = _training_reports(cfg)
     assert not check.ok and "wandb package is not installed" in check.problems[0]
 
@@ -46,7 +46,7 @@ def test_wandb_without_its_package_or_key_stops_before_the_model_loads(tmp_path,
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     with pytest.raises(ValueError, match=r"WANDB_API_KEY is not set"):
-        run.train(cfg, tmp_path, "8")
+        stage.run(cfg, tmp_path, "8")
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert watch.report_problem(cfg) is None
     monkeypatch.delenv("WANDB_MODE")
@@ -62,7 +62,7 @@ def test_report_to_and_the_launcher_are_outside_every_key(tmp_path, tiny_bloom_d
                                                "slurm": {"gpus_per_node": 0, "partition": "gpu"}})
     changed = make_config(tiny_bloom_dir, train={**base.train.model_dump(include={"batch_size", "per_device_batch_size",
                                                                                  "max_length", "bf16"}), "lr": 1e-5})
-    assert run.run_key(other, "d") == run.run_key(base, "d") != run.run_key(changed, "d")
+    assert stage.run_key(other, "d") == stage.run_key(base, "d") != stage.run_key(changed, "d")
     finetune = [r for r in plan(base, tmp_path) if r.stage.name == "finetune"][0]
     assert fingerprint(other, finetune) == fingerprint(base, finetune) != fingerprint(changed, finetune)
 

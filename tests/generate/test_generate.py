@@ -1,8 +1,8 @@
 import pytest
 from builders import make_config
 
-from helpers.generate.answers import generate_answers
 from helpers.generate.hf import plan_batches
+from helpers.generate.stage import generate_answers
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
 from helpers.study.models import bf16_supported, load_tokenizer
 from helpers.study.prompt import cut_at_stop

@@ -9,11 +9,11 @@ import pytest
 from builders import make_config
 from fake_openai import ENV, KEY, FakeOpenAI, completion_for
 
-from helpers.generate.answers import generate_answers
 from helpers.generate.backend import GenerateError
 from helpers.generate.server import cache_path
-from helpers.study.config import ConfigError, load_config
+from helpers.generate.stage import generate_answers
 from helpers.study.files import read_json, read_jsonl, write_jsonl
+from helpers.study.loading import ConfigError, load_config
 from helpers.study.prompt import STOP, format_prompt
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": f"问题{i}：" + "很长" * i, "reference": "答"}

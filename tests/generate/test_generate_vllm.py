@@ -24,12 +24,14 @@ from types import SimpleNamespace
 import pytest
 from builders import make_config
 
-from helpers.generate.answers import generate_answers, generate_models
+from helpers import generate
 from helpers.generate.backend import GenerateError
+from helpers.generate.stage import generate_answers
 from helpers.generate.vllm_backend import plan_jobs, serve_command
 from helpers.generate.vllm_worker import rows_of
-from helpers.study.config import REPO, load_config
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
+from helpers.study.loading import load_config
+from helpers.study.paths import REPO
 from helpers.study.prompt import STOP, format_prompt
 
 ITEMS = [{"id": f"e{i}", "category": cat, "question": f"问题{i}", "reference": "答"}
@@ -182,7 +184,7 @@ def test_worker_subprocess_appends_chunks_resumes_after_a_crash_and_names_the_fa
     for m in ("base", "4"):
         (sd / "answers" / f"{m}.jsonl").unlink()
     capsys.readouterr()
-    paths = generate_models(cfg, ["base", "4", "8", "12"], sd)
+    paths = generate.run(cfg, sd, ["base", "4", "8", "12"])
     assert "1 engine(s)" in capsys.readouterr().out
     assert [sorted(r["id"] for r in read_jsonl(p)) for p in paths] == [["e0", "e1", "e2"]] * 4
     assert {r["answer"][:2] for r in read_jsonl(paths[2])} == {"8:"}

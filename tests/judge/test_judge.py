@@ -1,7 +1,7 @@
 import pytest
 from builders import make_config
 
-from helpers.judge.answers import judge_answers
+from helpers.judge.stage import judge_answers
 from helpers.study.files import read_jsonl, write_jsonl
 
 ITEMS = [

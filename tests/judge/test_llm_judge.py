@@ -15,12 +15,13 @@ import pytest
 from fake_openai import ENV, KEY, NO_SCORE_REPLY, FakeOpenAI, score_for
 from llm_study import ANSWERS, ITEMS, make_cfg
 
-from helpers.judge.answers import judge_answers
 from helpers.judge.llm import JudgeError, JudgeIncomplete, build_prompt, cache_path, load_prompts, uses_reference
 from helpers.judge.parse import parse_score
+from helpers.judge.stage import judge_answers
 from helpers.study.categories import CATEGORIES, canonical_category
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.paths import REPO
 
 
 def expected_keys(cfg: StudyConfig) -> dict[tuple, tuple[str, int]]:
@@ -359,14 +360,14 @@ def test_every_judgment_records_the_model_that_answered_and_its_fingerprint(stud
     assert read_jsonl(judge_answers(cfg, "base", study)) == rows  # cached: the fingerprint of the reply kept
     served = judge_usage(study, ["base"])["served"]
     assert served == {"fake-judge": {"fake-judge-2024-01-25 / fp_fake0": len(ITEMS) * 3}}
-    assert "fake-judge-2024-01-25 / fp_fake0" in _served({"served": served})
+    assert _served({"judge_usage": {"served": served}}) == [("fake-judge", "fake-judge-2024-01-25 / fp_fake0", len(ITEMS) * 3)]
 
 
 def test_the_paper_judge_is_a_dated_snapshot():
     """gpt-3.5-turbo is an alias OpenAI moves to newer models; the paper config names one snapshot."""
     import re
 
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
 
     model = load_config("configs/paper.yaml").judge.model
     assert re.search(r"-\d{4}(-\d{2}-\d{2})?$", model), model

@@ -8,8 +8,8 @@ import pytest
 from fake_openai import FakeOpenAI
 from llm_study import make_cfg
 
-from helpers.judge.answers import judge_answers
 from helpers.judge.llm import JudgeIncomplete
+from helpers.judge.stage import judge_answers
 from helpers.study.files import read_jsonl
 
 OUTAGE_S = 30

@@ -21,7 +21,8 @@ from helpers.judge import code as code_mod
 from helpers.judge import sandbox
 from helpers.judge.code import run_python_tests
 from helpers.judge.offline import score_answer
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
+from helpers.study.paths import REPO
 
 LINUX = sys.platform.startswith("linux")
 pytestmark = pytest.mark.skipif(not LINUX, reason="OS isolation is Linux-only (bubblewrap, namespaces)")
@@ -291,7 +292,7 @@ def test_without_isolation_code_items_are_null_unless_opted_in(monkeypatch):
 
 def test_judge_rows_and_report_say_how_code_ran(tmp_path, monkeypatch):
     from helpers.analysis.scores import code_execution, code_execution_note
-    from helpers.judge.answers import judge_answers
+    from helpers.judge.stage import judge_answers
     from helpers.study.files import read_jsonl, write_jsonl
 
     _, ev = build_suite(0, 0, 1)

@@ -8,7 +8,7 @@ import pytest
 
 from helpers.rehearse.shrink import belle_records, shrunk_config
 from helpers.rehearse.standin import FINGERPRINT, StandIn
-from helpers.study.config import load_config
+from helpers.study.loading import load_config
 
 
 def test_the_rehearsal_config_of_paper_yaml_changes_sizes_only(tmp_path):

@@ -19,19 +19,21 @@ from pathlib import Path
 import pytest
 from fake_openai import ENV, KEY, FakeOpenAI, teacher_reply
 
+from helpers import selfinstruct
 from helpers.data.suite import generate
 from helpers.selfinstruct.collector import REASONS, Collector
 from helpers.selfinstruct.filters import filter_reason
 from helpers.selfinstruct.label import heuristic_category
 from helpers.selfinstruct.parse import parse_tasks
 from helpers.selfinstruct.request import SelfInstructError, SelfInstructIncomplete, build_request, load_prompt
-from helpers.selfinstruct.run import generate_pool
 from helpers.selfinstruct.seeds import load_seed_tasks, load_seeds, sample_examples
 from helpers.selfinstruct.tables import reason_table
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import REPO, ConfigError, SelfInstructConfig, StudyConfig, load_config
+from helpers.study.config import SelfInstructConfig, StudyConfig
 from helpers.study.dedup import normalize
 from helpers.study.files import read_json, read_jsonl, write_jsonl
+from helpers.study.loading import ConfigError, load_config
+from helpers.study.paths import REPO
 from helpers.study.prompt import question
 
 
@@ -347,7 +349,7 @@ def all_files(root: Path) -> list[Path]:
 
 def test_counts_in_the_summary_match_the_files_and_the_server(tmp_path, server, capfd):
     cfg = cfg_for(server, target=300)
-    stats = generate_pool(cfg, tmp_path)
+    stats = selfinstruct.run(cfg, tmp_path)
     kept = read_jsonl(tmp_path / "generated.jsonl")
     dropped = read_jsonl(tmp_path / "generated_dropped.jsonl")
     ledger = read_jsonl(tmp_path / "selfinstruct" / "requests.jsonl")
@@ -374,29 +376,29 @@ def test_counts_in_the_summary_match_the_files_and_the_server(tmp_path, server, 
 
 
 def test_the_pool_is_the_same_at_any_concurrency_and_a_rerun_sends_nothing(tmp_path, server):
-    one = generate_pool(cfg_for(server, concurrency=1), tmp_path / "a", progress=False)
-    many = generate_pool(cfg_for(server, concurrency=16), tmp_path / "b", progress=False)
+    one = selfinstruct.run(cfg_for(server, concurrency=1), tmp_path / "a", progress=False)
+    many = selfinstruct.run(cfg_for(server, concurrency=16), tmp_path / "b", progress=False)
     first = (tmp_path / "a" / "generated.jsonl").read_bytes()
     assert first == (tmp_path / "b" / "generated.jsonl").read_bytes()
     assert (tmp_path / "a" / "generated_dropped.jsonl").read_bytes() == \
         (tmp_path / "b" / "generated_dropped.jsonl").read_bytes()
     assert one["dropped"] == many["dropped"]
     server.reset_counts()
-    again = generate_pool(cfg_for(server, concurrency=16), tmp_path / "b", progress=False)
+    again = selfinstruct.run(cfg_for(server, concurrency=16), tmp_path / "b", progress=False)
     assert server.total == 0 and again["kept"] == 200
     assert (tmp_path / "b" / "generated.jsonl").read_bytes() == first
 
 
 def test_a_bigger_target_continues_and_changed_filters_rebuild_from_the_cache(tmp_path, server):
-    generate_pool(cfg_for(server, target=150), tmp_path, progress=False)
-    generate_pool(cfg_for(server, target=300), tmp_path, progress=False)
+    selfinstruct.run(cfg_for(server, target=150), tmp_path, progress=False)
+    selfinstruct.run(cfg_for(server, target=300), tmp_path, progress=False)
     grown = (tmp_path / "generated.jsonl").read_bytes()
     assert all(n == 1 for n in server.answered.values())  # the bigger target asked for nothing twice
-    generate_pool(cfg_for(server, target=300), tmp_path / "fresh", progress=False)
+    selfinstruct.run(cfg_for(server, target=300), tmp_path / "fresh", progress=False)
     assert grown == (tmp_path / "fresh" / "generated.jsonl").read_bytes()  # as if asked for 300 at once
     cached = {r["request"] for r in read_jsonl(tmp_path / "selfinstruct" / "cache" / "fake-teacher.jsonl")}
     server.reset_counts()
-    stats = generate_pool(cfg_for(server, target=300, max_output_chars=30), tmp_path, progress=False)
+    stats = selfinstruct.run(cfg_for(server, target=300, max_output_chars=30), tmp_path, progress=False)
     assert stats["dropped"]["output_too_long"] > 0 and stats["kept"] == 300
     assert stats["requests"]["from_cache"] == len(cached) and stats["requests"]["sent_now"] == server.total > 0
     assert not any(seed in cached for _, seed in server.requests)  # only requests beyond the cached ones
@@ -404,7 +406,7 @@ def test_a_bigger_target_continues_and_changed_filters_rebuild_from_the_cache(tm
 
 def test_retries_then_too_many_failures_stop_resumably(tmp_path, server):
     server.inject(["500", "drop", "429"])  # every request: three faults, then an answer
-    stats = generate_pool(cfg_for(server, target=60, max_retries=3), tmp_path / "a", progress=False)
+    stats = selfinstruct.run(cfg_for(server, target=60, max_retries=3), tmp_path / "a", progress=False)
     assert stats["kept"] == 60 and stats["requests"]["retries_now"] >= 3 * stats["requests"]["sent_now"]
     assert set(server.actions) == {"500", "drop", "429", "ok"}
     server.clear_faults()
@@ -413,11 +415,11 @@ def test_retries_then_too_many_failures_stop_resumably(tmp_path, server):
     cfg = cfg_for(server, target=200, max_retries=1, concurrency=1)
     with pytest.raises(SelfInstructIncomplete, match=r"teacher requests failed after their retries .* run the stage "
                                                      r"again to continue from request 3"):
-        generate_pool(cfg, tmp_path / "b", progress=False)
+        selfinstruct.run(cfg, tmp_path / "b", progress=False)
     assert not (tmp_path / "b" / "generated_stats.json").exists()
     assert len(read_jsonl(tmp_path / "b" / "selfinstruct" / "requests.jsonl")) == 3
     server.clear_faults()
-    stats = generate_pool(cfg, tmp_path / "b", progress=False)
+    stats = selfinstruct.run(cfg, tmp_path / "b", progress=False)
     assert stats["kept"] == 200 and stats["requests"]["resumed_from"] == 3
     assert all(n == 1 for n in server.answered.values())
 
@@ -425,7 +427,7 @@ def test_retries_then_too_many_failures_stop_resumably(tmp_path, server):
 def test_failures_within_the_allowance_are_skipped_and_counted(tmp_path, server):
     cfg = cfg_for(server, target=100, max_retries=0, max_failures=1)
     server.inject(["500"], match=server_key(cfg, 1)[0])
-    stats = generate_pool(cfg, tmp_path, progress=False)
+    stats = selfinstruct.run(cfg, tmp_path, progress=False)
     ledger = read_jsonl(tmp_path / "selfinstruct" / "requests.jsonl")
     assert ledger[1] == {"request": 1, "failed": "HTTP 500 after 1 attempts"}
     assert stats["requests_failed"] == 1 and stats["kept"] == 100
@@ -437,12 +439,12 @@ def test_a_run_that_drops_nothing_writes_an_empty_dropped_file(tmp_path, server)
     server.responder = lambda prompt, seed: ("###\n" + "".join(numbered(i, *t) for i, t in
                                                                  enumerate(NUMBERED_TASKS, start=1)), "stop")
     cfg = cfg_for(server, target=len(NUMBERED_TASKS), tasks_per_request=len(NUMBERED_TASKS), concurrency=1)
-    stats = generate_pool(cfg, tmp_path, progress=False)
+    stats = selfinstruct.run(cfg, tmp_path, progress=False)
     assert stats["kept"] == 4 and not any(stats["dropped"].values())
     assert (tmp_path / "generated_dropped.jsonl").read_bytes() == b""
     assert [(r["instruction"], r["input"], r["output"]) for r in read_jsonl(tmp_path / "generated.jsonl")] == \
         NUMBERED_TASKS
-    again = generate_pool(cfg, tmp_path, progress=False)  # resumed: still there, still empty
+    again = selfinstruct.run(cfg, tmp_path, progress=False)  # resumed: still there, still empty
     assert again["kept"] == 4 and (tmp_path / "generated_dropped.jsonl").read_bytes() == b""
 
 
@@ -468,11 +470,11 @@ def test_a_prompt_file_in_the_numbered_layout_gets_its_label_line_under_the_inst
 def test_a_missing_key_or_a_refused_key_stops_before_or_at_the_first_request(tmp_path, server, monkeypatch):
     monkeypatch.delenv(ENV)
     with pytest.raises(SelfInstructError, match=rf"selfinstruct.api_key_env: the environment variable {ENV} is not set"):
-        generate_pool(cfg_for(server), tmp_path, progress=False)
+        selfinstruct.run(cfg_for(server), tmp_path, progress=False)
     assert server.total == 0
     monkeypatch.setenv(ENV, "sk-wrong-0000")
     with pytest.raises(SelfInstructError, match=rf"teacher endpoint .* refused the API key from \${ENV} \(HTTP 401\)"):
-        generate_pool(cfg_for(server, concurrency=1, max_retries=5), tmp_path, progress=False)
+        selfinstruct.run(cfg_for(server, concurrency=1, max_retries=5), tmp_path, progress=False)
     assert server.total == 1
 
 
@@ -490,7 +492,7 @@ def test_the_teacher_can_label_its_tasks(tmp_path, server):
 
     server.responder = labelled
     cfg = cfg_for(server, target=80, label="teacher")
-    stats = generate_pool(cfg, tmp_path, progress=False)
+    stats = selfinstruct.run(cfg, tmp_path, progress=False)
     assert stats["label_by"]["teacher"] > 50 and stats["label_by"]["heuristic (teacher label unknown)"] > 0
     assert all("类别" in k[0] for k in server.requests)
 
@@ -504,8 +506,8 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path, server):
     config = tmp_path / "si.json"
     config.write_text(json.dumps(cfg.model_dump(mode="json")))
     sd = tmp_path / "killed"
-    code = ("import sys\nfrom helpers.study.config import load_config\nfrom helpers.selfinstruct.run import generate_pool\n"
-            "generate_pool(load_config(sys.argv[1]), sys.argv[2], progress=False)\n")
+    code = ("import sys\nfrom helpers.study.loading import load_config\nfrom helpers.selfinstruct.stage import run\n"
+            "run(load_config(sys.argv[1]), sys.argv[2], progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(config), str(sd)], env={**os.environ},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -522,7 +524,7 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path, server):
     assert 0 < len(ledger) <= len(cached) < 400 / 10
     answered_before = set(server.answered)
     server.reset_counts()
-    stats = generate_pool(cfg, sd, progress=False)
+    stats = selfinstruct.run(cfg, sd, progress=False)
     kept = read_jsonl(sd / "generated.jsonl")
     assert stats["kept"] == len(kept) == 400
     assert len({r["id"] for r in kept}) == 400
@@ -533,14 +535,14 @@ def test_resume_after_sigkill_of_a_real_process(tmp_path, server):
     # only replies in flight at the kill (at most `concurrency`) can have been paid for twice
     assert len(answered_before & set(server.answered)) <= cfg.selfinstruct.concurrency
     server.delay = 0
-    generate_pool(cfg, tmp_path / "whole", progress=False)
+    selfinstruct.run(cfg, tmp_path / "whole", progress=False)
     assert (sd / "generated.jsonl").read_bytes() == (tmp_path / "whole" / "generated.jsonl").read_bytes()
 
 
 def test_torn_last_lines_are_dropped_and_a_half_written_request_is_redone(tmp_path, server):
     cfg = cfg_for(server, target=200)
-    generate_pool(cfg, tmp_path / "whole", progress=False)
-    generate_pool(cfg_for(server, target=100), tmp_path, progress=False)
+    selfinstruct.run(cfg, tmp_path / "whole", progress=False)
+    selfinstruct.run(cfg_for(server, target=100), tmp_path, progress=False)
     ledger = read_jsonl(tmp_path / "selfinstruct" / "requests.jsonl")
     # as if killed while writing request n's items: its kept lines written, the ledger line torn
     write_jsonl(tmp_path / "selfinstruct" / "requests.jsonl", ledger[:-1])
@@ -550,7 +552,7 @@ def test_torn_last_lines_are_dropped_and_a_half_written_request_is_redone(tmp_pa
         fh.write('{"id": "gen-torn", "instr')
     server.reset_counts()
     with pytest.warns(UserWarning, match="torn last line"):
-        stats = generate_pool(cfg, tmp_path, progress=False)
+        stats = selfinstruct.run(cfg, tmp_path, progress=False)
     assert stats["kept"] == 200 and stats["requests"]["resumed_from"] == len(ledger) - 1
     assert server.total == stats["requests"]["sent_now"] and stats["requests"]["from_cache"] >= 1
     assert (tmp_path / "generated.jsonl").read_bytes() == (tmp_path / "whole" / "generated.jsonl").read_bytes()
@@ -561,7 +563,7 @@ def test_the_key_appears_in_no_file_or_output(tmp_path, server, capfd, caplog):
 
     caplog.set_level(logging.DEBUG)
     server.inject(["500", "429"])
-    generate_pool(cfg_for(server, target=100), tmp_path, progress=True)
+    selfinstruct.run(cfg_for(server, target=100), tmp_path, progress=True)
     files = all_files(tmp_path)
     assert any(p.name == "fake-teacher.jsonl" for p in files) and len(files) >= 6
     for p in files:
@@ -601,12 +603,12 @@ def test_the_runner_plans_the_stage_only_for_a_generated_pool(tmp_path):
 
 
 def test_the_data_stage_reads_the_generated_pool(tmp_path, server):
-    from helpers.data.build import load_sources
+    from helpers.data.stage import load_sources
 
     cfg = cfg_for(server, target=60)
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"eval_per_category": 2})})
     sd = tmp_path / "data" / "si"
-    generate_pool(cfg, sd, progress=False)
+    selfinstruct.run(cfg, sd, progress=False)
     pool, items, sources = load_sources(cfg, sd)
     assert len(pool) == 60 and [r["id"] for r in pool] == [r["id"] for r in read_jsonl(sd / "generated.jsonl")]
     assert len(items) == 24 and {it["category"] for it in items} == set(CATEGORIES)

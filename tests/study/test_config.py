@@ -1,6 +1,7 @@
 import pytest
 
-from helpers.study.config import REPO, ConfigError, load_config
+from helpers.study.loading import ConfigError, load_config
+from helpers.study.paths import REPO
 
 
 @pytest.mark.parametrize("name", ["default", "micro", "paper"])
@@ -113,7 +114,7 @@ def test_set_overrides_take_yaml_values_and_are_checked():
 def test_repeated_judge_runs_at_temperature_0_warn_what_their_spread_measures(tmp_path):
     import warnings
 
-    from helpers.study.config import JudgeRunsWarning
+    from helpers.study.rules import JudgeRunsWarning
     head = "study: x\nscales: [1, 2]\njudge:\n  kind: openai\n  runs: 3\n"
     with pytest.warns(JudgeRunsWarning, match=r"judge\.runs: 3 runs at judge\.temperature 0 ask for the same reply "
                                               r"3 times; their spread measures only the server's nondeterminism"):

@@ -6,13 +6,14 @@ import pytest
 import yaml
 from builders import EVALS, file_study, make_config, train_records
 
+from helpers import data
 from helpers.analysis.figures import all_figures, model_label, model_palette
 from helpers.analysis.paper import load_claims
-from helpers.analysis.results import write_results
-from helpers.data.build import prepare
+from helpers.analysis.stage import write_results
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import ConfigError, load_config, split_model
+from helpers.study.config import split_model
 from helpers.study.files import read_json, read_jsonl, write_json
+from helpers.study.loading import ConfigError, load_config
 from helpers.study.runner import plan
 
 GRID = ["random", "stratified", "quality"]
@@ -73,9 +74,9 @@ def test_every_strategy_gets_nested_subsets_from_the_same_pool(tmp_path):
          "category": "open_qa"}]
     grid = file_study(tmp_path, records, EVALS, scales=(4, 8, 12))
     grid = grid.model_copy(update={"strategy": ["random", "quality"]})
-    stats = prepare(grid, tmp_path / "grid")
+    stats = data.run(grid, tmp_path / "grid")
     single = file_study(tmp_path, records, EVALS, scales=(4, 8, 12))
-    prepare(single, tmp_path / "single")
+    data.run(single, tmp_path / "single")
     pool_ids = {r["id"] for r in read_jsonl(tmp_path / "grid" / "pool.jsonl")}
     assert {"selfref", "image"} <= pool_ids  # the quality filters narrow the quality subsets, not the pool
     for strategy in ("random", "quality"):
@@ -206,7 +207,7 @@ def test_a_strategy_that_selects_what_random_selects_is_flagged_from_data_to_rep
     so its models repeat random's and the report must not let its zero difference pass for a finding."""
     from helpers.analysis.report import build_report
 
-    stats = prepare(grid_config(), tmp_path / "data")
+    stats = data.run(grid_config(), tmp_path / "data")
     assert stats["filters"]["selection"]["removed"] == 0
     assert stats["identical_subsets"] == [{"strategy": "quality", "same_as": "random", "scales": [4, 8]}]
     assert read_json(tmp_path / "data" / "data_stats.json")["identical_subsets"] == stats["identical_subsets"]

@@ -8,9 +8,9 @@ import pytest
 from builders import make_config
 
 from helpers.study.aside import move_aside, remove_stale, stale_folders
-from helpers.study.config import REPO
 from helpers.study.imports import source_digest
 from helpers.study.keys import NOT_OUTPUT, STAGE_SETTINGS, changes, flatten, show, stage_settings
+from helpers.study.paths import REPO
 from helpers.study.runner import STAGE_NAMES, fingerprint, plan
 
 

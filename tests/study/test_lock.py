@@ -10,8 +10,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers.study.config import REPO
 from helpers.study.lock import KERNEL_ENV, KERNELS, StudyBusy, hold_in_kernel, remove_leftovers, study_lock
+from helpers.study.paths import REPO
 
 
 def hold(tmp_path, code: str) -> subprocess.Popen:

@@ -6,9 +6,9 @@ import sys
 import pytest
 from builders import make_config
 
-from helpers.study.config import REPO
 from helpers.study.files import write_json, write_jsonl
 from helpers.study.notebook import pick_models
+from helpers.study.paths import REPO
 from helpers.study.runner import execute, fingerprint, hash_path, is_current, plan, record_path
 
 
@@ -108,10 +108,11 @@ def test_paper_dry_run_prints_the_plan_offline():
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/paper.yaml", "--dry-run"],
                          cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
     for text in ("finetune-2000000", "generate-base", "judge-1000000", "analysis", "3,800,000 examples",
-                 "FLOPs", "GPU-hours", "gpt-3.5-turbo x 3 runs", "hub dataset(s) BelleGroup/train_2M_CN",
+                 "FLOPs", "GPU-hours", "gpt-3.5-turbo-0125 x 3 runs", "hub dataset(s) BelleGroup/train_2M_CN",
                  "tokens to train per scale (x 2 epochs): 200000: 120.0M", "2000000: 1,200.0M",
-                 "memory per GPU for model states: 13.2 GiB (full, 7,070,000,000 parameters, bf16 weights, ZeRO stage 3 over 8",
-                 "about 26.9 hours on 8 GPU(s) at 125 TFLOP/s each", "judge gpt-3.5-turbo: 1,800 requests (120 items"):
+                 "memory per GPU for model states: 18.6 GiB (full, 7,070,000,000 parameters, bf16 weights, ZeRO stage 3 over 8",
+                 "+ 19.1 GiB of logits", "about 35.8 hours on 8 GPU(s) at 125 TFLOP/s each",
+                 "judge gpt-3.5-turbo-0125: 1,800 judgments (120 items"):
         assert text in out.stdout
     assert out.returncode == 2, out.stderr  # the environment above has no OPENAI_API_KEY
     assert "judge.api_key_env: the environment variable OPENAI_API_KEY is not set" in out.stderr
@@ -127,7 +128,7 @@ def test_cli_reports_config_errors(tmp_path):
 
 def test_overrides_reach_fingerprints_manifest_notebooks_and_training_processes(tmp_path):
     from helpers.finetune.launch import launch_command
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
     from helpers.study.runner import manifest
 
     plain = load_config("configs/micro.yaml")

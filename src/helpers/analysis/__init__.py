@@ -4,7 +4,10 @@ Reads ``eval.jsonl``, ``data_stats.json``, ``answers/`` and ``judgments/`` of ev
 every judge) and the training logs; writes ``results.csv``, ``results.json`` and ``figures/``; ``report`` writes
 ``manifest.json`` and ``reports/<study>/index.html`` after every run of the study.
 
-    results    the stage: every table into results.csv / results.json (``write_results``)
+stage: ``stage.run(cfg, study_dir, models=None)`` -> the results (``results.json``'s content); ``models``
+defaults to every model of the study with judgments.
+
+    stage      the stage: every table into results.csv / results.json (``run``, ``write_results``)
     scores     judgments to item scores, category x model means with bootstrap CIs
     changes    paired changes between scales and between strategies
     trends     the trend per use case: slope per tenfold data and its label
@@ -16,6 +19,6 @@ every judge) and the training logs; writes ``results.csv``, ``results.json`` and
     figures    the paper's Figure 1 layout, the paper beside this study, and the other PNGs
     report     the HTML report (templates/, Jinja2 with autoescape) and the study's manifest
 """
-from helpers.analysis.results import pretty_table, write_results
+from helpers.analysis.stage import pretty_table, run, write_results
 
-__all__ = ["write_results", "pretty_table"]
+__all__ = ["run", "write_results", "pretty_table"]

@@ -5,7 +5,7 @@ to know on which use cases it ranks answers as another judge does (the offline c
 where it does not, which answers those are.
 
 What is compared: *answers*, one model's answer to one eval item. Every judge of the study scored the same
-answers (``helpers.judge.answers.judge_with_every_judge``), so each use case has (models x items) pairs of
+answers (``helpers.judge.stage.run``), so each use case has (models x items) pairs of
 scores; pooling the models gives more pairs than the items alone and spans the range of quality that a
 judge must rank. A judge's score of an answer is the mean of its non-null runs (``scores.item_scores``); an
 answer that either judge left null is not compared, and is counted (``n_null``), never scored as 0.

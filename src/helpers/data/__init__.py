@@ -5,7 +5,9 @@ Face dataset (``loaders``), or ``generated.jsonl`` of the self-instruct stage. W
 ``data/<study>/``: ``pool.jsonl``, ``eval.jsonl``, ``subsets/<model>.jsonl``, ``removed.jsonl``
 and ``data_stats.json``.
 
-    build      the stage: load, contamination, de-duplication, selection, subsets (``prepare``)
+stage: ``stage.run(cfg, study_dir)`` -> the data stats (``data_stats.json``'s content).
+
+    stage      the stage: load, contamination, de-duplication, selection, subsets (``run``)
     loaders    train and eval file formats (Alpaca, BELLE, chat records, parquet, hub datasets)
     suite      the built-in generated Chinese suite for the 12 use cases: generators by kind of use case
                (reasoning, understanding, writing), their words and templates in the .yaml file beside
@@ -13,7 +15,7 @@ and ``data_stats.json``.
     selection  subset order per strategy: random, stratified, quality
     stats      lengths and composition per subset, the notebook's tables
 """
-from helpers.data.build import prepare
+from helpers.data.stage import run
 from helpers.data.stats import filter_table, length_table
 
-__all__ = ["prepare", "filter_table", "length_table"]
+__all__ = ["run", "filter_table", "length_table"]

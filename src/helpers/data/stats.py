@@ -9,8 +9,9 @@ import statistics
 from collections import Counter
 
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import StudyConfig, resolve, split_model
+from helpers.study.config import StudyConfig, split_model
 from helpers.study.models import EMBEDDED, base_model_path, load_tokenizer
+from helpers.study.paths import resolve
 
 
 def _describe_lengths(values: list[int]) -> dict:

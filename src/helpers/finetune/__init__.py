@@ -5,7 +5,10 @@ Reads ``subsets/<model>.jsonl`` (tokenized once per strategy into ``tokenized/``
 ``train_summary.json``; a killed run resumes from ``models/.<run>.tmp/``; a model or checkpoint
 folder of another run key is moved aside (``helpers.study.aside``), never deleted.
 
-    run      the stage: model, Trainer arguments, resume, publish (``train``)
+stage: ``stage.run(cfg, study_dir, scale=None)`` -> the published model folders (``scale`` may be None only
+under ``train.schedule: prefix``).
+
+    stage    the stage: model, Trainer arguments, resume, publish (``run``)
     tokens   prompt + response tokenization, labels on the response only
     cache    the tokenization cache: one ``datasets`` copy per strategy, each scale a prefix of it
     head     the Trainer whose output projection runs on labelled positions only
@@ -15,6 +18,6 @@ folder of another run key is moved aside (``helpers.study.aside``), never delete
     tiny     a tiny random Bloom with a locally trained tokenizer (tests, ``benchmarks/gpu_smoke.py``)
 """
 from helpers.finetune.launch import launch_command
-from helpers.finetune.run import train
+from helpers.finetune.stage import run
 
-__all__ = ["train", "launch_command"]
+__all__ = ["run", "launch_command"]

@@ -38,7 +38,7 @@ def zero_settings(accelerate_config: str | None) -> dict | None:
         return None
     import yaml
 
-    from helpers.study.config import resolve
+    from helpers.study.paths import resolve
 
     path = resolve(accelerate_config)
     try:
@@ -117,7 +117,7 @@ def launch_command(cfg: StudyConfig, config_path: str | Path, root: str | Path |
     a machine without GPUs runs on the CPU with the gloo backend. With ``node``, this machine's launch of a
     multi-machine run: ``train.num_processes`` counts the processes of every machine.
     """
-    from helpers.study.config import resolve
+    from helpers.study.paths import resolve
 
     # the accelerate of this interpreter, whether or not its bin/ is on PATH
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.train.num_processes)]

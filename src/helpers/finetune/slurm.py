@@ -30,8 +30,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from helpers.study.config import REPO, StudyConfig, resolve, split_model, study_dir
+from helpers.study.config import StudyConfig, split_model
 from helpers.study.files import atomic_write_text
+from helpers.study.loading import study_dir
+from helpers.study.paths import REPO, resolve
 
 say = partial(print)
 
@@ -52,7 +54,7 @@ def run_name(scale: str | None) -> str:
 
 
 def trained_models(cfg: StudyConfig, scale: str | None) -> list[str]:
-    """The models one training run publishes (as ``helpers.finetune.run.train`` picks them)."""
+    """The models one training run publishes (as ``helpers.finetune.stage.run`` picks them)."""
     if cfg.train.schedule == "separate":
         return [str(scale)]
     strategy = scale if scale in cfg.strategies else (split_model(scale)[0] if scale else None)
@@ -164,7 +166,7 @@ def train_on_slurm(cfg: StudyConfig, config_path: str | Path, root: str | Path |
 def print_job_scripts(config_path: str | Path, root: str | Path | None, overrides: tuple[str, ...] | list[str] = (),
                       out=say) -> None:
     """The dry run with ``train.launcher: slurm``: the sbatch script of every training run still to do."""
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
     from helpers.study.runner import fingerprint, is_current, plan
 
     cfg = load_config(config_path, overrides)

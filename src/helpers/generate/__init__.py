@@ -4,7 +4,9 @@ Reads ``eval.jsonl`` and ``models/<model>/`` (nothing for ``base``); writes
 ``answers/<model>.jsonl`` ``{id, category, answer, new_tokens, truncated, model}``, appended
 batch by batch so a killed run resumes.
 
-    answers       the stage (``generate_models``, ``generate_answers`` for one): picks the backend
+stage: ``stage.run(cfg, study_dir, models)`` -> the answers file of each model, in order.
+
+    stage         the stage (``run``, ``generate_answers`` for one model): picks the backend
                   (``generate.backend``), resumes, sets aside answers made under other settings or weights
     hf            the hf backend: transformers in this process, length-sorted batches with a token budget
                   per use case (``greedy``: the greedy decoding loop it runs)
@@ -17,6 +19,6 @@ batch by batch so a killed run resumes.
 
 Every backend ends an answer the same way (``helpers.study.prompt.cut_at_stop``).
 """
-from helpers.generate.answers import generate_answers, generate_models
+from helpers.generate.stage import generate_answers, run
 
-__all__ = ["generate_answers", "generate_models"]
+__all__ = ["run", "generate_answers"]

@@ -39,9 +39,10 @@ from pathlib import Path
 from helpers.generate.backend import GenerateError, answers_key, write_engine_note
 from helpers.generate.vllm_worker import STATS
 from helpers.generate.vllm_worker import __file__ as WORKER_SCRIPT
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl, read_json, read_jsonl
 from helpers.study.models import base_model_path
+from helpers.study.paths import REPO
 from helpers.study.prompt import STOP, format_prompt
 
 CHUNK = 256

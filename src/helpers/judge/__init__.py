@@ -5,7 +5,9 @@ writes ``judgments/<model>.jsonl`` ``{id, run, score, raw, judge, usage}``, one 
 judge run (LLM replies are cached under ``judge_cache/``); each judge of ``judge.others`` writes
 ``judgments/<name>/<model>.jsonl`` beside them.
 
-    answers       the stage: every judge of the study over one model's answers (``judge_with_every_judge``)
+stage: ``stage.run(cfg, study_dir, model)`` -> ``{judge name: judgments file}``, the headline judge first.
+
+    stage         the stage: every judge of the study over one model's answers (``run``; ``judge_answers``: one judge)
     offline       the offline judge: one scorer per kind of ``check``
     text_metrics  character F1 and ROUGE-L for Chinese text
     code          running an answer's code against the item's unit tests
@@ -13,7 +15,7 @@ judge run (LLM replies are cached under ``judge_cache/``); each judge of ``judge
     prompts       the rubric prompts file format
     parse         the score in a judge's reply (``parse_score``)
 """
-from helpers.judge.answers import judge_answers, judge_with_every_judge
 from helpers.judge.parse import parse_score
+from helpers.judge.stage import judge_answers, run
 
-__all__ = ["judge_answers", "judge_with_every_judge", "parse_score"]
+__all__ = ["run", "judge_answers", "parse_score"]

@@ -66,8 +66,9 @@ from helpers.judge.parse import parse_score
 from helpers.judge.prompts import load_judge_prompts
 from helpers.openai_client import ChatEndpoint, RequestCache, RequestFailed, check_api_key, run_coroutine
 from helpers.study.categories import canonical_category
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
 from helpers.study.judges import Judge, study_judges
+from helpers.study.paths import resolve
 from helpers.study.records import DataError
 
 NO_REFERENCE = frozenset({"generation", "brainstorming", "rewrite"})

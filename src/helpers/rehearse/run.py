@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from helpers.study.config import REPO, load_config, study_dir
+from helpers.study.loading import load_config, study_dir
+from helpers.study.paths import REPO
 
 GPU_GIB = 80.0
 """The card the peak memory per GPU is compared with when none is stated (``--gpu-gib``): an 80 GB A100/H100."""

@@ -14,7 +14,9 @@ import random
 from pathlib import Path
 
 from helpers.study.categories import CATEGORIES, OPEN_ENDED
-from helpers.study.config import StudyConfig, read_config, resolve
+from helpers.study.config import StudyConfig
+from helpers.study.loading import read_config
+from helpers.study.paths import resolve
 
 LARGEST = 160
 """The rehearsal's largest scale; the others keep the config's proportions to it (paper: 16, 48, 80, 160)."""
@@ -92,7 +94,7 @@ def tiny_model(cfg: StudyConfig, path: Path, texts: list[str]) -> tuple[Path, st
 
 def shrunk_config(config: str | Path, work: Path, judge_url: str | None) -> tuple[dict, dict]:
     """The rehearsal's config (a mapping, written by the caller) and what was substituted, by stage."""
-    from helpers.study.config import load_config
+    from helpers.study.loading import load_config
 
     cfg = load_config(config)
     raw = read_config(config)

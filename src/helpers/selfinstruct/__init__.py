@@ -5,7 +5,9 @@ Reads the seed tasks (``selfinstruct.seeds_file``) and the request template
 dropped task with its reason) and ``generated_stats.json``; replies are cached so a rerun never
 pays twice.
 
-    run        the stage: the async request loop, resume, stats (``generate_pool``)
+stage: ``stage.run(cfg, study_dir, progress=True)`` -> the stats (``generated_stats.json``'s content).
+
+    stage      the stage: the async request loop, resume, stats (``run``)
     seeds      the seed task file and the examples shown per request
     request    the teacher's request built from the template
     parse      the numbered tasks in a teacher's reply
@@ -14,7 +16,7 @@ pays twice.
     collector  parse, label, filter and de-duplicate each reply, keep count per reason
     tables     what the notebook shows: reasons, examples, dropped tasks
 """
-from helpers.selfinstruct.run import generate_pool
+from helpers.selfinstruct.stage import run
 from helpers.selfinstruct.tables import dropped_examples, examples, read_stats, reason_table
 
-__all__ = ["generate_pool", "read_stats", "reason_table", "examples", "dropped_examples"]
+__all__ = ["run", "read_stats", "reason_table", "examples", "dropped_examples"]

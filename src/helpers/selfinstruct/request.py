@@ -9,7 +9,8 @@ from pathlib import Path
 import yaml
 
 from helpers.study.categories import CATEGORIES, canonical_category
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
+from helpers.study.paths import resolve
 
 
 class SelfInstructError(RuntimeError):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from helpers.selfinstruct.label import heuristic_category
 from helpers.selfinstruct.request import SelfInstructError
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
+from helpers.study.paths import resolve
 from helpers.study.records import (
     Labels,
     Problems,

@@ -1,6 +1,9 @@
 """What every stage shares: the study config, the runner, files, locks, the prompt, categories, models.
 
-    config      the study config (pydantic), ``extends:`` and ``--set`` overrides, study paths
+    config      the study config's schema: one pydantic model per section, model names
+    rules       the cross-field rules: settings no stage would read (an error), judge runs that measure nothing
+    loading     config files (``extends:``, ``--set`` overrides) to a checked config; a study's data and report folders
+    paths       the checkout, and config paths read relative to it
     runner      runs every stage notebook for every model with papermill, skipping what is up to date; status
     keys        what a stage's key holds (settings that change outputs, code, input hashes) and why one is stale
     imports     which helpers modules a notebook can run, and code hashed by its syntax tree without prose

@@ -1,24 +1,19 @@
-"""Study configs: YAML files validated on load.
+"""The study config's schema: pydantic models that forbid unknown keys, one per section.
 
-A config is plain values (nanoGPT style) checked by pydantic models that forbid
-unknown keys, so a typo such as ``lerning_rate`` stops the study with an error
-naming the key instead of silently using a default.
+A config is plain values (nanoGPT style) checked by these models, so a typo such as ``lerning_rate``
+stops the study with an error naming the key instead of silently using a default. What a section checks
+alone is a validator here; the rules that read several sections together are ``helpers.study.rules``
+(the study's validator runs them), reading YAML files is ``helpers.study.loading``.
 """
 from __future__ import annotations
 
-import os
 import re
-import warnings
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from helpers.study.categories import CATEGORIES, check_map_targets
-
-REPO = Path(__file__).resolve().parents[3]
-"""The checkout this package lives in (src layout): configs and notebooks are found from here."""
+from helpers.study.rules import ignored_settings
 
 STRATEGIES = ("random", "stratified", "quality")
 """Subset selection strategies (helpers.data.selection), in the order tables and figures show them."""
@@ -425,7 +420,7 @@ JUDGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class JudgeConfig(JudgeSettings):
-    """Stage 04's judges (helpers.judge.answers). The section's own settings are the headline judge, whose scores
+    """Stage 04's judges (helpers.judge.stage). The section's own settings are the headline judge, whose scores
     every table, curve and finding uses, exactly as in a config without ``others``; ``others`` adds judges that
     score the same answers so the report can show how far they agree (helpers.analysis.agreement):
 
@@ -480,7 +475,7 @@ class AnalysisConfig(_Strict):
 
 
 class SelfInstructConfig(EndpointConfig):
-    """The optional self-instruct stage (00_selfinstruct, helpers.selfinstruct.run): a teacher model behind any
+    """The optional self-instruct stage (00_selfinstruct, helpers.selfinstruct.stage): a teacher model behind any
     OpenAI-compatible endpoint expands seed tasks into ``generated.jsonl``, the pool of ``data.source: generate``.
 
     The issue's ``pool: {source: generate, ...}`` is ``data: {source: generate}`` plus this section."""
@@ -610,91 +605,6 @@ class StudyConfig(_Strict):
         return ["base"] + [m for st in self.strategies for m in self.strategy_models(st)]
 
 
-def changed_fields(section: BaseModel, skip: tuple[str, ...] = ()) -> list[str]:
-    """The fields of ``section`` the config sets (pydantic's ``model_fields_set``) to a value other than
-    the default: a setting written out at its default changes nothing, so it is never an error to keep it."""
-    fields = type(section).model_fields
-    return [name for name in fields if name in section.model_fields_set and name not in skip
-            and getattr(section, name) != fields[name].get_default(call_default_factory=True)]
-
-
-def _keys(section: str, names: list[str]) -> str:
-    return ", ".join(f"{section}.{n}" for n in names)
-
-
-def ignored_settings(cfg: "StudyConfig") -> list[str]:
-    """Settings the config sets that no stage would read, each with what makes it so and how to fix it.
-
-    A setting with no effect is an error, not silence: a study that trains on the built-in suite while
-    the user believes it read their ``data.train_files``, or an offline judge that ignores the
-    ``judge.model`` written for it, produces numbers that answer another question than the one asked.
-    Only settings given a value other than the default count (``changed_fields``), so a config may
-    spell out defaults. Each problem starts with the key, as every config error does.
-    """
-    d, out = cfg.data, []
-    builtin_eval = d.source in ("builtin", "generate") and not d.eval_file
-    if d.source == "builtin" and d.train_files:
-        out.append("data.train_files: has no effect with data.source: builtin (the pool is the built-in suite); "
-                   "set data.source: file (local files) or hf (hub datasets) to train on them, or remove it")
-    if d.source == "generate" and d.train_files:
-        out.append("data.train_files: has no effect with data.source: generate (the pool is generated.jsonl of the "
-                   "self-instruct stage); set data.source: file to train on these files, or remove it")
-    if d.source != "builtin" and "pool_size" in changed_fields(d):
-        out.append(f"data.pool_size: has no effect with data.source: {d.source} (it sizes the built-in suite's pool "
-                   f"only); remove it")
-    if not builtin_eval and "eval_per_category" in changed_fields(d):
-        why = "the eval set is data.eval_file" if d.eval_file else f"data.source: {d.source} reads data.eval_file"
-        out.append(f"data.eval_per_category: has no effect here ({why}; it sizes the built-in suite's eval split "
-                   f"only); remove it")
-    if d.revision is not None:
-        hub = [f for f in d.train_files if not resolve(f).exists()]
-        if d.source in ("builtin", "generate"):
-            out.append(f"data.revision: has no effect with data.source: {d.source} (it pins a Hugging Face dataset "
-                       "in data.train_files); remove it")
-        elif not hub:
-            out.append(f"data.revision: has no effect: every data.train_files entry is a local file or folder "
-                       f"({', '.join(d.train_files)}), and only a Hugging Face dataset has revisions; remove it")
-        elif len(hub) > 1:
-            out.append(f"data.revision: pins one Hugging Face dataset, but data.train_files names {len(hub)} "
-                       f"({', '.join(hub)}) and a revision belongs to one repository; keep one hub dataset per "
-                       "study, or download the others and list them as local files")
-    if d.source == "builtin" and not d.eval_file and d.category_map:
-        out.append("data.category_map: has no effect with data.source: builtin and no data.eval_file (the built-in "
-                   "suite uses the canonical use-case names; the map is for labels in files); remove it")
-    if "quality" not in cfg.strategies and "quality" in changed_fields(d):
-        out.append(f"data.quality: has no effect without the quality strategy (strategy: {cfg.strategy}); "
-                   "add quality to strategy, or remove it")
-    if cfg.train.method == "full" and "lora" in changed_fields(cfg.train):
-        out.append("train.lora: has no effect with train.method: full; set method: lora, or remove it")
-    sampling = [n for n in changed_fields(cfg.generate) if n in ("temperature", "top_p")]
-    if not cfg.generate.do_sample and sampling:
-        out.append(f"{_keys('generate', sampling)}: {'has' if len(sampling) == 1 else 'have'} no effect with "
-                   "generate.do_sample: false (greedy decoding); set do_sample: true, or remove "
-                   f"{'it' if len(sampling) == 1 else 'them'}")
-    if cfg.generate.backend != "hf" and "dtype" in changed_fields(cfg.generate):
-        out.append(f"generate.dtype: has no effect with generate.backend: {cfg.generate.backend} (it sets the hf "
-                   "backend's weights; vllm has generate.vllm.dtype, a server its own); remove it")
-    judges = [("judge", cfg.judge)] + [(f"judge.others.{n}", j) for n, j in cfg.judge.others.items()]
-    for section, j in judges:
-        if j.kind != "offline" and "code_execution" in changed_fields(j):
-            out.append(f"{section}.code_execution: has no effect with {section}.kind: {j.kind} (only the offline judge "
-                       "runs an answer's code); remove it")
-        if j.kind == "offline":
-            judge = changed_fields(j, skip=("kind", "code_execution", "others"))
-            if judge:
-                out.append(f"{_keys(section, judge)}: {'has' if len(judge) == 1 else 'have'} no effect with "
-                           f"{section}.kind: offline (the offline judge calls no model, uses no prompts and runs "
-                           f"once); set {section}.kind: openai to judge with an LLM, or remove "
-                           f"{'it' if len(judge) == 1 else 'them'}")
-    if d.source != "generate":
-        si = changed_fields(cfg.selfinstruct)
-        if si:
-            out.append(f"{_keys('selfinstruct', si)}: {'has' if len(si) == 1 else 'have'} no effect without "
-                       "data.source: generate (the self-instruct stage runs only then); set data.source: generate, "
-                       f"or remove {'it' if len(si) == 1 else 'them'}")
-    return out
-
-
 def split_model(name: str) -> tuple[str | None, int]:
     """(strategy, training examples) of a model name: ``"base"`` -> (None, 0),
     ``"640"`` -> (None, 640), ``"quality-640"`` -> ("quality", 640)."""
@@ -711,146 +621,3 @@ def split_model(name: str) -> tuple[str | None, int]:
     if n <= 0:
         raise ValueError(f"model name {name!r}: a scale must be a positive example count")
     return strategy or None, n
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the key."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error.
-
-    PyYAML keeps the last of two equal keys without a word, so two judges named alike under ``judge.others``
-    (or a section written twice) would silently become one."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice in one mapping (first at line {seen[key] + 1}); "
-                                "a second entry would silently replace the first", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """A config file as a mapping, with ``extends: other.yaml`` resolved.
-
-    ``extends`` names another config, relative to this file's folder; this file's keys are laid
-    over it section by section (a mapping merges key by key, anything else replaces), so a
-    variant of the default study says only what differs.
-    """
-    path = resolve(path)
-    if path in _seen:
-        raise ConfigError(f"{path}: extends itself through {' -> '.join(map(str, _seen + (path,)))}")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
-    except FileNotFoundError:
-        where = f" (extended by {_seen[-1]})" if _seen else ""
-        raise ConfigError(f"{path}: config file not found{where}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    if not isinstance(parent, str):
-        raise ConfigError(f"{path}: extends: expected the path of one config file, got {parent!r}")
-    return merge(read_config(path.parent / parent, _seen + (path,)), raw)
-
-
-def merge(base: dict, over: dict) -> dict:
-    """``over`` laid over ``base``: mappings merge key by key, other values replace."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def apply_override(raw: dict, override: str) -> dict:
-    """``section.key=value`` (the value read as YAML: ``1e-4``, ``[64, 128]``, ``true``) set in ``raw``.
-
-    >>> apply_override({"train": {"lr": 0.1}}, "train.lr=1e-4")
-    {'train': {'lr': 0.0001}}
-    """
-    key, sep, value = override.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(parts):
-        raise ConfigError(f"--set {override!r}: expected section.key=value, e.g. train.lr=1e-4")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {override!r}: the value is not valid YAML: {e}") from None
-    if isinstance(parsed, float) or (isinstance(parsed, str) and _FLOAT.match(parsed)):
-        parsed = float(parsed)  # YAML 1.1 reads "1e-4" as a string; a config number never is one
-    out = dict(raw)
-    node = out
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {override!r}: {'.'.join(parts[:i + 1])} is not a section")
-        node[part] = dict(child)
-        node = node[part]
-    node[parts[-1]] = parsed
-    return out
-
-
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> StudyConfig:
-    """The study config in ``path`` (after ``extends``), with ``--set`` overrides applied and checked."""
-    path = resolve(path)
-    raw = read_config(path)
-    for override in overrides:
-        raw = apply_override(raw, override)
-    try:
-        cfg = StudyConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            # our cross-field checks already start their message with the full key
-            problems.append(msg if re.match(r"^[a-z_.]+(\.[A-Za-z0-9_.-]+)?(, [a-z_.]+(\.[A-Za-z0-9_.-]+)?)*: ", msg)
-                            else f"{key}: {msg}")
-        given = f" with --set {' '.join(overrides)}" if overrides else ""
-        raise ConfigError(f"{path}{given}: invalid config\n  " + "\n  ".join(problems)) from None
-    for text in judge_run_warnings(cfg):
-        warnings.warn(f"{path}: {text}", JudgeRunsWarning, stacklevel=2)
-    return cfg
-
-
-def resolve(path: str | Path) -> Path:
-    """Relative paths are read from the checkout, so notebooks work from any working directory."""
-    path = Path(os.path.expanduser(str(path)))
-    return path if path.is_absolute() else REPO / path
-
-
-def study_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
-    return resolve(root or REPO) / "data" / cfg.study
-
-
-def report_dir(cfg: StudyConfig, root: str | Path | None = None) -> Path:
-    return resolve(root or REPO) / "reports" / cfg.study
-
-
-class JudgeRunsWarning(UserWarning):
-    """A config whose repeated judge runs cannot measure what repeating them is for."""
-
-
-def judge_run_warnings(cfg: StudyConfig) -> list[str]:
-    """One line per LLM judge with ``runs > 1`` at ``temperature: 0``.
-
-    The paper averages three ChatGPT runs because its generations vary. At temperature 0 every run asks
-    for the same (most likely) reply, and the run index sent as ``seed`` changes nothing, so the spread
-    across runs measures only the server's nondeterminism (batching, floating point), not the judge's
-    own variability; the runs cost ``runs`` times as much for nearly one run's information."""
-    judges = [("judge", cfg.judge)] + [(f"judge.others.{n}", j) for n, j in cfg.judge.others.items()]
-    return [f"{key}.runs: {j.runs} runs at {key}.temperature 0 ask for the same reply {j.runs} times; their spread "
-            "measures only the server's nondeterminism, not the judge's variability the paper averaged over. "
-            f"Set {key}.temperature above 0 (the run index is sent as the seed) or {key}.runs: 1"
-            for key, j in judges if j.kind == "openai" and j.runs > 1 and j.temperature == 0]

@@ -16,10 +16,10 @@ The rule, the same for every stage: a key holds what changes the execution's out
 - Outputs: a record also keeps the hashes of what the execution wrote; one edited or deleted by hand
   makes the execution stale.
 
-Training has a narrower key of its own (``helpers.finetune.run.run_key``), which decides whether a
+Training has a narrower key of its own (``helpers.finetune.stage.run_key``), which decides whether a
 checkpoint may be resumed and whether a finished model is kept: the base model, the same training
 settings, the subset's hash and the code that builds tokens, masks, the loss and the training
-arguments (``helpers.finetune.run.TRAINING_CODE``). So a finetune execution that reruns for another
+arguments (``helpers.finetune.stage.TRAINING_CODE``). So a finetune execution that reruns for another
 reason (a changed logging line) finds its models already trained and trains nothing.
 
 Each record under ``data/<study>/.stages/`` keeps the parts of its key, so ``status`` can name what changed:
@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
 from helpers.study.hashes import hash_path
 from helpers.study.imports import code_digest, code_hashes, code_label, notebook_modules
+from helpers.study.paths import REPO
 
 STAGE_SETTINGS = {
     "selfinstruct": ("seed", "selfinstruct"),

@@ -14,8 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
-from helpers.study.config import REPO, StudyConfig
+from helpers.study.config import StudyConfig
 from helpers.study.files import atomic_write_text
+from helpers.study.paths import REPO
 
 EMBEDDED = "embedded"
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from helpers.study.config import StudyConfig, load_config, study_dir
+from helpers.study.config import StudyConfig
+from helpers.study.loading import load_config, study_dir
 from helpers.study.lock import hold_in_kernel
 
 _started: list[float] = []

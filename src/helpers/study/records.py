@@ -306,7 +306,7 @@ def generated_id(rid: str, where: str, seen: dict, problems: Problems) -> str | 
 
 
 def local_path(spec: str) -> Path | None:
-    from helpers.study.config import resolve
+    from helpers.study.paths import resolve
 
     p = resolve(spec)
     return p if p.exists() else None

@@ -26,12 +26,14 @@ from importlib import metadata
 from pathlib import Path
 
 from helpers.study import hashes
-from helpers.study.config import REPO, StudyConfig, load_config, report_dir, resolve, study_dir
+from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, write_json
 from helpers.study.hashes import hash_path
 from helpers.study.judges import study_judges
 from helpers.study.keys import Status, digest, key_parts, own_status, path_label, upstream
+from helpers.study.loading import load_config, report_dir, study_dir
 from helpers.study.lock import study_lock
+from helpers.study.paths import REPO, resolve
 
 NOTEBOOKS = REPO / "notebooks"
 

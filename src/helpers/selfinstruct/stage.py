@@ -74,8 +74,9 @@ from helpers.selfinstruct.request import (
     request_key,
 )
 from helpers.selfinstruct.seeds import load_seed_tasks, sample_examples
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, read_jsonl, write_json, write_jsonl
+from helpers.study.paths import resolve
 
 
 @dataclass
@@ -271,7 +272,7 @@ class _Run:
                 await self.api.close()
 
 
-def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> dict:
+def run(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> dict:
     """Run (or resume) the stage: ``generated.jsonl``, ``generated_dropped.jsonl``, ``generated_stats.json``.
 
     Returns the stats written to ``generated_stats.json``.
@@ -295,9 +296,9 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
 
     bar = tqdm(total=s.target, initial=collector.kept, desc=f"self-instruct {s.model}", unit="item",
                mininterval=5, disable=not progress)
-    run = _Run(cfg, seeds, parts, collector, cache, key, progress=bar)
+    loop = _Run(cfg, seeds, parts, collector, cache, key, progress=bar)
     try:
-        run_coroutine(run.run)
+        run_coroutine(loop.run)
     finally:
         bar.close()
         for o in outs:
@@ -306,12 +307,12 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
     paths.dropped.touch()  # no task dropped is an outcome too: the file is there, empty (its appender never opened it)
     summary = collector.summary()
     cost = s.cost(summary["tokens"]["prompt"], summary["tokens"]["completion"])
-    api = run.api.stats if run.api is not None else None
+    api = loop.api.stats if loop.api is not None else None
     stats = {
         "teacher": s.model, "target": s.target, "reached_target": collector.kept >= s.target, **summary,
         "cost": round(cost, 6),
-        "requests": {"processed": collector.requests, "resumed_from": resumed, "sent_now": run.sent_now,
-                     "from_cache": run.from_cache, "failed": collector.failed, "unused_in_cache": run.unused,
+        "requests": {"processed": collector.requests, "resumed_from": resumed, "sent_now": loop.sent_now,
+                     "from_cache": loop.from_cache, "failed": collector.failed, "unused_in_cache": loop.unused,
                      "attempts_now": api.attempts if api else 0, "retries_now": api.retries if api else 0,
                      "max_requests": max_requests(cfg)},
         "seeds": {"file": str(resolve(s.seeds_file)), "tasks": len(seeds)},
@@ -323,7 +324,7 @@ def generate_pool(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> d
     write_json(paths.stats, stats)
     drops = ", ".join(f"{r} {n}" for r, n in stats["dropped"].items() if n) or "none"
     print(f"self-instruct {s.model}: {collector.kept} of {s.target} items kept from {summary['tasks_parsed']} tasks in "
-          f"{collector.requests} replies ({run.sent_now} requested now, {run.from_cache} from the cache, "
+          f"{collector.requests} replies ({loop.sent_now} requested now, {loop.from_cache} from the cache, "
           f"{collector.failed} failed); dropped: {drops}; {summary['tokens']['prompt']} input + "
           f"{summary['tokens']['completion']} output tokens, ${cost:.4f}; {stats['seconds']} s", flush=True)
     if not stats["reached_target"]:

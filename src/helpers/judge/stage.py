@@ -15,7 +15,7 @@ to ``judgments/<model>.jsonl`` (atomically, at the end):
   cost). Its reply is read by ``parse_score``; a reply without a readable score is
   stored as a null with the text and a ``reason``, never as 0.
 
-Every judge of the study scores the same answers (``judge_with_every_judge``): the headline judge
+Every judge of the study scores the same answers (``run``): the headline judge
 (the ``judge`` section) into ``judgments/<model>.jsonl``, each judge of ``judge.others`` into
 ``judgments/<name>/<model>.jsonl`` (``helpers.study.judges``), so the analysis can set them against
 each other (``helpers.analysis.agreement``) while every other table reads the headline judge's files.
@@ -80,8 +80,8 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path, judge: Jud
     return path
 
 
-def judge_with_every_judge(cfg: StudyConfig, model_name: str, study_dir: Path) -> dict[str, Path]:
-    """Every judge of the study over the answers of ``model_name``: ``{judge name: judgments file}``, the
+def run(cfg: StudyConfig, study_dir: Path, model: str) -> dict[str, Path]:
+    """Every judge of the study over the answers of ``model``: ``{judge name: judgments file}``, the
     headline judge first. Each LLM judge's key is checked before any judge starts, so a missing second key
     does not stop the stage after the first judge has spent its requests."""
     judges = study_judges(cfg)
@@ -91,4 +91,4 @@ def judge_with_every_judge(cfg: StudyConfig, model_name: str, study_dir: Path) -
 
         for j in llm:
             judge_key(cfg, j)
-    return {j.name: judge_answers(cfg, model_name, study_dir, j) for j in judges}
+    return {j.name: judge_answers(cfg, model, study_dir, j) for j in judges}

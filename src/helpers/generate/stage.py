@@ -20,7 +20,7 @@ from helpers.generate.hf import hf_answers
 from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, read_jsonl
 
-__all__ = ["generate_answers", "generate_models"]
+__all__ = ["generate_answers", "run"]
 
 
 def set_aside_if_stale(study_dir: Path, model: str, key: str) -> Path | None:
@@ -69,10 +69,10 @@ def open_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> tuple[Pa
 
 def generate_answers(cfg: StudyConfig, model_name: str, study_dir: Path) -> Path:
     """Answer every eval item with ``model_name`` ("base" or a scale); returns the answers file."""
-    return generate_models(cfg, [model_name], study_dir)[0]
+    return run(cfg, study_dir, [model_name])[0]
 
 
-def generate_models(cfg: StudyConfig, models: list[str], study_dir: Path) -> list[Path]:
+def run(cfg: StudyConfig, study_dir: Path, models: list[str]) -> list[Path]:
     """Answer every eval item with each of ``models``; returns their answers files.
 
     With the vllm backend all of them go to one call, so the base weights load once for the base model and

@@ -241,7 +241,7 @@ class CachedRowsTrainer(LabelOnlyHeadTrainer):
         return sampler
 
 
-TRAINING_CODE = ("helpers.finetune.run", "helpers.finetune.tokens", "helpers.finetune.cache",
+TRAINING_CODE = ("helpers.finetune.stage", "helpers.finetune.tokens", "helpers.finetune.cache",
                  "helpers.finetune.head", "helpers.study.prompt")
 """The code that builds the tokens, the masks, the loss and the training arguments: part of the run key."""
 
@@ -302,7 +302,7 @@ def last_checkpoint(work: Path, key: str) -> Path | None:
     return None
 
 
-def train(cfg: StudyConfig, study_dir: Path, scale: str | None = None) -> list[Path]:
+def run(cfg: StudyConfig, study_dir: Path, scale: str | None = None) -> list[Path]:
     """Train what the config's schedule asks for; returns the saved model folders.
 
     ``separate``: one run on ``subsets/<scale>.jsonl`` (``scale`` is a model name such as

@@ -1,6 +1,6 @@
 """Stage 01: the instruction pool, the eval set and the nested training subsets.
 
-``prepare`` runs, in this order, and prints and records (``data_stats.json``) what each step
+``run`` runs, in this order, and prints and records (``data_stats.json``) what each step
 removed and why; every removed pool item is listed in ``removed.jsonl`` with its reason:
 
 1. load the pool and the eval set (the built-in suite, or files / Hugging Face datasets through
@@ -29,9 +29,10 @@ from collections import Counter
 from pathlib import Path
 
 from helpers.data.stats import count_tokens, length_tokenizer, subset_stats
-from helpers.study.config import StudyConfig, resolve
+from helpers.study.config import StudyConfig
 from helpers.study.dedup import dedup_records, find_contamination, verbatim_hits
 from helpers.study.files import write_json, write_jsonl
+from helpers.study.paths import resolve
 from helpers.study.prompt import question
 
 
@@ -136,7 +137,7 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def prepare(cfg: StudyConfig, study_dir: Path) -> dict:
+def run(cfg: StudyConfig, study_dir: Path) -> dict:
     """Write pool.jsonl, eval.jsonl, subsets/<scale>.jsonl, removed.jsonl and data_stats.json; return the stats."""
     pool, items, sources = load_sources(cfg, study_dir)
     loaded = len(pool)

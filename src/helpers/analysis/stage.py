@@ -1,8 +1,8 @@
 """Per-use-case scores, their uncertainty, and how they change with the amount of data.
 
-Pure functions over tidy pandas frames; only ``load_scores``, ``load_answers`` and
-``write_results`` touch files. The one frame everything starts from is the *long*
-frame of ``load_scores``: one row per (model, item, judge run).
+Pure functions over tidy pandas frames; only ``load_scores``, ``load_answers``, ``write_results`` and
+``run`` (the stage: ``write_results`` with the study's settings) touch files. The one frame everything
+starts from is the *long* frame of ``load_scores``: one row per (model, item, judge run).
 
 Conventions used throughout
 ---------------------------
@@ -57,8 +57,9 @@ from helpers.analysis.scores import (
 )
 from helpers.analysis.trends import trend_labels
 from helpers.study.categories import DISPLAY_NAMES, category_order, display_name
-from helpers.study.config import STRATEGIES
+from helpers.study.config import STRATEGIES, StudyConfig
 from helpers.study.files import atomic_write_text, read_json, read_jsonl, write_json
+from helpers.study.judges import study_judges
 from helpers.study.order import OVERALL, OVERALL_ITEMS, model_order, strategy_groups, strategy_of
 
 
@@ -219,6 +220,21 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     atomic_write_text(study_dir / "results.csv", table[cols].to_csv(index=False))
     write_json(study_dir / "results.json", result)
     return result
+
+
+def run(cfg: StudyConfig, study_dir: str | Path, models: list[str] | None = None) -> dict:
+    """The stage: ``write_results`` over ``models`` (default: every model of the study that has the headline
+    judge's judgments; the others are named as left out) with the study's judges, the headline judge first,
+    and its ``analysis``, ``judge`` and ``model.checkpoints`` settings. Returns the JSON content."""
+    study_dir = Path(study_dir)
+    if models is None:
+        models = [m for m in cfg.models if (study_dir / "judgments" / f"{m}.jsonl").exists()]
+        missing = sorted(set(cfg.models) - set(models))
+        if missing:
+            print(f"not judged yet, left out: {missing}")
+    return write_results(study_dir, models, n_boot=cfg.analysis.n_boot, improve=cfg.analysis.improve_threshold,
+                         judges=[j.name for j in study_judges(cfg)], checkpoints=cfg.model.checkpoints,
+                         judge_runs={"runs": cfg.judge.runs, "temperature": cfg.judge.temperature})
 
 
 def pretty_table(table) -> pd.DataFrame:
