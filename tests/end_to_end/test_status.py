@@ -6,6 +6,7 @@ kill test trains the tiny model alone (both in the slow tier).
 """
 import ast
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,13 @@ def edited_modules(monkeypatch, tmp_path, edits: dict[str, str]) -> None:
     real = imports.module_file
     copies = {}
     for name, text in edits.items():
-        copies[name] = tmp_path / f"{name}.{len(list(tmp_path.iterdir()))}.py"
+        home = real(name)
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        for data in imports.data_files(home):  # the module's data files beside the copy, as beside the module
+            (folder / data.relative_to(home.parent)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(data, folder / data.relative_to(home.parent))
+        copies[name] = folder / home.name
+        copies[name].parent.mkdir(parents=True, exist_ok=True)
         copies[name].write_text(text, encoding="utf-8")
 
     def module_file(name, package_dir=imports.PACKAGE_DIR):

@@ -107,7 +107,7 @@ def test_paper_dry_run_prints_the_plan_offline():
     env = {"HF_HUB_OFFLINE": "1", "PATH": "", **{k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}}
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/paper.yaml", "--dry-run"],
                          cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
-    for text in ("finetune-2000000", "generate-base", "judge-1000000", "analysis", "3,800,000 examples",
+    for text in ("finetune-2000000", "generate-all", "judge-1000000", "analysis", "3,800,000 examples",
                  "FLOPs", "GPU-hours", "gpt-3.5-turbo-0125 x 3 runs", "hub dataset(s) BelleGroup/train_2M_CN",
                  "tokens to train per scale (x 2 epochs): 200000: 120.0M", "2000000: 1,200.0M",
                  "memory per GPU for model states: 18.6 GiB (full, 7,070,000,000 parameters, bf16 weights, ZeRO stage 3 over 8",

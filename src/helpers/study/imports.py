@@ -168,7 +168,7 @@ def code_hashes(modules: set[str], package_dir: Path = PACKAGE_DIR) -> dict[str,
     for m in sorted(modules):
         source = module_file(m, package_dir)
         h = hashlib.sha256(code_digest(source).encode())
-        for data in data_files(package_dir.parent / code_label(m, package_dir)):
+        for data in data_files(source):
             h.update(data.name.encode() + b"\0" + data.read_bytes())
         out[m] = h.hexdigest()
     return out
