@@ -52,6 +52,7 @@ def curve(df, **kw) -> dict:
     return scaling_curves(df, n_boot=N_BOOT, **kw).set_index("category").loc["extraction"].to_dict()
 
 
+@pytest.mark.slow
 def test_a_saturating_curve_is_chosen_and_recovers_its_ceiling():
     r = curve(frame(saturating_truth))
     assert r["form"] == r["verdict"] == SATURATING, r["reason"]

@@ -146,6 +146,7 @@ def test_a_claim_about_a_scale_this_study_lacks_cannot_tell(tmp_path):
     assert r["verdict"] == "cannot tell" and "stands for the paper's 0.6M" in r["reason"]
 
 
+@pytest.mark.slow
 def test_the_released_checkpoints_are_compared_score_by_score(tmp_path):
     paper = P.load_figure1()["scores"]
     levels = {"math": [paper["math"][0], paper["math"][1], 0.9, paper["math"][3]],

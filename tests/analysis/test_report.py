@@ -230,6 +230,7 @@ def test_the_report_renders_in_headless_chromium_at_1280_px(built):
     assert order == sorted(order)
 
 
+@pytest.mark.slow
 def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
     """12 use cases x 13 models (a strategy grid): every figure stays at most MAX_WIDTH inches wide."""
     import struct
@@ -258,6 +259,7 @@ def test_figures_fit_a_1280_px_page_however_many_use_cases_and_models(tmp_path):
 CHROMIUM = "/usr/bin/chromium"
 
 
+@pytest.mark.slow
 def test_a_twelve_use_case_study_at_the_papers_shares_shows_every_use_case_beside_the_paper(tmp_path):
     """Scales at 0.1 / 0.3 / 0.5 / 1 of the largest, as the default study's: every use case and Overall in
     the agreement table with a best-scale comparison, and no forecast is a point (low == high) or capped,

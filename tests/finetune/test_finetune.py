@@ -88,6 +88,7 @@ def test_compute_estimate_counts_lora_cheaper_than_full():
     assert full == 6 * 100 * 1000 and lora < full
 
 
+@pytest.mark.slow
 def test_train_scale_writes_adapter_log_and_summary(tmp_path, tiny_model_dir):
     cfg = make_config(tiny_model_dir)
     write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)

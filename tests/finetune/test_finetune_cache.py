@@ -63,6 +63,7 @@ def study(tmp_path):
     return tmp_path, records
 
 
+@pytest.mark.slow
 def test_cached_rows_equal_the_old_list_path_and_scales_are_slices(study, tiny_model_dir, capsys):
     sd, records = study
     cfg = make_config(tiny_model_dir, scales=[4, 12], train={"max_length": 32, "bf16": False})

@@ -263,6 +263,7 @@ def test_the_logits_that_the_label_only_head_does_not_spare_count_against_the_ca
         check_fits("full", ZERO3, p, p, zero3, 8, 2, 24 * GIB, largest_layer=largest, logits=logits)
 
 
+@pytest.mark.slow
 def test_a_full_fine_tune_is_published_with_its_tokenizer_and_generation_config(tmp_path, tiny_bloom_dir):
     """The published folder is what vLLM, AutoTokenizer and anyone downloading it load: in a fresh process,
     from that folder alone (the base model's folder out of reach)."""

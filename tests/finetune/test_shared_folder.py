@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from helpers.study.paths import REPO
 
 SCRIPT = textwrap.dedent("""
@@ -34,6 +36,7 @@ def two_ranks(tmp_path, *folders):
                            str(script), *map(str, folders)], cwd=REPO, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_two_ranks_on_one_folder_pass_and_leave_nothing_behind(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -43,6 +46,7 @@ def test_two_ranks_on_one_folder_pass_and_leave_nothing_behind(tmp_path):
     assert list(shared.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_ranks_on_different_folders_stop_with_the_hosts_named(tmp_path):
     node_a, node_b = tmp_path / "node-a", tmp_path / "node-b"
     node_a.mkdir()

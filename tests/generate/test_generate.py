@@ -25,6 +25,7 @@ def test_batches_share_a_token_budget_and_respect_the_size(tiny_model_dir):
         assert len({cfg.generate.tokens_for(it["category"]) for it in b}) == 1
 
 
+@pytest.mark.slow
 def test_generate_writes_one_answer_per_item_and_resumes(tmp_path, tiny_model_dir):
     cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}})
     write_jsonl(tmp_path / "eval.jsonl", ITEMS)
@@ -79,6 +80,7 @@ def test_answers_go_to_the_gpu_in_bf16_and_to_the_cpu_in_bf16_only_where_it_is_n
     assert generation_placement("float32") == {"dtype": torch.float32, "device_map": "auto"}
 
 
+@pytest.mark.slow
 def test_the_hf_dtype_reaches_the_model_and_its_note(tmp_path, tiny_model_dir):
     cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}, "dtype": "bfloat16"})
     write_jsonl(tmp_path / "eval.jsonl", ITEMS)
@@ -113,6 +115,7 @@ def test_generate_dtype_with_another_backend_is_an_error(tiny_model_dir):
     make_config(tiny_model_dir, generate={"backend": "vllm", "dtype": "auto", "max_new_tokens": {"default": 4}})  # the default
 
 
+@pytest.mark.slow
 def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(tmp_path, tiny_model_dir):
     cfg = make_config(tiny_model_dir, generate={"batch_size": 3, "max_new_tokens": {"default": 4}})
     write_jsonl(tmp_path / "eval.jsonl", ITEMS)

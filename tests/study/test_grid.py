@@ -185,6 +185,7 @@ def test_a_one_strategy_study_has_no_strategy_columns(tmp_path):
     assert "strategy" not in res["trends"][0] and "strategy" not in res["changes"][0]
 
 
+@pytest.mark.slow
 def test_grid_figures_and_report(grid_study, tmp_path):
     from helpers.analysis.report import build_report
 

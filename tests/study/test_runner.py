@@ -100,6 +100,7 @@ def test_training_settings_do_not_touch_the_data_stage(tmp_path):
     assert fingerprint(a, fa["finetune-4"]) != fingerprint(b, fb["finetune-4"])
 
 
+@pytest.mark.slow
 def test_paper_dry_run_prints_the_plan_offline():
     """Anywhere, the plan and the estimate; then the preflight says what this machine lacks (exit 2)."""
     import os
@@ -142,6 +143,7 @@ def test_overrides_reach_fingerprints_manifest_notebooks_and_training_processes(
     assert cmd[cmd.index("--set") + 1] == "train.lr=1e-4"
 
 
+@pytest.mark.slow
 def test_cli_set_changes_the_plan(tmp_path):
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--root", str(tmp_path),
                           "--set", "scales=[4, 8, 12]", "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120)
