@@ -52,7 +52,7 @@ $(TEST_STAMP): $(STAMP)
 # every notebook on the micro config (in a scratch root so nothing under data/ is touched).
 test: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow and not vllm"
+	$(BIN)/python -m pytest -m "not slow and not vllm and not slurm"
 
 test-all: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
