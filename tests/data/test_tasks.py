@@ -10,6 +10,7 @@ import pytest
 from helpers.data.suite import CITIES, SURNAMES, build_suite, generate
 from helpers.judge.offline import score_answer
 from helpers.study.categories import CATEGORIES
+from helpers.study.paths import REPO
 from helpers.study.prompt import question
 
 CHECK_TYPES = {
@@ -264,9 +265,8 @@ def test_the_built_wheel_carries_the_data_files(tmp_path):
     import subprocess
     import sys
     import zipfile
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
     src = tmp_path / "src"
     shutil.copytree(repo / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(repo / "pyproject.toml", tmp_path)
