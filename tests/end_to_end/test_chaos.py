@@ -68,7 +68,7 @@ What is asserted at the end:
     cost of the kills is counted exactly, never more. The ``delivered`` trigger kills the client
     from the server thread right after a write, to land in the window on purpose.
 
-Runtime on the 2-core reference machine: about 5 min in all (9 min while other jobs share the cores).
+Runtime on the 2-core reference machine: about 8 min in all (measured in `make test-all` from a clean clone).
 ``pytest -m chaos`` runs this file alone; ``CHAOS_SEEDS=0,1,2 pytest -m chaos`` draws more plans.
 """
 from __future__ import annotations
