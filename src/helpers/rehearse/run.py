@@ -147,8 +147,9 @@ def projections(config: str | Path, root: Path, tflops: float, gpu_gib: float, g
 
 
 def rehearse(config: str | Path, root: str | Path | None = None, tflops: float = 125.0, gpu_gib: float = GPU_GIB,
-             gen_tps: float = GEN_TOKENS_PER_S, out=print) -> int:
-    """Rehearse ``config``; print the table; 0 when every check passed, else 1."""
+             gen_tps: float = GEN_TOKENS_PER_S, out=print, small: bool = False) -> int:
+    """Rehearse ``config``; print the table; 0 when every check passed, else 1. ``small``: two scales, hf for
+    vLLM (``helpers.rehearse.shrink.shrunk_config``), every other check the same."""
     from helpers.finetune.launch import launch_command, zero_settings
     from helpers.rehearse.shrink import KEY_ENV, shrunk_config
     from helpers.rehearse.standin import FINGERPRINT, StandIn
@@ -164,7 +165,7 @@ def rehearse(config: str | Path, root: str | Path | None = None, tflops: float =
         [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
     rows = {s: Row(s) for s in ("data", "finetune", "generate", "judge", "analysis")}
     with StandIn([real.judge.model]) as standin:
-        raw, info = shrunk_config(config, work, standin.base_url if real.judge.kind == "openai" else None)
+        raw, info = shrunk_config(config, work, standin.base_url if real.judge.kind == "openai" else None, small)
         for stage, subs in info["subs"].items():
             rows[stage].substituted += subs
         shrunk = work / "rehearse.yaml"

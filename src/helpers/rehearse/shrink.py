@@ -21,6 +21,9 @@ from helpers.study.paths import resolve
 LARGEST = 160
 """The rehearsal's largest scale; the others keep the config's proportions to it (paper: 16, 48, 80, 160)."""
 
+SMALL_LARGEST = 80
+"""``--small``: the largest scale before only the first two are kept (paper: 8 and 24, two and six steps)."""
+
 KEY_ENV = "STUDY_REHEARSAL_KEY"
 """The environment variable the rehearsal's judge reads its (meaningless) key from."""
 
@@ -92,16 +95,19 @@ def tiny_model(cfg: StudyConfig, path: Path, texts: list[str]) -> tuple[Path, st
     return path, type(model).__name__
 
 
-def shrunk_config(config: str | Path, work: Path, judge_url: str | None) -> tuple[dict, dict]:
-    """The rehearsal's config (a mapping, written by the caller) and what was substituted, by stage."""
+def shrunk_config(config: str | Path, work: Path, judge_url: str | None, small: bool = False) -> tuple[dict, dict]:
+    """The rehearsal's config (a mapping, written by the caller) and what was substituted, by stage.
+
+    ``small`` (the rehearsal ``make test`` runs, in about two minutes): the first two scales only, a few steps
+    each, and a config's vllm backend becomes hf (no vLLM environment needed), said in the table."""
     from helpers.study.loading import load_config
 
     cfg = load_config(config)
     raw = read_config(config)
     subs: dict[str, list[str]] = {s: [] for s in ("data", "finetune", "generate", "judge")}
     raw["study"] = f"rehearse-{cfg.study}"
-    factor = LARGEST / cfg.scales[-1]
-    raw["scales"] = [max(1, round(s * factor)) for s in cfg.scales]
+    factor = (SMALL_LARGEST if small else LARGEST) / cfg.scales[-1]
+    raw["scales"] = [max(1, round(s * factor)) for s in cfg.scales][:2 if small else None]
     subs["data"].append(f"scales {', '.join(map(str, cfg.scales))} -> {', '.join(map(str, raw['scales']))}")
     data = raw.setdefault("data", {})
     evals = belle_eval(cfg.seed)
@@ -138,7 +144,11 @@ def shrunk_config(config: str | Path, work: Path, judge_url: str | None) -> tupl
     g = raw.setdefault("generate", {})
     g["max_new_tokens"] = {"default": 16}
     subs["generate"].append(f"max_new_tokens {cfg.generate.max_new_tokens} -> 16")
-    if cfg.generate.backend == "vllm":
+    if cfg.generate.backend == "vllm" and small:
+        g["backend"] = "hf"
+        g.pop("vllm", None)
+        subs["generate"].append("backend vllm -> hf (the small rehearsal; `make rehearse` runs vLLM)")
+    elif cfg.generate.backend == "vllm":
         v = g.setdefault("vllm", {})
         v.update({"gpu_memory_utilization": 0.3, "max_model_len": 256})
         subs["generate"].append("vLLM's GPU build -> its CPU build (STUDY_VLLM_PYTHON), memory share 0.3 of RAM, "
