@@ -348,3 +348,15 @@ def test_a_time_cadence_saves_when_the_minutes_have_passed(tmp_path, tiny_bloom_
                                                              perf_counter=stage.time.perf_counter))
     steps = _checkpoint_steps(tmp_path, tiny_bloom_dir, monkeypatch, save_steps=100, save_minutes=1.5)
     assert steps == [2, 4, 6, 8]
+
+
+def test_a_whole_pool_largest_scale_records_the_examples_it_trained_on(tmp_path, tiny_bloom_dir):
+    """data.largest_scale: whole_pool (paper.yaml): the model named 8 trains on the 6 records that filtering left of
+    its subset, and its train_summary.json says 6, not the 8 of its name."""
+    cfg = make_config(tiny_bloom_dir, data={"source": "builtin", "pool_size": 40, "eval_per_category": 1,
+                                            "largest_scale": "whole_pool"},
+                      train={"batch_size": 2, "per_device_batch_size": 2, "max_length": 32, "bf16": False})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS[:6])
+    out, = stage.run(cfg, tmp_path, "8")
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert (summary["examples"], summary["steps"]) == (6, 3)
