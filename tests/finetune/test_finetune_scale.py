@@ -263,6 +263,28 @@ def test_the_logits_that_the_label_only_head_does_not_spare_count_against_the_ca
         check_fits("full", ZERO3, p, p, zero3, 8, 2, 24 * GIB, largest_layer=largest, logits=logits)
 
 
+def test_the_check_before_training_counts_the_logits_on_more_than_one_process(tmp_path, tiny_bloom_dir, monkeypatch):
+    """On more than one process the label-only head is off, so every position's logits come on top of the model
+    states: a card that holds the states and half the logits is refused before training, the logits named."""
+    from transformers import AutoConfig
+
+    from helpers.estimate import local_params
+    from helpers.finetune.memory import logits_memory, size
+
+    cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 2,
+                                             "num_processes": 2, "max_length": 32, "bf16": False})
+    states = 16 * local_params(cfg)  # fp32, no ZeRO: every GPU holds weights, gradients and Adam states
+    logits = logits_memory(2, 32, AutoConfig.from_pretrained(tiny_bloom_dir).vocab_size)
+    monkeypatch.setattr(stage, "world_size", lambda: 2)  # as launched on two processes (no process group needed)
+    monkeypatch.setattr(stage.torch, "set_num_threads", lambda n: None)  # the rest of the session keeps its threads
+    monkeypatch.setattr(stage, "gpu_memory", lambda: int(states + logits / 2))
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    with pytest.raises(ValueError, match=rf"the model does not fit: .* and {size(logits)} of logits need "
+                                         rf"{size(states + logits)} per GPU"):
+        stage.run(cfg, tmp_path, "8")
+
+
 @pytest.mark.slow
 def test_a_full_fine_tune_is_published_with_its_tokenizer_and_generation_config(tmp_path, tiny_bloom_dir):
     """The published folder is what vLLM, AutoTokenizer and anyone downloading it load: in a fresh process,
