@@ -156,6 +156,10 @@ def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bl
 
     adapter = load_file(out / "adapter_model.safetensors")
     assert any(w.abs().sum() > 0 for k, w in adapter.items() if "lora_B" in k)  # gradients got through
+    # the forward runs again in the backward pass: 2 x params x tokens more (8NT for a full fine-tune)
+    e = json.loads((out / "train_summary.json").read_text())["estimate"]
+    frozen = e["params"] - e["trainable"]
+    assert e["flops"] == e["epochs"] * e["tokens"] * (4 * frozen + 6 * e["trainable"] + 2 * e["params"]) > 0
 
 
 def test_gradient_checkpointing_on_an_architecture_without_it_is_refused(tmp_path, tiny_bloom_dir, monkeypatch):
