@@ -49,11 +49,11 @@ def test_the_judge_cost_is_an_upper_bound_from_the_eval_set_and_the_rubrics(tmp_
                                   "price_per_1k_input": 1.0, "price_per_1k_output": 2.0},
                       generate={"max_new_tokens": {"default": 30}})
     write_jsonl(tmp_path / "eval.jsonl", [{"id": "a", "category": "math", "question": "问" * 40, "reference": "答" * 5},
-                                          {"id": "b", "category": "code", "question": "问" * 20, "reference": "答" * 25}])
+                                          {"id": "b", "category": "code", "question": "问" * 20, "reference": "答" * 10}])
     [line] = judge_lines(cfg, tmp_path)
     judgments = 2 * 3 * 2  # items x models (base, 4, 8) x runs
     requests = judgments * 3  # each judgment asked up to judge.parse_retries (2) more times
-    # the longest rubric (300 three-byte characters), the longest item (question + reference: 45 characters),
+    # the longest rubric (300 three-byte characters), the longest item (question + reference: 45 characters, not 30),
     # the answer budget at 32 bytes a token, 16 tokens of chat format: tokens never exceed UTF-8 bytes
     per_prompt = 3 * 300 + 3 * 45 + 30 * 32 + 16
     prompt_tokens, completion_tokens = requests * per_prompt, requests * 100
