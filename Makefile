@@ -81,9 +81,10 @@ $(VLLM_STAMP): pyproject.toml
 	touch $(VLLM_STAMP)
 
 # The real-engine tests (marked `vllm`, deselected by `make test` and `make test-all`): the micro study's answers through
-# the vllm backend and through a vLLM OpenAI server on 127.0.0.1, compared with the hf backend.
+# the vllm backend and through a vLLM OpenAI server on 127.0.0.1, compared with the hf backend, and the preflight asking
+# the real vLLM about LoRA on Bloom. The whole rehearsal (also `slow`) is `make rehearse`.
 test-vllm: setup vllm-env
-	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m vllm -p no:cacheprovider tests/generate/test_generate_vllm.py
+	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "vllm and not slow" -p no:cacheprovider tests
 
 # The config's own code path on the CPU at shrunk sizes (README "Before you rent GPUs"); CONFIG= picks the config.
 REHEARSE_CONFIG = $(if $(filter configs/default.yaml,$(CONFIG)),configs/paper.yaml,$(CONFIG))

@@ -49,13 +49,14 @@ def test_the_judge_cost_is_an_upper_bound_from_the_eval_set_and_the_rubrics(tmp_
                                   "price_per_1k_input": 1.0, "price_per_1k_output": 2.0},
                       generate={"max_new_tokens": {"default": 30}})
     write_jsonl(tmp_path / "eval.jsonl", [{"id": "a", "category": "math", "question": "问" * 40, "reference": "答" * 5},
-                                          {"id": "b", "category": "code", "question": "问" * 20, "reference": "答" * 25}])
+                                          {"id": "b", "category": "code", "question": "问" * 20, "reference": "答" * 10}])
     [line] = judge_lines(cfg, tmp_path)
     judgments = 2 * 3 * 2  # items x models (base, 4, 8) x runs
     requests = judgments * 3  # each judgment asked up to judge.parse_retries (2) more times
-    # the longest rubric (300 three-byte characters), the longest item (question + reference: 45 characters),
-    # the answer budget at 32 bytes a token, 16 tokens of chat format: tokens never exceed UTF-8 bytes
-    per_prompt = 3 * 300 + 3 * 45 + 30 * 32 + 16
+    # the longest rubric (300 three-byte characters), the longest item (question + reference: 45 characters, not 30),
+    # the answer budget at 32 bytes a token, the message's headers (【问题】, 【参考答案】, 【待评回答】: 16 three-byte
+    # characters, and 9 line breaks), 16 tokens of chat format: tokens never exceed UTF-8 bytes
+    per_prompt = 3 * 300 + 3 * 45 + 30 * 32 + (3 * 16 + 9) + 16
     prompt_tokens, completion_tokens = requests * per_prompt, requests * 100
     cost = prompt_tokens / 1000 * 1.0 + completion_tokens / 1000 * 2.0
     assert line.startswith(f"judge j: {judgments} judgments (2 items [eval.jsonl] x 3 models x 2 run(s)) to j, "

@@ -128,6 +128,32 @@ def test_scales_beyond_the_records_of_local_train_files_stop_before_training(tmp
     assert nothing_trained(tmp_path)
 
 
+def test_whole_pool_lets_the_largest_scale_exceed_the_records_of_local_train_files(tmp_path):
+    """data.largest_scale: whole_pool (paper.yaml's): the largest scale trains on whatever the files hold after
+    filtering, so only the scale below it must fit, and leave the largest more records than it has (the data
+    stage's rule). 10 records: exact refuses a largest scale of 12, whole_pool passes; 4 records leave nothing more."""
+    from helpers.study.config import StudyConfig
+
+    evals = tmp_path / "eval.jsonl"
+    write_jsonl(evals, BELLE_EVAL[:2])
+
+    def check(records: int, largest: str):
+        train = tmp_path / f"train{records}.jsonl"
+        write_jsonl(train, [{"instruction": f"计算：{i}+1", "input": "", "output": str(i + 1)} for i in range(records)])
+        cfg = StudyConfig.model_validate({**MICRO, "data": {"source": "file", "train_files": [str(train)],
+                                                             "eval_file": str(evals), "largest_scale": largest}})
+        sd = study_dir(cfg, tmp_path)
+        return check_study(cfg, sd, [r for r in plan(cfg, sd) if r.stage.name == "data"], out=lambda s: None)
+
+    with pytest.raises(PreflightFailed, match=r"scales: the largest scale 12 exceeds the 10 records"):
+        check(10, "exact")
+    scales = next(c for c in check(10, "whole_pool") if c.name == "scales")
+    assert scales.ok and "whole pool" in scales.found and "4" in scales.found, scales.found
+    with pytest.raises(PreflightFailed, match=r"scales: 4, the scale below the largest \(data.largest_scale: whole_pool "
+                                              r"takes the whole pool\), leaves no more of the 4 records"):
+        check(4, "whole_pool")
+
+
 def test_the_self_instruct_teacher_is_checked_before_any_request(tmp_path, capsys, server):
     config = write_config(tmp_path, data={"source": "generate", "eval_per_category": 1},
                           selfinstruct={"model": "no-such-teacher", "base_url": server.base_url, "api_key_env": ENV,

@@ -9,8 +9,8 @@ The runner is shared by every stage and imports none of them, so the command lin
 
 Every figure says what it assumes; the token counts come from ``data_stats.json`` once the data
 stage has run (else about 300 tokens per example), the judge's token counts are upper bounds
-(the longest rubric, item and answer budget for every request, every retry of a reply without a score,
-``judge.max_tokens`` for every completion, and no more tokens than UTF-8 bytes).
+(the longest rubric, item and answer budget and the message's headers for every request, every retry of a
+reply without a score, ``judge.max_tokens`` for every completion, and no more tokens than UTF-8 bytes).
 """
 from __future__ import annotations
 
@@ -208,6 +208,10 @@ def judge_lines(cfg: StudyConfig, sd: Path) -> list[str]:
     shown = max((len((it.get("question", "") + (it.get("reference") or it.get("std_answer") or "")).encode())
                  for it in items), default=0) if items else 600.0
     answer = max(cfg.generate.tokens_for(c) for c in CATEGORIES) * MAX_BYTES_PER_TOKEN
+    from helpers.judge.llm import build_prompt
+
+    # the headers and line breaks the judge's message puts around rubric, question, reference and answer
+    framing = len(build_prompt("", {"question": "", "reference": "r", "category": "math"}, "a").encode()) - 2
     lines = []
     for judge in study_judges(cfg):
         j, who = judge.settings, f"judge {judge.name}" + ("" if judge.headline else f" ({judge.section})")
@@ -220,7 +224,7 @@ def judge_lines(cfg: StudyConfig, sd: Path) -> list[str]:
         prompts = resolve(j.prompts_file)
         if prompts.is_file():
             rubric = max((len(r.get("prompt", "").encode()) for r in read_jsonl(prompts)), default=0)
-        prompt_tokens = requests * (rubric + shown + answer + CHAT_OVERHEAD_TOKENS)
+        prompt_tokens = requests * (rubric + shown + answer + framing + CHAT_OVERHEAD_TOKENS)
         completion_tokens = requests * j.max_tokens
         cost = j.cost(prompt_tokens, completion_tokens)
         lines.append(f"{who}: {judgments:,} judgments ({n:,} items [{source}] x {len(cfg.models)} models x {j.runs} run(s)) "

@@ -478,7 +478,9 @@ def _training_reports(cfg: StudyConfig) -> Check:
 
 
 def _pool_size(cfg: StudyConfig) -> Check:
-    """The largest scale against the records of the train files, where they can be counted now."""
+    """The largest scale against the records of the train files, where they can be counted now; with
+    ``data.largest_scale: whole_pool`` the scale below it, which must leave the largest more records (as the data
+    stage requires after filtering)."""
     total, unknown = 0, []
     for spec in cfg.data.train_files:
         n = count_records(resolve(spec))
@@ -487,17 +489,22 @@ def _pool_size(cfg: StudyConfig) -> Check:
         else:
             total += n
     check = Check("scales")
-    largest = cfg.scales[-1]
-    if cfg.data.largest_scale == "whole_pool":  # the largest takes what there is; the next one must fit
-        largest = cfg.scales[-2] if len(cfg.scales) > 1 else 1
-    if not unknown and largest > total:
+    filters = "before de-duplication and filters, which only remove more"
+    if cfg.data.largest_scale == "whole_pool":  # the largest takes what there is; the one below must leave it more
+        below = cfg.scales[-2] if len(cfg.scales) > 1 else 0
+        which = f"{below}, the scale below the largest (data.largest_scale: whole_pool takes the whole pool),"
+        if not unknown and below >= total:
+            check.problems.append(f"scales: {which} leaves no more of the {total} records of data.train_files "
+                                  f"to the largest ({filters})")
+        elif not unknown:
+            check.found = f"{which} leaves the largest more of the {total} records of data.train_files"
+    elif not unknown and cfg.scales[-1] > total:
         check.problems.append(
-            f"scales: the largest scale {largest} exceeds the {total} records of data.train_files "
-            f"(before de-duplication and filters, which only remove more)")
-    elif unknown:
+            f"scales: the largest scale {cfg.scales[-1]} exceeds the {total} records of data.train_files ({filters})")
+    elif not unknown:
+        check.found = f"the largest scale {cfg.scales[-1]} fits the {total} records of data.train_files (before filters)"
+    if unknown:
         counted = f"{total} records counted in the other files; " if len(unknown) < len(cfg.data.train_files) else ""
         check.found = (f"{counted}{', '.join(unknown)}: not known before the data stage, which stops if the "
                        "largest scale exceeds the pool")
-    else:
-        check.found = f"the largest scale {largest} fits the {total} records of data.train_files (before filters)"
     return check

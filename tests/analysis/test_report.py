@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -190,6 +191,27 @@ def test_the_spread_across_judge_runs_says_what_it_measures(tmp_path):
         page = html.unescape(build_report(study, tmp_path / "r", "t", [], {}, {}).read_text(encoding="utf-8"))
         spread = page[page.index("<h2>Judge spread</h2>"):]
         assert says in spread[:spread.index("</p>")]
+
+
+def test_the_report_shows_which_model_answered_the_judge_and_its_fingerprint(tmp_path):
+    """An alias answers with whatever snapshot stands behind it, and a backend change shows in the fingerprint: the
+    report lists per judge every served model / system_fingerprint and the judgments each answered (a change
+    between two studies means another judge scored them)."""
+    study = make_study(tmp_path / "s")
+    for m in MODELS:  # the last model's judgments answered after the backend changed
+        rows = read_jsonl(study / "judgments" / f"{m}.jsonl")
+        write_jsonl(study / "judgments" / f"{m}.jsonl", [
+            {**r, "judge": "gpt-3.5-turbo-0125", "served_model": "gpt-3.5-turbo-0125",
+             "system_fingerprint": "fp_new" if m == MODELS[-1] else "fp_old",
+             "usage": {"requests": 1, "prompt_tokens": 100, "completion_tokens": 5, "cost": 0.0001}} for r in rows])
+    write_results(study, MODELS, n_boot=20)
+    page = html.unescape(build_report(study, tmp_path / "r", "t", [], {}, {}).read_text(encoding="utf-8"))
+    head = "<th>Served model / system_fingerprint</th>"
+    assert head in page, "no table of the models that answered the judge"
+    table = page[page.index(head):]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td class=\"num\">(.*?)</td></tr>", table[:table.index("</table>")])
+    assert rows == [("gpt-3.5-turbo-0125", "gpt-3.5-turbo-0125 / fp_old", "24"),
+                    ("gpt-3.5-turbo-0125", "gpt-3.5-turbo-0125 / fp_new", "8")]
 
 
 def test_sections_with_nothing_to_show_are_left_out_with_a_reason(built):

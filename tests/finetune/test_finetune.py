@@ -86,6 +86,7 @@ def test_compute_estimate_counts_lora_cheaper_than_full():
     full = compute_estimate(1000, 100, 100, 1)["flops"]
     lora = compute_estimate(1000, 100, 1, 1)["flops"]
     assert full == 6 * 100 * 1000 and lora < full
+    assert compute_estimate(1000, 100, 100, 1, checkpointing=True)["flops"] == 8 * 100 * 1000  # the forward twice
 
 
 @pytest.mark.slow

@@ -156,6 +156,10 @@ def test_gradient_checkpointing_reaches_the_trainer_and_trains(tmp_path, tiny_bl
 
     adapter = load_file(out / "adapter_model.safetensors")
     assert any(w.abs().sum() > 0 for k, w in adapter.items() if "lora_B" in k)  # gradients got through
+    # the forward runs again in the backward pass: 2 x params x tokens more (8NT for a full fine-tune)
+    e = json.loads((out / "train_summary.json").read_text())["estimate"]
+    frozen = e["params"] - e["trainable"]
+    assert e["flops"] == e["epochs"] * e["tokens"] * (4 * frozen + 6 * e["trainable"] + 2 * e["params"]) > 0
 
 
 def test_gradient_checkpointing_on_an_architecture_without_it_is_refused(tmp_path, tiny_bloom_dir, monkeypatch):
@@ -263,6 +267,28 @@ def test_the_logits_that_the_label_only_head_does_not_spare_count_against_the_ca
         check_fits("full", ZERO3, p, p, zero3, 8, 2, 24 * GIB, largest_layer=largest, logits=logits)
 
 
+def test_the_check_before_training_counts_the_logits_on_more_than_one_process(tmp_path, tiny_bloom_dir, monkeypatch):
+    """On more than one process the label-only head is off, so every position's logits come on top of the model
+    states: a card that holds the states and half the logits is refused before training, the logits named."""
+    from transformers import AutoConfig
+
+    from helpers.estimate import local_params
+    from helpers.finetune.memory import logits_memory, size
+
+    cfg = make_config(tiny_bloom_dir, train={"method": "full", "batch_size": 4, "per_device_batch_size": 2,
+                                             "num_processes": 2, "max_length": 32, "bf16": False})
+    states = 16 * local_params(cfg)  # fp32, no ZeRO: every GPU holds weights, gradients and Adam states
+    logits = logits_memory(2, 32, AutoConfig.from_pretrained(tiny_bloom_dir).vocab_size)
+    monkeypatch.setattr(stage, "world_size", lambda: 2)  # as launched on two processes (no process group needed)
+    monkeypatch.setattr(stage.torch, "set_num_threads", lambda n: None)  # the rest of the session keeps its threads
+    monkeypatch.setattr(stage, "gpu_memory", lambda: int(states + logits / 2))
+    monkeypatch.setattr(stage.LabelOnlyHeadTrainer, "train", lambda *a, **kw: pytest.fail("training started"))
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS)
+    with pytest.raises(ValueError, match=rf"the model does not fit: .* and {size(logits)} of logits need "
+                                         rf"{size(states + logits)} per GPU"):
+        stage.run(cfg, tmp_path, "8")
+
+
 @pytest.mark.slow
 def test_a_full_fine_tune_is_published_with_its_tokenizer_and_generation_config(tmp_path, tiny_bloom_dir):
     """The published folder is what vLLM, AutoTokenizer and anyone downloading it load: in a fresh process,
@@ -338,7 +364,25 @@ def test_the_default_cadence_is_a_share_of_the_run_not_a_step_count(tmp_path, ti
 
 
 def test_a_time_cadence_saves_when_the_minutes_have_passed(tmp_path, tiny_bloom_dir, monkeypatch):
-    clock = iter(range(0, 10_000, 50))  # 50 s a call: on_step_end and on_save each read the clock once
-    monkeypatch.setattr(stage.time, "monotonic", lambda: next(clock))
+    """The stage's clock advances 50 s at every read (the callback's start, each step's end, each save): 90 s have
+    passed at every second step, counted from the last checkpoint. The step cadence (100) never comes in 8 steps,
+    and Trainer's own save at the last step alone would give [8]; a clock not restarted by a save, every step."""
+    import types
+
+    clock = iter(range(0, 10_000, 50))
+    monkeypatch.setattr(stage, "time", types.SimpleNamespace(monotonic=lambda: next(clock),
+                                                             perf_counter=stage.time.perf_counter))
     steps = _checkpoint_steps(tmp_path, tiny_bloom_dir, monkeypatch, save_steps=100, save_minutes=1.5)
-    assert steps and steps[-1] == 8 and len(steps) < 8  # not every step, but by the clock
+    assert steps == [2, 4, 6, 8]
+
+
+def test_a_whole_pool_largest_scale_records_the_examples_it_trained_on(tmp_path, tiny_bloom_dir):
+    """data.largest_scale: whole_pool (paper.yaml): the model named 8 trains on the 6 records that filtering left of
+    its subset, and its train_summary.json says 6, not the 8 of its name."""
+    cfg = make_config(tiny_bloom_dir, data={"source": "builtin", "pool_size": 40, "eval_per_category": 1,
+                                            "largest_scale": "whole_pool"},
+                      train={"batch_size": 2, "per_device_batch_size": 2, "max_length": 32, "bf16": False})
+    write_jsonl(tmp_path / "subsets" / "8.jsonl", RECORDS[:6])
+    out, = stage.run(cfg, tmp_path, "8")
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert (summary["examples"], summary["steps"]) == (6, 3)

@@ -25,7 +25,7 @@ def test_paper_config_has_belle_settings():
     assert (t.batch_size, t.epochs, t.lr, t.lr_scheduler, t.weight_decay) == (64, 2, 3e-6, "constant", 0.001)
     assert (cfg.judge.kind, cfg.judge.model, cfg.judge.runs) == ("openai", "gpt-3.5-turbo-0125", 3)
     # answers through vLLM on GPUs; the largest scale is the whole pool that filtering leaves, as the paper's 2M
-    assert (cfg.generate.backend, cfg.generate.vllm.dtype) == ("vllm", "bfloat16")
+    assert cfg.generate.backend == "vllm" and cfg.generate.vllm.dtype == "bfloat16"
     assert cfg.data.largest_scale == "whole_pool"
 
 
