@@ -176,3 +176,24 @@ def test_the_cache_key_follows_the_tokenization_code_only(monkeypatch):
         assert (cache.cache_key("s" * 64, "t" * 64, 32) != base) == changes, module
     monkeypatch.setattr(cache, "code_hashes", real)
     assert cache.cache_key("s" * 64, "t" * 64, 33) != base and cache.cache_key("x" * 64, "t" * 64, 32) != base
+
+
+def test_the_cache_names_its_rows_by_its_key_without_hashing_the_tokenizer(study, tiny_model_dir, monkeypatch):
+    """datasets would otherwise pickle the map's arguments to name its output, Gemma's whole tokenizer with them
+    (about 10 s on 2 cores, in every training run that builds a cache)."""
+    import datasets.arrow_dataset
+    import datasets.fingerprint
+
+    sd, records = study
+    tok = load_tokenizer(str(tiny_model_dir))
+    real = datasets.fingerprint.update_fingerprint
+
+    def refuse_the_tokenizer(fingerprint, transform, transform_args):
+        if any(v is tok for v in (transform_args.get("fn_kwargs") or {}).values()):
+            raise AssertionError(f"datasets hashed the tokenizer to name the output of {transform}")
+        return real(fingerprint, transform, transform_args)
+
+    for module in (datasets.fingerprint, datasets.arrow_dataset):  # map names its output in arrow_dataset
+        monkeypatch.setattr(module, "update_fingerprint", refuse_the_tokenizer)
+    rows, _ = subset_rows(make_config(tiny_model_dir, scales=[4, 12], train={"max_length": 32}), sd, "4", tok)
+    assert model_rows(rows) == tokenize(records[:4], tok, 32)

@@ -35,6 +35,14 @@ def test_the_rehearsal_config_of_paper_yaml_changes_sizes_only(tmp_path):
     assert len(records) == 158 + 7 + 7 + 1 and info["planted"] == {"unique": 158, "exact": 7, "near": 7, "contaminated": 1}
 
 
+def test_the_small_rehearsal_keeps_two_scales_and_answers_with_hf(tmp_path):
+    raw, info = shrunk_config("configs/paper.yaml", tmp_path, "http://127.0.0.1:9/v1", small=True)
+    (tmp_path / "r.yaml").write_text(json.dumps(raw))
+    cfg = load_config(tmp_path / "r.yaml")
+    assert cfg.scales == [8, 24] and cfg.generate.backend == "hf" and cfg.train.accelerate_config.endswith("zero3.yaml")
+    assert "backend vllm -> hf (the small rehearsal; `make rehearse` runs vLLM)" in info["subs"]["generate"]
+
+
 def test_planted_duplicates_are_what_the_data_stage_removes(tmp_path):
     from helpers.study.dedup import dedup_records
 
@@ -70,4 +78,19 @@ def test_the_rehearsal_of_paper_yaml_passes(tmp_path):
     text = "\n".join(lines)
     for fact in ("resumed from its checkpoint", "ZeRO-3 in force", "vLLM engine found by the preflight",
                  "served model and system_fingerprint stored with every judgment", "the report shows the judge's fingerprint"):
+        assert fact in text
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs DeepSpeed (the gpu extra; make test installs it)")
+def test_the_small_rehearsal_of_paper_yaml_passes(tmp_path):
+    """What `make test` runs of the rehearsal: ZeRO-3 in 2 processes killed and resumed, the stand-in judge through
+    the openai client, the report; two scales, hf in place of vLLM."""
+    from helpers.rehearse.run import rehearse
+
+    lines = []
+    assert rehearse("configs/paper.yaml", tmp_path, out=lines.append, small=True) == 0, "\n".join(lines)
+    text = "\n".join(lines)
+    for fact in ("scale 8 resumed from its checkpoint", "ZeRO-3 in force", "models/24 loads with AutoTokenizer",
+                 "backend vllm -> hf", "served model and system_fingerprint stored with every judgment",
+                 "the report shows the judge's fingerprint"):
         assert fact in text
