@@ -1,5 +1,6 @@
 """The rehearsal (helpers.rehearse): its config changes sizes only, its stand-in answers the real openai client as
-a paid endpoint would, and (slow, with DeepSpeed and vLLM's environment) the whole rehearsal of paper.yaml passes."""
+a paid endpoint would, the small rehearsal of paper.yaml passes (slow, with DeepSpeed), and the whole one (slow,
+with DeepSpeed and vLLM's environment)."""
 import importlib.util
 import json
 import os
@@ -81,6 +82,7 @@ def test_the_rehearsal_of_paper_yaml_passes(tmp_path):
         assert fact in text
 
 
+@pytest.mark.slow  # minutes: ZeRO-3 launched three times, a study through papermill
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs DeepSpeed (the gpu extra; make test installs it)")
 def test_the_small_rehearsal_of_paper_yaml_passes(tmp_path):
     """What `make test` runs of the rehearsal: ZeRO-3 in 2 processes killed and resumed, the stand-in judge through
