@@ -15,12 +15,12 @@ start reported apart) and by the server backend against a vLLM OpenAI server sta
 its ratio to hf one at a time and to hf batches and its agreement with hf's batched answers.
 
 With ``--vllm-engines N`` it measures ``generate.vllm.engines`` instead (and nothing else): the same prompts
-through the vllm backend with 1 engine (baseline) and with N engines side by side (ours, ``--gpu-memory-utilization``
-split between them; on the CPU each engine
-bound to its share of the cores, on GPUs one per GPU), each in a fresh study folder. tokens/s = new tokens /
-generation seconds, where the generation seconds of N engines are the longest engine's (they generate side by
-side; each engine's start is reported apart, as is the wall time of the whole call). The answers of both are
-compared (they should be identical). Needs ``make vllm-env`` (or ``$STUDY_VLLM_PYTHON``) and a quiet machine.
+through the vllm backend with 1 engine (baseline) and with N engines side by side (ours; on the CPU each engine
+bound to its share of the cores, on GPUs one per GPU; ``--gpu-memory-utilization`` split between them), each in
+a fresh study folder. tokens/s = new tokens / generation seconds, where the generation seconds of N engines are
+the longest engine's (they generate side by side; each engine's start is reported apart, as is the wall time of
+the whole call). The answers of both are compared (they should be identical). Needs ``make vllm-env`` (or
+``$STUDY_VLLM_PYTHON``) and a quiet machine.
 
     python benchmarks/generate_throughput.py          # prints one JSON line at the end
     python benchmarks/generate_throughput.py --vllm   # + vllm and server backends (about 5 more minutes)
