@@ -93,13 +93,14 @@ REHEARSE_CONFIG = $(if $(filter configs/default.yaml,$(CONFIG)),configs/paper.ya
 rehearse: setup $(TEST_STAMP) vllm-env
 	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m helpers rehearse --config $(REHEARSE_CONFIG)
 
-# train.launcher: slurm against a real Slurm (marked `slurm`, deselected by `make test`): a one-node cluster on
+# train.launcher: slurm and generate.launcher: slurm against a real Slurm (marked `slurm`, deselected by `make test`): a one-node cluster on
 # 127.0.0.1 (Debian's slurm-wlm and munge, installed by the script when missing; needs root), stopped afterwards.
 SLURM_HOME ?= /tmp/study-slurm
 
 test-slurm: setup $(TEST_STAMP)
 	SLURM_HOME=$(SLURM_HOME) tests/finetune/slurm_cluster.sh start
-	SLURM_CONF=$(SLURM_HOME)/slurm.conf $(BIN)/python -m pytest -m slurm -p no:cacheprovider tests/finetune/test_slurm.py; \
+	SLURM_CONF=$(SLURM_HOME)/slurm.conf $(BIN)/python -m pytest -m slurm -p no:cacheprovider tests/finetune/test_slurm.py \
+		tests/generate/test_generate_slurm.py; \
 		rc=$$?; SLURM_HOME=$(SLURM_HOME) tests/finetune/slurm_cluster.sh stop; exit $$rc
 
 # (root, as in containers, needs --allow-root)

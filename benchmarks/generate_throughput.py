@@ -14,8 +14,17 @@ start reported apart) and by the server backend against a vLLM OpenAI server sta
 127.0.0.1 (tokens/s over the requests' wall time, ``--batch-size`` requests in flight), each with
 its ratio to hf one at a time and to hf batches and its agreement with hf's batched answers.
 
+With ``--vllm-engines N`` it measures ``generate.vllm.engines`` instead (and nothing else): the same prompts
+through the vllm backend with 1 engine (baseline) and with N engines side by side (ours; on the CPU each engine
+bound to its share of the cores, on GPUs one per GPU; ``--gpu-memory-utilization`` split between them), each in
+a fresh study folder. tokens/s = new tokens / generation seconds, where the generation seconds of N engines are
+the longest engine's (they generate side by side; each engine's start is reported apart, as is the wall time of
+the whole call). The answers of both are compared (they should be identical). Needs ``make vllm-env`` (or
+``$STUDY_VLLM_PYTHON``) and a quiet machine.
+
     python benchmarks/generate_throughput.py          # prints one JSON line at the end
     python benchmarks/generate_throughput.py --vllm   # + vllm and server backends (about 5 more minutes)
+    python benchmarks/generate_throughput.py --vllm-engines 2 --prompts 120   # 1 vs 2 vLLM engines
 """
 from __future__ import annotations
 
@@ -55,7 +64,14 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--vllm", action="store_true", help="also the vllm and server backends (needs make vllm-env)")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.3, help="vLLM's share of memory (CPU: of RAM)")
+    ap.add_argument("--vllm-engines", type=int, default=None, metavar="N",
+                    help="instead of the above: the vllm backend with 1 engine against N engines (needs make vllm-env)")
     args = ap.parse_args()
+    if args.vllm_engines is not None:
+        if args.vllm_engines < 2:
+            raise SystemExit("--vllm-engines: at least 2 (1 engine is the baseline)")
+        print(json.dumps(engines_figures(args, prompts(args.prompts))))
+        return
 
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -96,6 +112,40 @@ def main() -> None:
         "goal_ratio": 5,
         **extra,
     }))
+
+
+def engines_figures(args, items: list[dict]) -> dict:
+    """The vllm backend with 1 engine (baseline) and ``args.vllm_engines`` engines (ours) on ``items``."""
+    from helpers.generate.vllm_backend import engine_version, vllm_answers, vllm_python
+
+    runs = {}
+    for n in (1, args.vllm_engines):
+        cfg = StudyConfig.model_validate({
+            "study": "bench", "scales": [4], "data": {"pool_size": 10}, "model": {"base": "embedded"},
+            "generate": {"backend": "vllm", "batch_size": args.batch_size, "max_new_tokens": {"default": args.max_new_tokens},
+                         "vllm": {"engines": n, "gpu_memory_utilization": args.gpu_memory_utilization / n,
+                                  "max_model_len": 1024}}})
+        with tempfile.TemporaryDirectory() as d:
+            stats: list[dict] = []
+            t0 = time.perf_counter()
+            tokens = vllm_answers(cfg, {"base": items}, Path(d), stats)
+            wall = time.perf_counter() - t0
+            answers = {r["id"]: r["answer"] for r in read_jsonl(Path(d) / "answers" / "base.jsonl")}
+        gen = max(s["seconds"] for s in stats)
+        runs[n] = {"tokens": tokens, "generation_s": gen, "wall_s": round(wall, 1), "tokens_per_s": round(tokens / gen, 1),
+                   "engine_start_s": [s["engine_start_s"] for s in stats], "answers": answers}
+    one, many = runs[1], runs[args.vllm_engines]
+    same = sum(many["answers"].get(i) == a for i, a in one["answers"].items())
+    return {
+        "benchmark": "vllm_engines", "engine": engine_version(vllm_python()),
+        "model": "embedded Gemma 3 270M (vLLM, greedy)", "cpus": len(os.sched_getaffinity(0)),
+        "prompts": len(items), "max_new_tokens": args.max_new_tokens, "max_num_seqs": args.batch_size,
+        "baseline": "1 engine", **{f"baseline_{k}": v for k, v in one.items() if k != "answers"},
+        "ours": f"{args.vllm_engines} engines side by side", **{f"ours_{k}": v for k, v in many.items() if k != "answers"},
+        "identical_answers": f"{same}/{len(one['answers'])}",
+        "ratio": round(many["tokens_per_s"] / one["tokens_per_s"], 2),
+        "wall_ratio": round(one["wall_s"] / many["wall_s"], 2),
+    }
 
 
 def vllm_figures(args, cfg: StudyConfig, items: list[dict], hf: dict, seq_tps: float, bat_tps: float) -> dict:

@@ -2,7 +2,8 @@
 ``python -m helpers status [--config FILE]``, ``python -m helpers clean --stale [--config FILE]``,
 ``python -m helpers rehearse [--config FILE]`` (the config's code path on the CPU at shrunk sizes),
 ``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``;
-``train`` and ``launch`` are what ``accelerate launch`` and a Slurm job run."""
+``train`` and ``launch`` are what ``accelerate launch`` and a Slurm job run, ``answer`` what a task of the generate
+stage's Slurm job array runs."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     launch.add_argument("--root", default=None)
     launch.add_argument("--scale", default=None)
     launch.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    answer = sub.add_parser("answer", help="inside a task of the generate job array (generate.launcher: slurm): "
+                                           "one model's answers")
+    answer.add_argument("--config", required=True)
+    answer.add_argument("--root", default=None)
+    answer.add_argument("--model", required=True, help="base or a model of the study, e.g. 640 or quality-640")
+    answer.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     check = sub.add_parser("validate", help="load a data file, print a JSON summary; exit 2 on bad input")
     check.add_argument("--kind", required=True, choices=("train", "eval", "seeds", "judge-prompts"))
     check.add_argument("file", help="a JSON/JSONL/parquet file (train: also a data folder or a hub dataset name)")
@@ -69,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.tflops is not None and (not args.dry_run or args.tflops <= 0):
                 raise ValueError("--tflops: only with --dry-run (it sets the training time estimate), and above 0")
             try:
-                def estimate(cfg, sd, out):  # the dry run's figures, and with train.launcher: slurm its job scripts
-                    from helpers.finetune.slurm import print_job_scripts
+                def estimate(cfg, sd, out):  # the dry run's figures, and with a launcher slurm its job scripts
+                    from helpers.finetune.slurm import print_job_scripts as training_jobs
+                    from helpers.generate.slurm import print_job_scripts as answer_jobs
 
                     plan_lines(cfg, sd, out, tflops=args.tflops)
-                    print_job_scripts(args.config, args.root, args.overrides, out)
+                    training_jobs(args.config, args.root, args.overrides, out)
+                    answer_jobs(args.config, args.root, args.overrides, out)
 
                 run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
                           overrides=args.overrides, report=build_index, preflight=check_study, estimate=estimate)
@@ -111,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
                                  args.overrides, node=slurm_node())
             print(" ".join(cmd), flush=True)
             os.execv(cmd[0], cmd)  # the launcher takes this process's place: Slurm's signals reach it directly
+        elif args.command == "answer":
+            from helpers.generate.stage import run
+            from helpers.study.loading import load_config, study_dir
+            from helpers.study.lock import hold_in_kernel
+
+            cfg = load_config(args.config, args.overrides)
+            if args.model not in cfg.models:
+                raise ValueError(f"--model {args.model}: not a model of study {cfg.study} ({', '.join(cfg.models)})")
+            hold_in_kernel(study_dir(cfg, args.root))  # started by the notebook's job array: a rerun waits for it
+            run(cfg, study_dir(cfg, args.root), [args.model])
         elif args.command == "validate":
             import json
 

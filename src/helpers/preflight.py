@@ -39,6 +39,7 @@ checkpoints        their count, size and write time at the save cadence; room on
                    them and the published models, else the run is refused
 training reports   ``train.report_to`` other than none: its package is installed (and for wandb the key is
                    set, or ``WANDB_MODE=offline``); ``train.launcher: slurm``: sbatch and scontrol on PATH
+generate launcher  ``generate.launcher: slurm``: sbatch and scontrol on PATH
 scales             the largest scale fits the records of local train files (counted cheaply: JSON
                    lines, parquet metadata); the built-in and generated pools are checked by the
                    config itself, hub datasets only by the data stage
@@ -111,6 +112,10 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
         checks.append(_generate_backend(cfg, sd, runs))
     if "finetune" in stages and (cfg.train.report_to != "none" or cfg.train.launcher != "local"):
         checks.append(_training_reports(cfg))
+    if "generate" in stages and cfg.generate.launcher == "slurm":
+        check = Check("generate launcher", "slurm: one job array per run of the stage")
+        check.problems += _slurm_commands("generate")
+        checks.append(check)
     for c in checks:
         out(c.line())
     if any(not c.ok for c in checks):
@@ -463,18 +468,24 @@ def count_records(path: Path) -> int | None:
 
 def _training_reports(cfg: StudyConfig) -> Check:
     """``train.report_to`` can work here (helpers.finetune.watch); with ``train.launcher: slurm`` Slurm's commands are at hand."""
-    import shutil
-
     from helpers.finetune.watch import report_problem
 
     check = Check("training", f"report_to {cfg.train.report_to}, launcher {cfg.train.launcher}")
     found = report_problem(cfg)
     check.problems += [found] if found else []
-    missing = [c for c in ("sbatch", "scontrol") if cfg.train.launcher == "slurm" and not shutil.which(c)]
-    if missing:
-        check.problems.append(f"train.launcher: slurm, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                              "not on PATH; run the study on the cluster's login node, or set launcher: local")
+    check.problems += _slurm_commands("train") if cfg.train.launcher == "slurm" else []
     return check
+
+
+def _slurm_commands(section: str) -> list[str]:
+    """With ``<section>.launcher: slurm``: the problem of Slurm's commands missing here, if they are."""
+    import shutil
+
+    missing = [c for c in ("sbatch", "scontrol") if not shutil.which(c)]
+    if not missing:
+        return []
+    return [f"{section}.launcher: slurm, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not on PATH; run the study on the cluster's login node, or set launcher: local"]
 
 
 def _pool_size(cfg: StudyConfig) -> Check:

@@ -20,33 +20,22 @@ and waits for that job instead of submitting another.
 from __future__ import annotations
 
 import os
-import re
 import shlex
-import subprocess
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from helpers.study.config import StudyConfig, split_model
-from helpers.study.files import atomic_write_text
 from helpers.study.loading import study_dir
 from helpers.study.paths import REPO, resolve
+from helpers.study.slurm import SlurmJobFailed, resource_lines, submit_or_find, wait
 
 say = partial(print)
 
 STOP_ENV = "STUDY_STOP_FILE"
 """The file whose appearance asks every rank to checkpoint and stop (set by the job script)."""
-
-WAITING = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
-           "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "POWER_UP_NODE"}
-"""Job states after which the job still runs (again): the runner keeps waiting."""
-
-
-class SlurmJobFailed(RuntimeError):
-    pass
 
 
 def run_name(scale: str | None) -> str:
@@ -68,12 +57,10 @@ def job_script(cfg: StudyConfig, config_path: str | Path, root: str | Path | Non
     name = run_name(scale)
     folder = sd / "slurm"
     per_node = cfg.train.num_processes // s.nodes
-    head = [f"--job-name={cfg.study}-{name}", f"--nodes={s.nodes}", "--ntasks-per-node=1", f"--time={s.time}",
-            f"--output={folder / name}.log", "--open-mode=append", "--requeue", f"--signal=B:USR1@{s.signal_s}"]
-    head += [f"--partition={s.partition}"] if s.partition else []
-    head += [f"--account={s.account}"] if s.account else []
-    head += [f"--gpus-per-node={s.gpus_per_node}"] if s.gpus_per_node else []
-    head += [f"--cpus-per-task={s.cpus_per_task}"] if s.cpus_per_task else []
+    time, *resources = resource_lines(s)
+    head = [f"--job-name={cfg.study}-{name}", f"--nodes={s.nodes}", "--ntasks-per-node=1", time,
+            f"--output={folder / name}.log", "--open-mode=append", "--requeue", f"--signal=B:USR1@{s.signal_s}",
+            *resources]
     launch = [sys.executable, "-m", "helpers", "launch", "--config", str(resolve(config_path)),
               "--root", str(resolve(root) if root else REPO)]
     launch += ["--scale", str(scale)] if scale else []
@@ -102,42 +89,6 @@ def job_script(cfg: StudyConfig, config_path: str | Path, root: str | Path | Non
     return "\n".join(lines)
 
 
-def job_state(job_id: str) -> tuple[str, str]:
-    """(state, exit code) of a job from ``scontrol show job``; ("GONE", "") once Slurm has forgotten it."""
-    done = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True)
-    if done.returncode != 0:
-        if "Invalid job id" in done.stderr:
-            return "GONE", ""
-        raise SlurmJobFailed(f"scontrol show job {job_id} failed: {done.stderr.strip()}")
-    state = re.search(r"\bJobState=(\S+)", done.stdout)
-    code = re.search(r"\bExitCode=(\S+)", done.stdout)
-    return (state.group(1) if state else "UNKNOWN"), (code.group(1) if code else "")
-
-
-def submit(script: str, path: Path) -> str:
-    """Write ``script`` to ``path`` and submit it; returns the job id."""
-    atomic_write_text(path, script)
-    done = subprocess.run(["sbatch", "--parsable", str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SlurmJobFailed(f"sbatch {path} failed: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout.strip().split(";")[0]
-
-
-def wait(job_id: str, log: Path, poll_s: float, out=say) -> None:
-    """Wait until the job has ended; raise ``SlurmJobFailed`` unless it completed (a requeued job is waited for)."""
-    last = None
-    while True:
-        state, code = job_state(job_id)
-        if state != last:
-            out(f"slurm job {job_id}: {state}")
-            last = state
-        if state == "COMPLETED" or state == "GONE":
-            return
-        if state not in WAITING:
-            raise SlurmJobFailed(f"slurm job {job_id} ended {state} (exit code {code}); its output: {log}")
-        time.sleep(poll_s)
-
-
 def train_on_slurm(cfg: StudyConfig, config_path: str | Path, root: str | Path | None, scale: str | None,
                    overrides: tuple[str, ...] | list[str] = (), out=say) -> str:
     """Submit the training run of ``scale`` (or wait for the job of it already submitted) and wait for it to
@@ -145,16 +96,13 @@ def train_on_slurm(cfg: StudyConfig, config_path: str | Path, root: str | Path |
     sd = study_dir(cfg, root)
     name = run_name(scale)
     folder = sd / "slurm"
-    folder.mkdir(parents=True, exist_ok=True)
+    job_id = submit_or_find(job_script(cfg, config_path, root, scale, overrides), folder, name, out)
+    out(f"output of job {job_id}: {folder / name}.log")
+    ended = [t for t in wait(job_id, cfg.train.slurm.poll_s, out) if t.state != "COMPLETED"]
+    if ended:
+        raise SlurmJobFailed(f"slurm job {job_id} ended {ended[0].state} (exit code {ended[0].exit_code}); "
+                             f"its output: {folder / name}.log")
     marker = folder / f"{name}.job"
-    job_id = marker.read_text().strip() if marker.exists() else None
-    if job_id and job_state(job_id)[0] in WAITING:
-        out(f"slurm job {job_id} of {name} is still queued or running: waiting for it")
-    else:
-        job_id = submit(job_script(cfg, config_path, root, scale, overrides), folder / f"{name}.sbatch")
-        atomic_write_text(marker, job_id + "\n")
-        out(f"submitted slurm job {job_id} ({folder / name}.sbatch); output: {folder / name}.log")
-    wait(job_id, folder / f"{name}.log", cfg.train.slurm.poll_s, out)
     missing = [m for m in trained_models(cfg, scale) if not (sd / "models" / m / "train_summary.json").exists()]
     if missing:
         raise SlurmJobFailed(f"slurm job {job_id} ended without publishing models/{', '.join(missing)}; "

@@ -16,6 +16,8 @@ stage: ``stage.run(cfg, study_dir, models)`` -> the answers file of each model, 
     vllm_worker   the script that subprocess runs, in vLLM's own environment
     server        the server backend: raw prompts to an OpenAI-compatible ``/v1/completions`` endpoint
     backend       what every backend hands the stage besides its rows: the engine note, ``GenerateError``
+    slurm         ``generate.launcher: slurm``: the models as one sbatch job array, a task per model running
+                  ``python -m helpers answer`` (this stage's ``run`` for one model); waits and checks the answers
 
 Every backend ends an answer the same way (``helpers.study.prompt.cut_at_stop``).
 """

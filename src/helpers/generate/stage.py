@@ -79,7 +79,7 @@ def run(cfg: StudyConfig, study_dir: Path, models: list[str]) -> list[Path]:
     every LoRA model; the other backends answer one model after the other."""
     study_dir = Path(study_dir)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores this process may use (a Slurm task's own)
     opened = {m: open_answers(cfg, m, study_dir) for m in models}
     todo = {m: items for m, (_, items) in opened.items() if items}
     if cfg.generate.backend == "vllm" and todo:

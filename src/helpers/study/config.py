@@ -126,8 +126,8 @@ class LoraConfig(_Strict):
 
 
 class SlurmConfig(_Strict):
-    """``train.launcher: slurm``: each training run is one sbatch job (helpers.finetune.slurm) with these resources;
-    every node of it runs one ``accelerate launch``."""
+    """``train.slurm``: each training run is one sbatch job (helpers.finetune.slurm) with these resources; every
+    node of it runs one ``accelerate launch``. ``generate.slurm`` (``GenerateSlurmConfig``) takes the same keys."""
     partition: str | None = None
     """The partition (``#SBATCH --partition``); None: the cluster's default."""
     account: str | None = None
@@ -154,9 +154,24 @@ class SlurmConfig(_Strict):
     @classmethod
     def _quoted_time(cls, v):
         if isinstance(v, int):  # YAML 1.1 reads 24:00:00 as base-60 seconds; a bare 60 would be Slurm's minutes
-            raise ValueError(f"train.slurm.time: YAML read the time limit as the number {v}; quote it, e.g. "
+            raise ValueError(f"slurm.time: YAML read the time limit as the number {v}; quote it, e.g. "
                              'time: "24:00:00" or "2-00:00:00"')
         return v
+
+
+class GenerateSlurmConfig(SlurmConfig):
+    """``generate.launcher: slurm``: the models of the generate stage as one sbatch job array, one task per model
+    (helpers.generate.slurm), each task with these resources on one node."""
+    gpus_per_node: int = Field(1, ge=0)
+    """GPUs of each task, that is of each model: the hf backend spreads the model over them (``device_map="auto"``),
+    the vllm backend runs one engine per ``tensor_parallel_size`` of them (``generate.vllm.engines``). 0 on a
+    cluster without GPUs."""
+    time: str = "04:00:00"
+    """The time limit of one task (``#SBATCH --time``). A task stopped by it is requeued and resumes from its
+    answers file."""
+    signal_s: int = Field(60, gt=0)
+    """Seconds before the time limit (or a preemption) at which Slurm warns the task, which then requeues itself
+    (the answers written so far stay; at most the batch in flight is lost)."""
 
 
 class TrainConfig(_Strict):
@@ -332,6 +347,11 @@ class GenerateConfig(_Strict):
     """Settings of the vllm backend (only with ``backend: vllm``; its defaults when left out)."""
     server: ServerConfig | None = None
     """Settings of the server backend (required with ``backend: server``, an error with any other)."""
+    launcher: Literal["local", "slurm"] = "local"
+    """local: answer where the runner runs. slurm: one sbatch job array, a task per model still to answer, with
+    ``generate.slurm``'s resources, submitted and waited for by the generate stage (helpers.generate.slurm)."""
+    slurm: GenerateSlurmConfig | None = None
+    """Resources of each array task; only with launcher: slurm."""
 
     @model_validator(mode="after")
     def _settings_of_the_backend(self):
@@ -346,6 +366,30 @@ class GenerateConfig(_Strict):
                 raise ValueError("generate.server: required with generate.backend: server (at least base_url)")
             if self.server.concurrency is None:
                 self.server.concurrency = self.batch_size
+        return self
+
+    @model_validator(mode="after")
+    def _slurm_resources(self):
+        if self.launcher == "local":
+            if self.slurm is not None:
+                raise ValueError("generate.slurm: has no effect with generate.launcher: local; set launcher: slurm, "
+                                 "or remove it")
+            return self
+        if self.backend == "server":
+            raise ValueError("generate.launcher: slurm runs the hf or vllm backend on the cluster's nodes; the server "
+                             "backend sends its requests from where the runner runs: set launcher: local")
+        s = self.slurm or GenerateSlurmConfig()
+        if s.nodes != 1:
+            raise ValueError(f"generate.slurm.nodes: each array task answers one model on one node; got {s.nodes}, "
+                             "set nodes: 1 (more GPUs per model: gpus_per_node)")
+        v = self.vllm
+        if v is not None and s.gpus_per_node:
+            engines = v.engines if v.engines != "auto" else s.gpus_per_node // v.tensor_parallel_size
+            if engines * v.tensor_parallel_size != s.gpus_per_node:
+                raise ValueError(f"generate.slurm.gpus_per_node: {s.gpus_per_node} GPUs per task, but generate.vllm "
+                                 f"runs {engines} engine(s) x tensor_parallel_size {v.tensor_parallel_size}; make "
+                                 "them agree (engines: auto uses every GPU of the task)")
+        self.slurm = s
         return self
 
     @field_validator("max_new_tokens")

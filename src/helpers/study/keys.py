@@ -59,15 +59,17 @@ NOT_OUTPUT = (
     "train.per_device_batch_size",      # with train.num_processes: how the global batch (train.batch_size) is split
     "train.num_processes",
     "train.accelerate_config",          # the launcher: DDP or DeepSpeed ZeRO over the same global batch
-    "train.gradient_checkpointing",
+    "train.gradient_checkpointing",     # recomputes activations instead of keeping them: the same gradients
     "train.report_to",                  # where the loss is reported while training (train_log.jsonl either way)
     "train.launcher",                   # local or an sbatch job: the same training
-    "train.slurm*",     # recomputes activations instead of keeping them: the same gradients
+    "train.slurm*",
     "model.vocab_size",                 # read only by the memory estimate before training
     "model.hidden_size",
     "generate.batch_size",              # prompts decoded together (greedy answers do not depend on it)
     "generate.vllm.tensor_parallel_size",
     "generate.vllm.gpu_memory_utilization",
+    "generate.launcher",                # here or one Slurm array task per model: the same answers
+    "generate.slurm*",
     "*.api_key_env",                    # request plumbing of every endpoint: which variable holds the key,
     "*.concurrency",                    # requests in flight, retries, timeouts and back-off
     "*.max_retries",

@@ -37,7 +37,8 @@ def pick_model(cfg: StudyConfig, scale: str | None) -> str:
 
 def pick_models(cfg: StudyConfig, scale: str | None) -> list[str]:
     """The models of the generate notebook: every model of the study for ``scale="all"`` (the runner's
-    single execution with the vllm backend, one engine for all), else ``pick_model``'s one."""
+    single execution with the vllm backend, one engine for all, or with ``generate.launcher: slurm``, one job
+    array for all), else ``pick_model``'s one."""
     if scale == "all":
         print(f"models: {', '.join(cfg.models)}")
         return list(cfg.models)

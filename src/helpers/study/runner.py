@@ -57,8 +57,8 @@ STAGES = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 ALL = "all"
-"""The key of a per-model stage run once for every model (generate with the vllm backend: one engine); the
-notebook's ``scale`` parameter takes it as is."""
+"""The key of a per-model stage run once for every model (generate with the vllm backend: one engine; with
+``generate.launcher: slurm``: one job array); the notebook's ``scale`` parameter takes it as is."""
 
 COSTLY = ("selfinstruct", "finetune", "generate", "judge")
 """Stages that spend time or money (a teacher's or a judge's requests, training, generation): a run that
@@ -103,7 +103,8 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
     else:
         for s in trained:
             runs.append(Execution(stage["finetune"], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
-    if cfg.generate.backend == "vllm":  # one execution, one engine: base weights loaded once for every LoRA model
+    if cfg.generate.backend == "vllm" or cfg.generate.launcher == "slurm":
+        # one execution: vllm loads the base weights once for every LoRA model; slurm submits one array for all
         runs.append(Execution(stage["generate"], ALL, [sd / "eval.jsonl"] + [sd / "models" / m for m in trained],
                               [sd / "answers" / f"{m}.jsonl" for m in cfg.models]))
     else:
