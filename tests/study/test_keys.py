@@ -53,6 +53,16 @@ def test_fingerprints_ignore_what_does_not_change_outputs(tmp_path):
     assert changed == {"generate-base", "generate-4", "generate-8"}
 
 
+def test_the_number_of_vllm_engines_changes_neither_the_keys_nor_the_answers_key(tmp_path):
+    from helpers.generate.backend import answers_key
+
+    one, two = (make_config("m", generate={"backend": "vllm", "vllm": {"engines": n}}) for n in (1, 2))
+    assert [fingerprint(one, r) for r in plan(one, tmp_path)] == [fingerprint(two, r) for r in plan(two, tmp_path)]
+    assert answers_key(one, "base", tmp_path) == answers_key(two, "base", tmp_path)
+    other = make_config("m", generate={"backend": "vllm", "vllm": {"engines": 2, "dtype": "float32"}})
+    assert answers_key(other, "base", tmp_path) != answers_key(two, "base", tmp_path)
+
+
 def test_code_is_hashed_without_its_prose():
     code = 'def f(x):\n    """Add one."""\n    return x + 1\n'
     assert source_digest(code) == source_digest('def f(x):\n    """Add two, says the wrong docstring."""\n    return x + 1  # one\n')

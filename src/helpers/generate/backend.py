@@ -36,7 +36,9 @@ def write_engine_note(study_dir: Path, model: str, note: dict) -> None:
 def answers_key(cfg: StudyConfig, model: str, study_dir: Path) -> str:
     """What a model's answers are made from: the generate settings (backend included), the seed, the base
     model and the model's own identity (the training run's key from ``train_summary.json``, or the mapped
-    checkpoint), not ``generate.launcher`` and ``generate.slurm``. Resuming is only safe while this is unchanged."""
+    checkpoint), not ``generate.launcher``, ``generate.slurm`` nor ``generate.vllm.engines`` (where and over how
+    many engines the answers are made; ``make test-vllm`` checks two engines answer as one). Resuming is only safe
+    while this is unchanged."""
     trained = Path(study_dir) / "models" / model / "train_summary.json"
     if model == "base":
         source = "base"
@@ -44,6 +46,6 @@ def answers_key(cfg: StudyConfig, model: str, study_dir: Path) -> str:
         source = f"checkpoint {cfg.model.checkpoints[model]}"
     else:
         source = read_json(trained).get("run_key") if trained.exists() else None
-    where = {"launcher", "slurm"}  # where the answers are made (here or a Slurm array task) does not change them
+    where = {"launcher": True, "slurm": True, "vllm": {"engines"}}  # where the answers are made, not what they are
     raw = {"generate": cfg.generate.model_dump(mode="json", exclude=where), "seed": cfg.seed, "base": cfg.model.base, "source": source}
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()

@@ -67,6 +67,7 @@ NOT_OUTPUT = (
     "model.hidden_size",
     "generate.batch_size",              # prompts decoded together (greedy answers do not depend on it)
     "generate.vllm.tensor_parallel_size",
+    "generate.vllm.engines",            # items split over engines, merged in item order: one engine's answers
     "generate.vllm.gpu_memory_utilization",
     "generate.launcher",                # here or one Slurm array task per model: the same answers
     "generate.slurm*",
