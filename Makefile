@@ -9,18 +9,17 @@ CONFIG ?= configs/default.yaml
 
 setup: $(STAMP)
 
-# torch is pinned to 2.13.0 in pyproject.toml (a CPU build on the reference machine). pip byte-compiles every
-# module on one core (half of the 110 s the install takes on 2 cores); compileall does it on every core. The
-# compiled files are needed: with PYTHONDONTWRITEBYTECODE set (as on the reference machine) each notebook kernel
-# would otherwise compile torch and transformers again (the micro study twice as slow). Files that do not compile
-# on this Python (torch's 3.12-syntax tests) are skipped, as pip skips them.
-COMPILE = $(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
+# torch is pinned to 2.13.0 in pyproject.toml (a CPU build on the reference machine). pip would byte-compile
+# every module of every package on one core (half of the 110 s the install takes on 2 cores); instead Python
+# compiles what a run imports, once, into .venv. That needs bytecode writing on: where PYTHONDONTWRITEBYTECODE
+# is set (as on the reference machine) every notebook kernel would compile torch and transformers again (the
+# micro study twice as slow), so the targets below turn it off for themselves.
+export PYTHONDONTWRITEBYTECODE =
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-compile -e .
-	$(COMPILE)
 	touch $(STAMP)
 
 study: setup sandbox
@@ -50,7 +49,6 @@ TEST_STAMP = $(VENV)/.installed-test
 
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-compile -e ".[gpu]"
-	$(COMPILE)
 	touch $(TEST_STAMP)
 
 # Two tiers, split by the pytest marker `slow` (pyproject.toml). `make test`, between two edits: lint (ruff:
