@@ -12,6 +12,17 @@ import sys
 from helpers.study.loading import ConfigError
 
 
+def end_process_group() -> None:
+    """Every rank leaves the process group together before the interpreter exits. Left to exit, a rank of a
+    DeepSpeed run on the CPU sometimes aborted ("terminate called without an active exception": a
+    communication thread still running) after the models were published, failing the launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, args.overrides)
             hold_in_kernel(study_dir(cfg, args.root))  # launched by a notebook under the runner: a rerun waits for it
             run(cfg, study_dir(cfg, args.root), args.scale)
+            end_process_group()
         elif args.command == "rehearse":
             from helpers.rehearse.run import rehearse
 
