@@ -83,3 +83,18 @@ def paper_shares_study(root, levels: dict, n_items: int = 40, sd: float = 0.05, 
                                                       for e in ev])
     write_json(root / "data_stats.json", {"subsets": {}})
     return root
+
+
+def wait_for(what: str, check, proc, timeout: float = 900) -> None:
+    """Poll ``check()`` until it holds; fail the test when the runner ``proc`` ends first or ``timeout`` passes."""
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None:
+            pytest.fail(f"the runner ended (rc {proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)

@@ -6,11 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from builders import wait_for
 
 from helpers.__main__ import main
 from helpers.study.files import read_jsonl
@@ -46,16 +46,6 @@ def test_the_dry_run_prints_the_job_script_of_every_training_run(tmp_path, capsy
 def runner(root, *sets, env=None):
     cmd = [sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--root", str(root)]
     return cmd + [a for s in sets for a in ("--set", s)]
-
-
-def wait_for(what, check, proc, timeout=900):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if proc.poll() is not None:
-            pytest.fail(f"the runner ended (rc {proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def checkpoint(sd: Path, step: int) -> bool:

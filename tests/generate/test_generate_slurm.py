@@ -8,10 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from builders import make_config
+from builders import make_config, wait_for
 
 from helpers.__main__ import main
 from helpers.generate.backend import answers_key
@@ -135,16 +134,6 @@ def runner(root, *sets):
 
 def rows(path) -> int:
     return len(read_jsonl(path, tolerate_torn_tail=True)) if path.exists() else 0
-
-
-def wait_for(what, check, proc, timeout=900):
-    deadline = time.monotonic() + timeout
-    while not check():
-        if proc.poll() is not None:
-            pytest.fail(f"the runner ended (rc {proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.mark.slurm
