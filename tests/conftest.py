@@ -8,6 +8,7 @@ test that needs a finished study.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,19 @@ def server(monkeypatch):
     monkeypatch.setenv(ENV, KEY)
     with FakeOpenAI(api_key=KEY, retry_after="0", lifetime_s=900) as srv:
         yield srv
+
+
+@pytest.fixture
+def slurm_on_path(tmp_path, monkeypatch) -> Path:
+    """``sbatch`` and ``scontrol`` on PATH, as on a cluster's login node, for dry runs that must print job scripts and
+    pass the preflight on a machine without Slurm. Each fails loudly if called: a dry run submits nothing."""
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    for name in ("sbatch", "scontrol"):
+        (bin_dir / name).write_text(f"#!/bin/sh\necho '{name} called by a dry run' >&2\nexit 97\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir
 
 
 @pytest.fixture(scope="session")

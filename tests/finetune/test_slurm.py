@@ -21,7 +21,7 @@ CLUSTER = ["train.launcher=slurm", "train.slurm.gpus_per_node=0", "train.slurm.c
            "train.slurm.partition=debug", "train.slurm.poll_s=1"]
 
 
-def test_the_dry_run_prints_the_job_script_of_every_training_run(tmp_path, capsys):
+def test_the_dry_run_prints_the_job_script_of_every_training_run(tmp_path, capsys, slurm_on_path):
     sets = ["train.num_processes=16", "train.per_device_batch_size=1", "train.batch_size=16", "train.launcher=slurm",
             "train.slurm.nodes=2", "train.slurm.partition=gpu", "train.slurm.account=belle", "train.slurm.time=2-00:00:00",
             "train.slurm.setup=[module load cuda/12.4]"]

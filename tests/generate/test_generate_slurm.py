@@ -90,7 +90,7 @@ def test_switching_the_generate_launcher_leaves_the_answers_and_the_stage_up_to_
     assert answers_key(other, "base", tmp_path) != answers_key(here, "base", tmp_path)
 
 
-def test_the_dry_run_prints_the_array_script(tmp_path, capsys):
+def test_the_dry_run_prints_the_array_script(tmp_path, capsys, slurm_on_path):
     sets = ["generate.launcher=slurm", "generate.slurm.partition=gpu", "generate.slurm.gpus_per_node=1"]
     assert main(["run", "--config", "configs/micro.yaml", "--root", str(tmp_path), "--dry-run"]
                 + [a for s in sets for a in ("--set", s)]) == 0
