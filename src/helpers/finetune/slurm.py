@@ -30,7 +30,7 @@ from transformers import TrainerCallback
 from helpers.study.config import StudyConfig, split_model
 from helpers.study.loading import study_dir
 from helpers.study.paths import REPO, resolve
-from helpers.study.slurm import SlurmJobFailed, resource_lines, submit_or_find, wait
+from helpers.study.slurm import SlurmJobFailed, resource_lines, stale_runs, submit_or_find, wait
 
 say = partial(print)
 
@@ -115,17 +115,15 @@ def print_job_scripts(config_path: str | Path, root: str | Path | None, override
                       out=say) -> None:
     """The dry run with ``train.launcher: slurm``: the sbatch script of every training run still to do."""
     from helpers.study.loading import load_config
-    from helpers.study.runner import fingerprint, is_current, plan
 
     cfg = load_config(config_path, overrides)
     if cfg.train.launcher != "slurm":
         return
     sd = study_dir(cfg, root or REPO)
-    for run in plan(cfg, sd):
-        if run.stage.name == "finetune" and not is_current(sd, run, fingerprint(cfg, run)):
-            scale = None if run.key == "study" else run.key
-            out(f"--- sbatch script of {run.label} ({sd / 'slurm' / run_name(scale)}.sbatch) ---")
-            out(job_script(cfg, config_path, root or REPO, scale, overrides))
+    for run in stale_runs(cfg, sd, "finetune"):
+        scale = None if run.key == "study" else run.key
+        out(f"--- sbatch script of {run.label} ({sd / 'slurm' / run_name(scale)}.sbatch) ---")
+        out(job_script(cfg, config_path, root or REPO, scale, overrides))
 
 
 def stop_file() -> Path | None:

@@ -29,7 +29,7 @@ from helpers.study.config import StudyConfig
 from helpers.study.files import read_jsonl
 from helpers.study.loading import study_dir
 from helpers.study.paths import REPO, resolve
-from helpers.study.slurm import SlurmJobFailed, Task, resource_lines, running_job, submit_job, wait
+from helpers.study.slurm import SlurmJobFailed, Task, resource_lines, running_job, stale_runs, submit_job, wait
 
 say = partial(print)
 
@@ -121,16 +121,14 @@ def print_job_scripts(config_path: str | Path, root: str | Path | None, override
     """The dry run with ``generate.launcher: slurm``: the array script for the models whose answers are not complete
     now (every model before the data stage has written the eval set)."""
     from helpers.study.loading import load_config
-    from helpers.study.runner import fingerprint, is_current, plan
 
     cfg = load_config(config_path, overrides)
     if cfg.generate.launcher != "slurm":
         return
     sd = study_dir(cfg, root or REPO)
-    for run in plan(cfg, sd):
-        if run.stage.name == "generate" and not is_current(sd, run, fingerprint(cfg, run)):
-            have_eval = (sd / "eval.jsonl").exists()
-            models = [m for m in cfg.models if not have_eval or unanswered(sd, m)]
-            if models:
-                out(f"--- sbatch script of {run.label} ({sd / 'slurm' / NAME}.sbatch) ---")
-                out(array_script(cfg, config_path, root or REPO, models, overrides))
+    for run in stale_runs(cfg, sd, "generate"):
+        have_eval = (sd / "eval.jsonl").exists()
+        models = [m for m in cfg.models if not have_eval or unanswered(sd, m)]
+        if models:
+            out(f"--- sbatch script of {run.label} ({sd / 'slurm' / NAME}.sbatch) ---")
+            out(array_script(cfg, config_path, root or REPO, models, overrides))

@@ -38,6 +38,14 @@ class Task:
     exit_code: str
 
 
+def stale_runs(cfg, sd: Path, stage: str) -> list:
+    """The executions of ``stage`` a run of the study would do now (not up to date): what a dry run prints a job
+    script for."""
+    from helpers.study.runner import fingerprint, is_current, plan
+
+    return [run for run in plan(cfg, sd) if run.stage.name == stage and not is_current(sd, run, fingerprint(cfg, run))]
+
+
 def resource_lines(s: SlurmConfig) -> list[str]:
     """The ``#SBATCH`` options every job of the study takes from its ``slurm`` section (without the ``#SBATCH``)."""
     head = [f"--time={s.time}"]
