@@ -5,6 +5,7 @@ running a stage; the ``lr`` test reruns the stages an ``lr`` change makes stale 
 kill test trains the tiny model alone (both in the slow tier).
 """
 import ast
+import json
 import os
 import shutil
 import signal
@@ -37,10 +38,11 @@ def micro(micro_study):
 
 
 @pytest.fixture
-def own_micro(tmp_path):
-    """A finished micro study of the test's own, for a test that changes it."""
-    run_study(MICRO, root=tmp_path, out=lambda line: None, report=build_index)
-    return tmp_path
+def own_micro(micro_study, tmp_path):
+    """A copy of the session's finished micro study, for a test that changes it (a study folder moved elsewhere
+    stays up to date: nothing in it depends on where it lies)."""
+    shutil.copytree(micro_study[0], tmp_path / "micro", symlinks=True)
+    return tmp_path / "micro"
 
 
 def states(root, overrides=()) -> dict[str, str]:
@@ -98,6 +100,25 @@ def prose_edit(source: str) -> str:
         next(n for n in [new, *ast.walk(new)] if type(n) is type(owners[0]) and getattr(n, "name", None) == getattr(
             owners[0], "name", None)), clean=False)
     return edited + "\n# and a comment\n"
+
+
+def test_a_study_moved_elsewhere_stays_up_to_date_and_reads_older_records(own_micro):
+    """Moving a study (scratch to home, another checkout) must not make its trained models stale; records written
+    by older runners (outputs named by absolute path) still count."""
+    assert states(own_micro) == dict.fromkeys(LABELS, "up to date")
+    sd = own_micro / "data" / "micro"
+    lines = []
+    run_study(MICRO, root=own_micro, out=lines.append)
+    assert [line for line in lines if line.startswith("[run")] == []
+    record = sd / ".stages" / "finetune-4.json"
+    saved = json.loads(record.read_text())
+    assert set(saved["outputs"]) == {"models/4"}
+    saved["outputs"] = {str(sd / name): h for name, h in saved["outputs"].items()}
+    record.write_text(json.dumps(saved))
+    assert states(own_micro)["finetune-4"] == "up to date"
+    saved["outputs"] = {str(sd / "models" / "4"): "0" * 64}
+    record.write_text(json.dumps(saved))
+    assert states(own_micro)["finetune-4"] == "stale: output: models/4 changed"
 
 
 def test_a_micro_study_is_up_to_date_and_status_says_so(micro):

@@ -159,18 +159,17 @@ class Status:
         return f"{self.label:<24} {self.state}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
 
 
-def own_status(record: dict | None, parts: dict, outputs: list[tuple[str, str, str | None]], label: str) -> Status:
-    """The status of one execution from its record alone (``outputs``: (label, name in the record, current hash))."""
+def own_status(record: dict | None, parts: dict, outputs: list[tuple[str, str | None, str | None]], label: str) -> Status:
+    """The status of one execution from its record alone (``outputs``: (label, hash in the record, current hash))."""
     if record is None:
         return Status(label, "missing")
     if "parts" not in record:
         return Status(label, "stale", ["recorded without the parts of its key (an older runner)"])
     reasons = changes(record["parts"], parts)
-    saved = record.get("outputs", {})
-    for name, recorded_as, now in outputs:
+    for name, recorded, now in outputs:
         if now is None:
             reasons.append(f"output: {name} missing")
-        elif saved.get(recorded_as) != now:
+        elif recorded != now:
             reasons.append(f"output: {name} changed")
     return Status(label, "stale" if reasons else "up to date", reasons)
 

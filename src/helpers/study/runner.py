@@ -139,13 +139,20 @@ def record_path(sd: Path, run: Execution) -> Path:
     return sd / ".stages" / f"{run.label}.json"
 
 
+def recorded_output(saved: dict, path: Path, sd: Path) -> str | None:
+    """The hash a stage record keeps for one of its outputs. Records name outputs relative to the study folder, so
+    a study moved or copied elsewhere (scratch to home, another checkout) stays up to date; records of older runners
+    named them by absolute path and are still read."""
+    outputs = saved.get("outputs", {})
+    return outputs.get(path_label(path, sd), outputs.get(str(path)))
+
+
 def is_current(sd: Path, run: Execution, fp: str) -> bool:
     rec = record_path(sd, run)
     if not rec.exists():
         return False
     saved = read_json(rec)
-    return saved.get("fingerprint") == fp and all(
-        saved.get("outputs", {}).get(str(p)) == hash_path(p) for p in run.outputs)
+    return saved.get("fingerprint") == fp and all(recorded_output(saved, p, sd) == hash_path(p) for p in run.outputs)
 
 
 def execute(cfg: StudyConfig, config_path: Path, root: Path, run: Execution, overrides: tuple[str, ...] = ()) -> dict:
@@ -269,7 +276,7 @@ def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: P
         if missing:
             raise StageFailed(f"stage {run.label} finished without writing {missing}")
         write_json(record_path(sd, run), {
-            "fingerprint": fp, "parts": key, "outputs": {str(p): hash_path(p) for p in run.outputs},
+            "fingerprint": fp, "parts": key, "outputs": {path_label(p, sd): hash_path(p) for p in run.outputs},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info})
         hashes.save(sd / ".stages" / "file_hashes.json")
         out(f"[done] {run.label} in {info['seconds']:.0f} s")
@@ -357,7 +364,7 @@ def study_status(cfg: StudyConfig, sd: Path, runs: list[Execution]) -> list[Stat
     for run in runs:
         rec = record_path(sd, run)
         record = read_json(rec) if rec.exists() else None
-        outputs = [(path_label(p, sd), str(p), hash_path(p)) for p in run.outputs]
+        outputs = [(path_label(p, sd), recorded_output(record or {}, p, sd), hash_path(p)) for p in run.outputs]
         found.append(own_status(record, parts(cfg, run), outputs, run.label))
     return upstream(found, [[path_label(p, sd) for p in r.inputs] for r in runs],
                     [[path_label(p, sd) for p in r.outputs] for r in runs])
