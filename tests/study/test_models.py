@@ -46,3 +46,27 @@ def test_the_conversion_parses_the_file_once_and_writes_the_weights_transformers
     assert all(torch.equal(ours[k], reference[k]) for k in ours)
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         assert (target / name).read_bytes() == (embedded_dir / name).read_bytes(), name
+
+
+def test_processes_asking_at_once_convert_once(monkeypatch, tmp_path):
+    """Two asking together (threads here hold separate OS file locks, as processes do): one converts, one waits."""
+    import threading
+    import time
+
+    converted = []
+
+    def convert(pkg, target):
+        converted.append(target)
+        time.sleep(0.5)
+        target.mkdir()
+        (target / "done.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert", convert)
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path))
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(models.embedded_model_dir())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(converted) == 1 and got == converted * 2

