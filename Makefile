@@ -56,9 +56,13 @@ $(TEST_STAMP): $(STAMP)
 # micro_study, shared by every test that needs a finished study). `make test-all`, what CI runs (.ci/run): the
 # same, the tests marked slow (chaos, DeepSpeed's ZeRO-3, the outage, papermill, whole studies), then nbval over
 # every notebook on the micro config (in a scratch root so nothing under data/ is touched).
+# pytest-xdist spreads the tests over TEST_WORKERS processes (default: one per core; the micro study runs once for
+# all of them, tests/conftest.py). TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= auto
+
 test: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow and not vllm and not slurm"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not vllm and not slurm"
 
 test-all: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .

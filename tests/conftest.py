@@ -79,12 +79,27 @@ def slurm_on_path(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def micro_study(tmp_path_factory):
-    """``(root, report index, runner output lines)`` of configs/micro.yaml run once to the end by the runner."""
+    """``(root, report index, runner output lines)`` of configs/micro.yaml run once to the end by the runner.
+
+    Once per test run: with pytest-xdist's workers (``make test`` runs two) the first to ask runs it under a file
+    lock in the run's shared temp folder and the others wait for it and read what it wrote."""
+    import json
+
+    from filelock import FileLock
+
     from helpers.analysis.report import build_index
     from helpers.study.paths import REPO
     from helpers.study.runner import run_study
 
-    root = tmp_path_factory.mktemp("micro")
-    lines: list[str] = []
-    index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
-    return root, index, lines
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder above each worker's own
+    root, done = shared / "micro", shared / "micro.finished.json"
+    with FileLock(str(shared / "micro.lock")):
+        if not done.exists():
+            root.mkdir(exist_ok=True)
+            lines: list[str] = []
+            index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
+            done.write_text(json.dumps({"index": str(index), "lines": lines}))
+    finished = json.loads(done.read_text())
+    return root, Path(finished["index"]), finished["lines"]
