@@ -103,3 +103,13 @@ def micro_study(tmp_path_factory):
             done.write_text(json.dumps({"index": str(index), "lines": lines}))
     finished = json.loads(done.read_text())
     return root, Path(finished["index"]), finished["lines"]
+
+
+@pytest.fixture
+def micro_copy(micro_study, tmp_path) -> Path:
+    """A copy of the finished micro study (its root), for a test that runs or changes it: the shared one is read by
+    other workers at the same time. A study folder moved elsewhere stays up to date."""
+    import shutil
+
+    shutil.copytree(micro_study[0], tmp_path / "micro", symlinks=True)
+    return tmp_path / "micro"

@@ -37,14 +37,6 @@ def micro(micro_study):
     return micro_study[0]
 
 
-@pytest.fixture
-def own_micro(micro_study, tmp_path):
-    """A copy of the session's finished micro study, for a test that changes it (a study folder moved elsewhere
-    stays up to date: nothing in it depends on where it lies)."""
-    shutil.copytree(micro_study[0], tmp_path / "micro", symlinks=True)
-    return tmp_path / "micro"
-
-
 def states(root, overrides=()) -> dict[str, str]:
     """label -> what `status` prints after it ("up to date", "stale: reasons", "missing")."""
     lines = []
@@ -102,23 +94,23 @@ def prose_edit(source: str) -> str:
     return edited + "\n# and a comment\n"
 
 
-def test_a_study_moved_elsewhere_stays_up_to_date_and_reads_older_records(own_micro):
+def test_a_study_moved_elsewhere_stays_up_to_date_and_reads_older_records(micro_copy):
     """Moving a study (scratch to home, another checkout) must not make its trained models stale; records written
     by older runners (outputs named by absolute path) still count."""
-    assert states(own_micro) == dict.fromkeys(LABELS, "up to date")
-    sd = own_micro / "data" / "micro"
+    assert states(micro_copy) == dict.fromkeys(LABELS, "up to date")
+    sd = micro_copy / "data" / "micro"
     lines = []
-    run_study(MICRO, root=own_micro, out=lines.append)
+    run_study(MICRO, root=micro_copy, out=lines.append)
     assert [line for line in lines if line.startswith("[run")] == []
     record = sd / ".stages" / "finetune-4.json"
     saved = json.loads(record.read_text())
     assert set(saved["outputs"]) == {"models/4"}
     saved["outputs"] = {str(sd / name): h for name, h in saved["outputs"].items()}
     record.write_text(json.dumps(saved))
-    assert states(own_micro)["finetune-4"] == "up to date"
+    assert states(micro_copy)["finetune-4"] == "up to date"
     saved["outputs"] = {str(sd / "models" / "4"): "0" * 64}
     record.write_text(json.dumps(saved))
-    assert states(own_micro)["finetune-4"] == "stale: output: models/4 changed"
+    assert states(micro_copy)["finetune-4"] == "stale: output: models/4 changed"
 
 
 def test_a_micro_study_is_up_to_date_and_status_says_so(micro):
@@ -187,8 +179,8 @@ LR_STALE = {
 
 
 @pytest.mark.slow
-def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(own_micro):
-    micro = own_micro
+def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(micro_copy):
+    micro = micro_copy
     lr = ("train.lr=1e-3",)
     assert states(micro, lr) == LR_STALE
     plan_lines = []

@@ -54,8 +54,8 @@ def test_stage_outputs_have_their_schemas(micro_study):
     assert (sd / "results.csv").read_text().startswith("category,model,examples,mean")
 
 
-def test_a_second_run_skips_everything_in_seconds(micro_study):
-    root, _, _ = micro_study
+def test_a_second_run_skips_everything_in_seconds(micro_copy):
+    root = micro_copy
     lines = []
     t0 = time.perf_counter()
     run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
@@ -64,8 +64,8 @@ def test_a_second_run_skips_everything_in_seconds(micro_study):
     assert sum(line.startswith("[skip]") for line in lines) == 10
 
 
-def test_only_reruns_one_stage_when_forced(micro_study):
-    root, _, _ = micro_study
+def test_only_reruns_one_stage_when_forced(micro_copy):
+    root = micro_copy
     lines = []
     run_study(REPO / "configs" / "micro.yaml", root=root, only="judge", force=True, out=lines.append, report=build_index)
     assert [line.split()[1] for line in lines if line.startswith("[done]")] == ["judge-base", "judge-4", "judge-12"]
