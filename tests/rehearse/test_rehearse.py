@@ -1,5 +1,5 @@
 """The rehearsal (helpers.rehearse): its config changes sizes only, its stand-in answers the real openai client as
-a paid endpoint would, the small rehearsal of paper.yaml passes (slow, with DeepSpeed), and the whole one (slow,
+a paid endpoint would, the small rehearsal of paper.yaml passes (with DeepSpeed, in make test), and the whole one (slow,
 with DeepSpeed and vLLM's environment)."""
 import importlib.util
 import json
