@@ -1,18 +1,27 @@
-"""Generation throughput: batched answers (helpers.generate.stage) vs one prompt at a time.
+"""Generation throughput: today's greedy decode (the baseline) against the refilling one, over a study's models.
 
-The same 64 eval prompts of the built-in suite (``helpers.data.suite.build_suite``, seed 0,
-taken round-robin over the 12 use cases) are answered by the embedded base model
-(Gemma 3 270M, fp32, greedy, ``--max-new-tokens`` each) twice in this one process:
-baseline one prompt at a time (``answer_batch`` with a batch of one), ours in the
-length-sorted batches of ``helpers.generate.hf.plan_batches`` (``--batch-size``).
-Tokens are the new tokens of the answers (padding excluded); tokens/s = tokens / wall
-seconds of the loop. One warm-up generation runs first. Takes a few minutes on 2 cores.
+The eval items of a finished study (``--study``, default the default study under this checkout; ``--per-category``
+items of each use case, taken in file order) are answered by each of its models, the base and every trained
+adapter, twice in this one process, each model loaded as the generate stage loads it (``load_for_generation``,
+LoRA merged, ``--dtype``, default the stage's own choice for this machine):
+
+- baseline, the decode the generate stage used until issue 32: batches of ``generate.batch_size`` prompts with
+  the same token budget (``plan_batches``), each decoded until its last row ends (``answer_batch`` ->
+  ``greedy.greedy_decode``);
+- ours, the stage's decode now: one queue per model, the batch refilled as rows end (``answer_stream`` ->
+  ``continuous.greedy_stream``).
+
+answers/s = answers / wall seconds of answering (the model loads counted in both); ``ratio`` = ours / baseline.
+It also prints the share of identical answers and, with the offline judge, every use case's mean under both
+and whether ours stays inside the baseline's 95% bootstrap interval (in fp32 the answers should be identical;
+``--dtype bfloat16`` shows what bf16's rounding changes). Both runs use every core (``torch.set_num_threads``);
+give it a quiet machine.
 
 With ``--vllm`` the same prompts are also answered by the vllm backend (vLLM's offline engine from
 ``make vllm-env``'s ``.venv-vllm`` or ``$STUDY_VLLM_PYTHON``; tokens/s of generation, the engine's
 start reported apart) and by the server backend against a vLLM OpenAI server started here on
 127.0.0.1 (tokens/s over the requests' wall time, ``--batch-size`` requests in flight), each with
-its ratio to hf one at a time and to hf batches and its agreement with hf's batched answers.
+its ratio to hf and its agreement with hf's answers (base model only, ``--prompts`` items of the built-in suite).
 
 With ``--vllm-engines N`` it measures ``generate.vllm.engines`` instead (and nothing else): the same prompts
 through the vllm backend with 1 engine (baseline) and with N engines side by side (ours; on the CPU each engine
@@ -22,7 +31,8 @@ the longest engine's (they generate side by side; each engine's start is reporte
 the whole call). The answers of both are compared (they should be identical). Needs ``make vllm-env`` (or
 ``$STUDY_VLLM_PYTHON``) and a quiet machine.
 
-    python benchmarks/generate_throughput.py          # prints one JSON line at the end
+    python benchmarks/generate_throughput.py          # after make study; prints one JSON line at the end
+    python benchmarks/generate_throughput.py --per-category 10 --models base,64   # a quicker look
     python benchmarks/generate_throughput.py --vllm   # + vllm and server backends (about 5 more minutes)
     python benchmarks/generate_throughput.py --vllm-engines 2 --prompts 120   # 1 vs 2 vLLM engines
 """
@@ -39,14 +49,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from helpers.analysis.bootstrap import boot_means, cell_rng, percentile_ci
 from helpers.data.suite import build_suite
-from helpers.generate.hf import answer_batch, plan_batches
+from helpers.generate.hf import answer_batch, answer_stream, plan_batches
+from helpers.judge.offline import score_answer
 from helpers.study.categories import CATEGORIES
 from helpers.study.config import StudyConfig
 from helpers.study.files import read_jsonl, write_jsonl
+from helpers.study.loading import load_config, study_dir
 from helpers.study.models import base_model_path, load_for_generation
+from helpers.study.paths import REPO, resolve
 
 
 def prompts(n: int) -> list[dict]:
@@ -59,10 +74,15 @@ def prompts(n: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--max-new-tokens", type=int, default=24)
-    ap.add_argument("--vllm", action="store_true", help="also the vllm and server backends (needs make vllm-env)")
+    ap.add_argument("--config", default="configs/default.yaml", help="the study whose models answer (after make study)")
+    ap.add_argument("--root", default=None, help="the study's root (default: this checkout)")
+    ap.add_argument("--models", default=None, help="comma-separated models (default: base and every trained one)")
+    ap.add_argument("--per-category", type=int, default=None, help="eval items per use case (default: all)")
+    ap.add_argument("--dtype", default=None, help="generate.dtype for both runs (default: the study's)")
+    ap.add_argument("--prompts", type=int, default=64, help="--vllm, --vllm-engines: built-in prompts")
+    ap.add_argument("--batch-size", type=int, default=16, help="--vllm, --vllm-engines: batch size")
+    ap.add_argument("--max-new-tokens", type=int, default=24, help="--vllm, --vllm-engines: token budget")
+    ap.add_argument("--vllm", action="store_true", help="the vllm and server backends against hf (needs make vllm-env)")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.3, help="vLLM's share of memory (CPU: of RAM)")
     ap.add_argument("--vllm-engines", type=int, default=None, metavar="N",
                     help="instead of the above: the vllm backend with 1 engine against N engines (needs make vllm-env)")
@@ -72,9 +92,87 @@ def main() -> None:
             raise SystemExit("--vllm-engines: at least 2 (1 engine is the baseline)")
         print(json.dumps(engines_figures(args, prompts(args.prompts))))
         return
-
     torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # as the generate stage does
+    if args.vllm:
+        print(json.dumps(vllm_only(args)))
+        return
+    print(json.dumps(decode_figures(args)))
+
+
+def decode_figures(args) -> dict:
+    """Baseline and ours over the study's models and eval items (module docstring)."""
+    overrides = (f"generate.dtype={args.dtype}",) if args.dtype else ()
+    cfg = load_config(resolve(args.config), overrides)
+    sd = study_dir(cfg, resolve(args.root) if args.root else REPO)
+    if not (sd / "eval.jsonl").exists():
+        raise SystemExit(f"{sd / 'eval.jsonl'}: no eval set; run `make study CONFIG={args.config}` first")
+    items = read_jsonl(sd / "eval.jsonl")
+    if args.per_category:
+        items = [it for c in CATEGORIES for it in [i for i in items if i["category"] == c][:args.per_category]]
+    models = args.models.split(",") if args.models else \
+        ["base"] + [m for m in cfg.models[1:] if (sd / "models" / m).exists()]
+    runs = {}
+    for name, answer in (("baseline", _batches), ("ours", _stream)):
+        t0, rows, tokens, dtype = time.perf_counter(), {}, 0, None
+        for m in models:
+            model, tok = load_for_generation(cfg, m, sd)
+            model.eval()
+            tok.padding_side = "left"
+            dtype = str(model.dtype).removeprefix("torch.")
+            for r in answer(model, tok, items, cfg):
+                rows[(m, r["id"])] = r["answer"]
+                tokens += r["new_tokens"]
+            del model
+        wall = time.perf_counter() - t0
+        runs[name] = {"s": round(wall, 1), "answers": len(rows), "tokens": tokens,
+                      "answers_per_s": round(len(rows) / wall, 2), "tokens_per_s": round(tokens / wall, 1), "rows": rows}
+    base, ours = runs["baseline"], runs["ours"]
+    same = sum(ours["rows"][k] == a for k, a in base["rows"].items())
+    return {
+        "benchmark": "generate_throughput", "study": cfg.study, "models": models, "items_per_model": len(items),
+        "dtype": dtype, "threads": torch.get_num_threads(), "batch_size": cfg.generate.batch_size,
+        "baseline": "batches of one token budget, each decoded until its last row ends (greedy_decode)",
+        **{f"baseline_{k}": v for k, v in base.items() if k != "rows"},
+        "ours": "one queue per model, rows refilled as answers end (greedy_stream)",
+        **{f"ours_{k}": v for k, v in ours.items() if k != "rows"},
+        "identical_answers": f"{same}/{len(base['rows'])}",
+        "use_case_means": _means(items, base["rows"], ours["rows"], cfg.seed),
+        "ratio": round(ours["answers_per_s"] / base["answers_per_s"], 2),
+        "goal_ratio": 3,
+    }
+
+
+def _batches(model, tok, items, cfg):
+    for batch in plan_batches(items, tok, cfg):
+        yield from answer_batch(model, tok, batch, cfg)
+
+
+def _stream(model, tok, items, cfg):
+    for rows in answer_stream(model, tok, items, cfg):
+        yield from rows
+
+
+def _means(items: list[dict], base: dict, ours: dict, seed: int) -> dict:
+    """Per model and use case: the offline judge's mean of the baseline's answers with its 95% bootstrap interval,
+    ours, and whether ours lies inside that interval."""
+    by_id = {it["id"]: it for it in items}
+    out = {}
+    for m in dict.fromkeys(m for m, _ in base):
+        for c in CATEGORIES:
+            ids = [i for (mm, i) in base if mm == m and by_id[i]["category"] == c]
+            if not ids:
+                continue
+            b = np.array([score_answer(by_id[i], base[(m, i)])[0] or 0.0 for i in ids])
+            o = np.array([score_answer(by_id[i], ours[(m, i)])[0] or 0.0 for i in ids])
+            lo, hi = percentile_ci(boot_means(b, 1000, cell_rng(seed, m, c)))
+            out[f"{m}/{c}"] = {"baseline": round(float(b.mean()), 3), "ours": round(float(o.mean()), 3),
+                               "ci": [round(lo, 3), round(hi, 3)], "inside": bool(lo <= o.mean() <= hi)}
+    return out
+
+
+def vllm_only(args) -> dict:
+    """The base model's answers to ``--prompts`` built-in prompts: hf (ours) against the vllm and server backends."""
     cfg = StudyConfig.model_validate({
         "study": "bench", "scales": [4], "data": {"pool_size": 10}, "model": {"base": "embedded"},
         "generate": {"batch_size": args.batch_size, "max_new_tokens": {"default": args.max_new_tokens}}})
@@ -83,35 +181,12 @@ def main() -> None:
         model, tok = load_for_generation(cfg, "base", Path(d))
     model.eval()
     tok.padding_side = "left"
-    answer_batch(model, tok, items[:2], cfg)  # warm-up
-
     t0 = time.perf_counter()
-    seq = [row for it in items for row in answer_batch(model, tok, [it], cfg)]
-    seq_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    batches = plan_batches(items, tok, cfg)
-    bat = [row for b in batches for row in answer_batch(model, tok, b, cfg)]
-    bat_s = time.perf_counter() - t0
-
-    seq_tok, bat_tok = sum(r["new_tokens"] for r in seq), sum(r["new_tokens"] for r in bat)
-    same = {r["id"]: r["answer"] for r in seq}
-    identical = sum(same[r["id"]] == r["answer"] for r in bat)
-    seq_tps, bat_tps = seq_tok / seq_s, bat_tok / bat_s
-    extra = vllm_figures(args, cfg, items, {r["id"]: r["answer"] for r in bat}, seq_tps, bat_tps) if args.vllm else {}
-    print(json.dumps({
-        "benchmark": "generate_throughput",
-        "model": "embedded Gemma 3 270M (fp32, CPU)", "threads": torch.get_num_threads(),
-        "prompts": len(items), "max_new_tokens": args.max_new_tokens,
-        "baseline": "one prompt at a time",
-        "baseline_s": round(seq_s, 1), "baseline_tokens": seq_tok, "baseline_tokens_per_s": round(seq_tps, 1),
-        "ours": f"length-sorted batches of {args.batch_size} ({len(batches)} batches)",
-        "ours_s": round(bat_s, 1), "ours_tokens": bat_tok, "ours_tokens_per_s": round(bat_tps, 1),
-        "identical_answers": f"{identical}/{len(items)}",
-        "ratio": round(bat_tps / seq_tps, 2),
-        "goal_ratio": 5,
-        **extra,
-    }))
+    rows = list(_stream(model, tok, items, cfg))
+    hf_s = time.perf_counter() - t0
+    hf_tps = sum(r["new_tokens"] for r in rows) / hf_s
+    return {"benchmark": "generate_backends", "prompts": len(items), "hf_tokens_per_s": round(hf_tps, 1),
+            **vllm_figures(args, cfg, items, {r["id"]: r["answer"] for r in rows}, hf_tps)}
 
 
 def engines_figures(args, items: list[dict]) -> dict:
@@ -148,7 +223,7 @@ def engines_figures(args, items: list[dict]) -> dict:
     }
 
 
-def vllm_figures(args, cfg: StudyConfig, items: list[dict], hf: dict, seq_tps: float, bat_tps: float) -> dict:
+def vllm_figures(args, cfg: StudyConfig, items: list[dict], hf: dict, hf_tps: float) -> dict:
     """tokens/s of the vllm backend and of the server backend against a vLLM server, with their ratios."""
     from helpers.generate.stage import generate_answers
     from helpers.generate.vllm_backend import engine_version, serve_command, vllm_answers, vllm_python
@@ -170,8 +245,8 @@ def vllm_figures(args, cfg: StudyConfig, items: list[dict], hf: dict, seq_tps: f
         wall = time.perf_counter() - t0
         tps = stats[0]["tokens"] / stats[0]["seconds"]
         out.update(vllm_s=stats[0]["seconds"], vllm_engine_start_s=stats[0]["engine_start_s"], vllm_wall_s=round(wall, 1),
-                   vllm_tokens=tokens, vllm_tokens_per_s=round(tps, 1), vllm_ratio_to_one_at_a_time=round(tps / seq_tps, 2),
-                   vllm_ratio_to_batches=round(tps / bat_tps, 2), vllm_identical_to_hf=same(Path(d) / "answers" / "base.jsonl"))
+                   vllm_tokens=tokens, vllm_tokens_per_s=round(tps, 1), vllm_ratio_to_hf=round(tps / hf_tps, 2),
+                   vllm_identical_to_hf=same(Path(d) / "answers" / "base.jsonl"))
 
     with socket.socket() as sock:  # a free port for the server
         sock.bind(("127.0.0.1", 0))
@@ -203,8 +278,8 @@ def vllm_figures(args, cfg: StudyConfig, items: list[dict], hf: dict, seq_tps: f
             wall = time.perf_counter() - t0
             tokens = sum(r["new_tokens"] for r in read_jsonl(path))
             out.update(server_up_s=round(up, 1), server_s=round(wall, 1), server_tokens=tokens,
-                       server_tokens_per_s=round(tokens / wall, 1), server_ratio_to_one_at_a_time=round(tokens / wall / seq_tps, 2),
-                       server_ratio_to_batches=round(tokens / wall / bat_tps, 2), server_identical_to_hf=same(path))
+                       server_tokens_per_s=round(tokens / wall, 1), server_ratio_to_hf=round(tokens / wall / hf_tps, 2),
+                       server_identical_to_hf=same(path))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)

@@ -1,10 +1,11 @@
-"""The hf backend: the model in this process through transformers, batched with a token budget per use case.
+"""The hf backend: the model in this process through transformers, batched, with a token budget per use case.
 
-Prompts are grouped by their token budget and sorted by length, then answered in batches with
-left padding and the KV cache: on a 2-core CPU a batch of 16 answers about 7x faster than one
-prompt at a time. Greedy (``greedy.greedy_decode``) unless the config samples. Each finished
-batch is appended to the answers file, so a killed run continues with the items it had not
-answered yet.
+Greedy answers (the default) go through ``continuous.greedy_stream``: every prompt of the model waits in
+one queue, shortest first, and a batch of ``generate.batch_size`` rows is refilled as answers end.
+Sampling goes through ``generate`` in batches of prompts with the same token budget and similar lengths
+(``plan_batches``, ``answer_batch``; the greedy batch loop there is the benchmark's baseline). Finished
+answers are appended to the answers file as they come, so a killed run continues with the items it had
+not answered yet.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from helpers.generate.backend import write_engine_note
+from helpers.generate.continuous import greedy_stream
 from helpers.generate.greedy import greedy_decode
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl
@@ -49,17 +51,38 @@ def answer_batch(model, tok, batch: list[dict], cfg: StudyConfig) -> list[dict]:
         new = [[t for t in ids.tolist() if t != tok.pad_token_id] for ids in out[:, enc["input_ids"].shape[1]:]]
     else:
         new = greedy_decode(model, tok, enc, max_new, STOP, {tok.eos_token_id})
+    return [_row(it, ids, tok, max_new) for it, ids in zip(batch, new)]
+
+
+FLUSH = 16
+"""Answers written to the file at once by the greedy stream (a kill loses at most these)."""
+
+
+def answer_stream(model, tok, items: list[dict], cfg: StudyConfig):
+    """Greedy answers to ``items`` as they end (``greedy_stream``, shortest prompt first), in lists of at least
+    ``FLUSH`` rows (the last one shorter): each list is one write and one fsync of the answers file."""
+    prompts = sorted(((it, tok(format_prompt(it["question"]))["input_ids"]) for it in items),
+                     key=lambda p: (len(p[1]), p[0]["id"]))
+    queue = [(it, ids, cfg.generate.tokens_for(it["category"])) for it, ids in prompts]
     rows = []
-    for it, ids in zip(batch, new):
-        text = tok.decode(ids, skip_special_tokens=True)
-        rows.append({"id": it["id"], "category": it["category"], "answer": cut_at_stop(text),
-                     "new_tokens": len(ids), "truncated": len(ids) >= max_new})
-    return rows
+    for ended in greedy_stream(model, tok, queue, cfg.generate.batch_size, STOP, {tok.eos_token_id}):
+        rows += [_row(it, ids, tok, cfg.generate.tokens_for(it["category"])) for it, ids in ended]
+        if len(rows) >= FLUSH:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def _row(it: dict, ids: list[int], tok, max_new: int) -> dict:
+    text = tok.decode(ids, skip_special_tokens=True)
+    return {"id": it["id"], "category": it["category"], "answer": cut_at_stop(text),
+            "new_tokens": len(ids), "truncated": len(ids) >= max_new}
 
 
 def hf_answers(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> int:
-    """Answer ``todo`` with ``model_name`` in length-sorted batches, each appended to ``path`` as it finishes;
-    returns the new tokens written."""
+    """Answer ``todo`` with ``model_name``, appending answers to ``path`` as they end; returns the new tokens
+    written."""
     model, tok = load_for_generation(cfg, model_name, study_dir)
     model.eval()
     tok.padding_side = "left"
@@ -68,12 +91,15 @@ def hf_answers(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[di
     write_engine_note(study_dir, model_name, {"engine": f"transformers {transformers.__version__}",
                                               "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch.")})
     n_tokens = 0
+    if cfg.generate.do_sample:
+        answered = (answer_batch(model, tok, batch, cfg) for batch in plan_batches(todo, tok, cfg))
+    else:
+        answered = answer_stream(model, tok, todo, cfg)
     with tqdm(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
-        for batch in plan_batches(todo, tok, cfg):
-            rows = answer_batch(model, tok, batch, cfg)
+        for rows in answered:
             for r in rows:
                 r["model"] = model_name
             append_jsonl(path, rows)
             n_tokens += sum(r["new_tokens"] for r in rows)
-            bar.update(len(batch))
+            bar.update(len(rows))
     return n_tokens
