@@ -1,9 +1,9 @@
 """Chaos test (issue #7): the micro study killed with SIGKILL at random moments loses nothing.
 
 The study is a micro study (``chaos_config``: the built-in suite, scales 8 and 24, the prefix
-schedule with a checkpoint every 2 of its 6 steps, 24 eval items answered in batches of 4 so an
-answers file fills in six appends (a kill after the first lands mid-file even when answers are
-fast), and the LLM judge ``kind: openai`` against ``tests/fake_openai.py`` with 3
+schedule with a checkpoint every 2 of its 6 steps, 24 eval items answered 4 at a time, so an
+answers file fills in three appends of 8 (a kill after the first lands mid-file even when answers
+are fast), and the LLM judge ``kind: openai`` against ``tests/fake_openai.py`` with 3
 runs, 4 requests in flight and 0.15 s per reply). It runs as ``python -m helpers run`` in its own
 session, exactly as a user runs it.
 
@@ -13,9 +13,9 @@ session, exactly as a user runs it.
    ``0``; CI runs one), a seeded RNG draws a kill plan of a dozen kills, one after another, in
    every stage (``kill_plan``). Each kill waits for an event, never for a time: data when papermill
    starts its n-th notebook cell; finetune at a cell of its start-up, when this attempt's first
-   checkpoint is complete (so the rerun resumes from it) and when step 5 is logged; generate
-   when the first batch of answers is appended, at a cell of its start-up, and when the n-th
-   answer row is appended; judge when the n-th request arrived, right after the n-th reply was
+   checkpoint is complete (so the rerun resumes from it) and when step 5 is logged; generate (one
+   execution for every model) when the first model's first answers are appended, at a cell of its
+   start-up, and when the n-th answer row of the last model is appended; judge when the n-th request arrived, right after the n-th reply was
    written, and when the n-th reply is in the cache; analysis at a cell, and at the line
    ``[done] analysis`` (recorded, the report not yet built). Events the runner prints kill as
    soon as the line is read; the others are polled every 20 ms while the stage goes on working.
@@ -280,7 +280,7 @@ class Study:
                         state["stage_info"][label] = {
                             "server_total": self.server.total, "delivered": self.server.delivered, "cell": 0,
                             "wall": time.time(), "cached": count_lines(self.sd / JUDGE_CACHE),
-                            "answers": count_lines(self.sd / "answers" / f"{label.split('-', 1)[-1]}.jsonl")}
+                            "answers": {m: count_lines(self.sd / "answers" / f"{m}.jsonl") for m in self.models}}
                     elif what:
                         a.finished[label] = t
                         state["current"] = None
@@ -415,9 +415,10 @@ class Study:
             step = last_logged_step(self.sd)
             fresh = any(mtime(f) >= info["wall"] for f in logs)
             return f"step {step} logged" if fresh and step is not None and step >= n else None
-        if trig == "answers":  # answer rows appended by this attempt
-            rows = count_lines(self.sd / "answers" / f"{target.split('-', 1)[-1]}.jsonl") - info["answers"]
-            return f"{rows} answers appended" if rows >= n else None
+        if trig == "answers":  # answer rows of one model appended by this attempt
+            m = plan["model"]
+            rows = count_lines(self.sd / "answers" / f"{m}.jsonl") - info["answers"][m]
+            return f"{rows} answers of {m} appended" if rows >= n else None
         if trig == "cached":  # judge replies stored by this attempt
             rows = count_lines(self.sd / JUDGE_CACHE) - info["cached"]
             return f"{rows} replies cached" if rows >= n else None
@@ -434,7 +435,7 @@ class Study:
             ckpts = sorted((self.sd / "models").glob(".*.tmp/trainer/checkpoint-*"))
             d = {"logged_step": last_logged_step(self.sd), "checkpoints": [c.name for c in ckpts]}
         elif kind == "generate":
-            d = {"answers": count_lines(self.sd / "answers" / f"{where.split('-', 1)[-1]}.jsonl")}
+            d = {"answers": {m: count_lines(self.sd / "answers" / f"{m}.jsonl") for m in self.models}}
         elif kind == "judge":
             d = {"server_requests": self.server.total}
         return d
@@ -477,17 +478,18 @@ def kill_plan(rng: random.Random, labels: list[str]) -> list[dict]:
     the seeded RNG draws which event). A point followed by another in the same stage kills everything at once
     (``crash``), so the next attempt starts from exactly what the event left; the others alternate."""
     fin = next(lb for lb in labels if lb.startswith("finetune"))
-    gens = [lb for lb in labels if lb.startswith("generate")]
+    gen, = [lb for lb in labels if lb.startswith("generate")]  # one execution answers every model, in model order
     judges = [lb for lb in labels if lb.startswith("judge")]
-    assert len(gens) == len(judges) == 3, labels
+    models = [lb.split("-", 1)[1] for lb in judges]
+    assert len(judges) == 3, labels
     plan = [
         {"target": "data", "trigger": "cell", "n": rng.randint(2, 6)},           # a few notebook cells in
         {"target": fin, "trigger": "cell", "n": rng.randint(2, 4)},              # start-up: kernel, imports, launch
         {"target": fin, "trigger": "checkpoint", "n": 2},                        # the first checkpoint complete
         {"target": fin, "trigger": "step", "n": 5},  # step 6 follows (at 6 the work folder is published at once)
-        {"target": gens[0], "trigger": "answers", "n": 4},                       # after the first of six batches
-        {"target": gens[1], "trigger": "cell", "n": rng.randint(2, 4)},          # start-up: model load
-        {"target": gens[2], "trigger": "answers", "n": rng.choice([8, 12, 16, 20])},
+        {"target": gen, "trigger": "answers", "model": models[0], "n": 4},       # the first model's first answers
+        {"target": gen, "trigger": "cell", "n": rng.randint(2, 4)},              # start-up: imports, model list
+        {"target": gen, "trigger": "answers", "model": models[2], "n": rng.choice([8, 12, 16, 20])},  # the last one
         {"target": judges[0], "trigger": "requests", "n": rng.randint(1, 30)},
         {"target": judges[1], "trigger": "delivered", "n": rng.randint(1, 30)},  # inside the loss window
         {"target": judges[2], "trigger": "cached", "n": rng.randint(1, 60)},
@@ -704,7 +706,7 @@ def test_killed_study_ends_like_an_uninterrupted_one(seed, reference, server, tm
                 assert f"resuming from checkpoint-{prev.left['checkpoint']}" in text, \
                     f"attempt {a.n} did not resume from checkpoint-{prev.left['checkpoint']}"
         for m, done in prev.left["answers"].items():
-            label = f"generate-{m}"
+            label = "generate-all"
             if label in a.started and 0 < done < n_items and \
                     (label in a.finished or a.left["answers"][m] > done or f"/answers/{m}.jsonl" in text):
                 assert f"resuming: {done} answers already" in text, f"attempt {a.n} did not resume {label} at {done}"

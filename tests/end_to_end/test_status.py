@@ -27,8 +27,7 @@ MICRO = REPO / "configs" / "micro.yaml"
 PACKAGE = REPO / "src" / "helpers"
 MODULES = sorted("helpers." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
                  for p in PACKAGE.rglob("*.py"))
-LABELS = ["data", "finetune-4", "finetune-12", "generate-base", "generate-4", "generate-12",
-          "judge-base", "judge-4", "judge-12", "analysis"]
+LABELS = ["data", "finetune-4", "finetune-12", "generate-all", "judge-base", "judge-4", "judge-12", "analysis"]
 
 
 @pytest.fixture
@@ -166,13 +165,12 @@ LR_STALE = {
     "data": "up to date",
     "finetune-4": "stale: train.lr 0.0003 -> 0.001",
     "finetune-12": "stale: train.lr 0.0003 -> 0.001",
-    "generate-base": "up to date",
-    "generate-4": "stale: input: models/4 (finetune-4 is stale)",
-    "generate-12": "stale: input: models/12 (finetune-12 is stale)",
-    "judge-base": "up to date",
-    "judge-4": "stale: input: answers/4.jsonl (generate-4 is stale)",
-    "judge-12": "stale: input: answers/12.jsonl (generate-12 is stale)",
-    "analysis": "stale: input: answers/4.jsonl (generate-4 is stale); input: answers/12.jsonl (generate-12 is stale); "
+    "generate-all": "stale: input: models/4 (finetune-4 is stale); input: models/12 (finetune-12 is stale)",
+    "judge-base": "stale: input: answers/base.jsonl (generate-all is stale)",
+    "judge-4": "stale: input: answers/4.jsonl (generate-all is stale)",
+    "judge-12": "stale: input: answers/12.jsonl (generate-all is stale)",
+    "analysis": "stale: input: answers/base.jsonl (generate-all is stale); input: answers/4.jsonl (generate-all is stale); "
+                "input: answers/12.jsonl (generate-all is stale); input: judgments/base.jsonl (judge-base is stale); "
                 "input: judgments/4.jsonl (judge-4 is stale); input: judgments/12.jsonl (judge-12 is stale); "
                 "input: models/4/train_log.jsonl (finetune-4 is stale); input: models/12/train_log.jsonl (finetune-12 is stale)",
 }
@@ -186,14 +184,18 @@ def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(m
     plan_lines = []
     run_study(MICRO, root=micro, overrides=lr, dry_run=True, out=plan_lines.append)
     assert "  finetune-4               will run (stale: train.lr 0.0003 -> 0.001)" in plan_lines
-    assert "  generate-base            up to date" in plan_lines
+    assert "  generate-all             will run (stale: input: models/4 (finetune-4 is stale); " \
+           "input: models/12 (finetune-12 is stale))" in plan_lines
 
     models = micro / "data" / "micro" / "models"
     old = {s: (models / s / "adapter_model.safetensors").read_bytes() for s in ("4", "12")}
+    base_answers = (micro / "data" / "micro" / "answers" / "base.jsonl").read_bytes()
     lines = []
     run_study(MICRO, root=micro, overrides=lr, out=lines.append, report=build_index)
     assert [line.split()[1] for line in lines if line.startswith("[done]")] == [
-        "finetune-4", "finetune-12", "generate-4", "generate-12", "judge-4", "judge-12", "analysis"]
+        "finetune-4", "finetune-12", "generate-all", "judge-4", "judge-12", "analysis"]  # the base model's judge: not
+    # (the one generate execution answered the retrained models only: the base model's answers are the same file)
+    assert (micro / "data" / "micro" / "answers" / "base.jsonl").read_bytes() == base_answers
     for scale in ("4", "12"):
         aside, = models.glob(f"{scale}.stale-*")
         assert (aside / "adapter_model.safetensors").read_bytes() == old[scale]  # the old model, whole
@@ -202,7 +204,7 @@ def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(m
         assert f"moved aside: {scale} (train.lr 0.0003 -> 0.001) -> {aside}" in executed
     assert states(micro, lr) == dict.fromkeys(LABELS, "up to date")
     back = states(micro)
-    assert back["finetune-4"] == "stale: train.lr 0.001 -> 0.0003" and back["generate-base"] == "up to date"
+    assert back["finetune-4"] == "stale: train.lr 0.001 -> 0.0003" and back["generate-all"].startswith("stale: input: models/4")
     footer = (micro / "reports" / "micro" / "index.html").read_text()
     assert "<footer>Produced by code " in footer and "settings that change results" in footer
 

@@ -16,8 +16,7 @@ def test_every_stage_ran_and_the_report_exists(micro_study):
     sd = root / "data" / "micro"
     assert index == root / "reports" / "micro" / "index.html" and index.exists()
     ran = [line.split()[1] for line in lines if line.startswith("[done]")]
-    assert ran == ["data", "finetune-4", "finetune-12", "generate-base", "generate-4", "generate-12",
-                   "judge-base", "judge-4", "judge-12", "analysis"]
+    assert ran == ["data", "finetune-4", "finetune-12", "generate-all", "judge-base", "judge-4", "judge-12", "analysis"]
     for label in ran:
         assert (sd / "notebooks" / f"{label}.ipynb").exists()
         assert (root / "reports" / "micro" / "notebooks" / f"{label}.html").exists()

@@ -78,3 +78,25 @@ def test_rows_beyond_a_sliding_window_answer_as_the_batch_loop_does(tiny_model_d
     assert model.config.sliding_window == 6
     want = _batch(model, tok, 12, "\x00never", set())
     assert _stream(model, tok, [12] * len(QUESTIONS), 3, "\x00never", set()) == want
+
+
+@pytest.mark.slow  # the real model: about half a minute on 2 cores
+def test_the_embedded_model_answers_as_the_batch_path_did_in_fp32(embedded_dir):
+    """Issue 32's identity: on the real base model in fp32, the refilling stream (``answer_stream``, the stage's
+    decode) gives byte for byte the answers of the batch path it replaced (``plan_batches`` + ``answer_batch``),
+    with a capacity that makes prompts of other lengths and budgets join mid-way."""
+    from builders import make_config
+
+    from helpers.data.suite import build_suite
+    from helpers.generate.hf import answer_batch, answer_stream, plan_batches
+    from helpers.study.models import load_causal_lm
+
+    _, items = build_suite(0, 24, 2)  # 2 eval items of each use case
+    cfg = make_config(embedded_dir, generate={"batch_size": 5, "dtype": "float32",
+                                              "max_new_tokens": {"default": 6, "code": 10, "math": 3}})
+    model, tok = load_causal_lm(str(embedded_dir)).eval(), load_tokenizer(str(embedded_dir))
+    tok.padding_side = "left"
+    before = [r for b in plan_batches(items, tok, cfg) for r in answer_batch(model, tok, b, cfg)]
+    now = [r for rows in answer_stream(model, tok, items, cfg) for r in rows]
+    assert sorted(now, key=lambda r: r["id"]) == sorted(before, key=lambda r: r["id"])
+    assert len({r["new_tokens"] for r in now}) > 2  # budgets of 3, 6 and 10 tokens, some answers ended before

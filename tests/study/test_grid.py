@@ -242,8 +242,8 @@ def test_a_grid_study_runs_through_the_runner_to_one_report(tmp_path, tiny_model
     index = run_study(config, root=tmp_path, out=lines.append, report=build_index)
     models = ["random-4", "random-8", "stratified-4", "stratified-8"]
     assert [line.split()[1] for line in lines if line.startswith("[done]")] == \
-        ["data", "finetune-random", "finetune-stratified"] + [f"{stage}-{m}" for stage in ("generate", "judge")
-                                                               for m in ["base"] + models] + ["analysis"]
+        ["data", "finetune-random", "finetune-stratified", "generate-all"] + [f"judge-{m}" for m in ["base"] + models] + \
+        ["analysis"]
     sd = tmp_path / "data" / "grid"
     for m in models:
         assert (sd / "models" / m / "adapter_model.safetensors").exists()

@@ -30,8 +30,7 @@ def by_label(runs):
 def test_plan_has_every_stage_for_every_model(tmp_path):
     cfg = make_config("m")
     labels = [r.label for r in plan(cfg, tmp_path)]
-    assert labels == ["data", "finetune-4", "finetune-8", "generate-base", "generate-4", "generate-8",
-                      "judge-base", "judge-4", "judge-8", "analysis"]
+    assert labels == ["data", "finetune-4", "finetune-8", "generate-all", "judge-base", "judge-4", "judge-8", "analysis"]
 
 
 def test_prefix_schedule_trains_once_for_every_scale(tmp_path):
@@ -40,12 +39,13 @@ def test_prefix_schedule_trains_once_for_every_scale(tmp_path):
     assert [label for label in runs if label.startswith("finetune")] == ["finetune"]
     assert runs["finetune"].inputs == [tmp_path / "subsets" / "8.jsonl"]
     assert runs["finetune"].outputs == [tmp_path / "models" / "4", tmp_path / "models" / "8"]
-    assert runs["generate-4"].inputs[-1] == tmp_path / "models" / "4"
+    assert runs["generate-all"].inputs[-2:] == [tmp_path / "models" / "4", tmp_path / "models" / "8"]
 
 
 @pytest.mark.slow  # a notebook through papermill
-def test_the_vllm_backend_generates_every_model_in_one_execution(tmp_path, monkeypatch):
-    cfg = make_config("m", generate={"backend": "vllm", "max_new_tokens": {"default": 6}})
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_every_model_is_answered_in_one_execution(tmp_path, monkeypatch, backend):
+    cfg = make_config("m", generate={"backend": backend, "max_new_tokens": {"default": 6}})
     runs = by_label(plan(cfg, tmp_path))
     assert [label for label in runs if label.startswith("generate")] == ["generate-all"]
     gen = runs["generate-all"]
@@ -66,7 +66,8 @@ def test_the_vllm_backend_generates_every_model_in_one_execution(tmp_path, monke
 def test_checkpoint_scales_are_not_trained(tmp_path):
     cfg = make_config("m", model={"base": "m", "checkpoints": {"8": "some/model"}})
     labels = [r.label for r in plan(cfg, tmp_path)]
-    assert "finetune-8" not in labels and "generate-8" in labels
+    assert "finetune-8" not in labels and "judge-8" in labels
+    assert by_label(plan(cfg, tmp_path))["generate-all"].inputs == [tmp_path / "eval.jsonl", tmp_path / "models" / "4"]
 
 
 def test_finished_stages_are_current_until_something_changes(tmp_path):
@@ -89,7 +90,7 @@ def test_finished_stages_are_current_until_something_changes(tmp_path):
 
     # an output deleted by hand makes its producer stale
     (tmp_path / "answers" / "base.jsonl").unlink()
-    r = by_label(plan(cfg, tmp_path))["generate-base"]
+    r = by_label(plan(cfg, tmp_path))["generate-all"]
     assert not is_current(tmp_path, r, fingerprint(cfg, r))
 
 

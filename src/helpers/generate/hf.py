@@ -19,7 +19,7 @@ from helpers.generate.continuous import greedy_stream
 from helpers.generate.greedy import greedy_decode
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl
-from helpers.study.models import load_for_generation
+from helpers.study.models import generation_model, load_tokenizer, tokenizer_source
 from helpers.study.prompt import STOP, cut_at_stop, format_prompt
 
 
@@ -54,19 +54,28 @@ def answer_batch(model, tok, batch: list[dict], cfg: StudyConfig) -> list[dict]:
     return [_row(it, ids, tok, max_new) for it, ids in zip(batch, new)]
 
 
-FLUSH = 16
-"""Answers written to the file at once by the greedy stream (a kill loses at most these)."""
+FLUSH = 8
+"""Answers written to the file at once by the greedy stream (a kill loses at most these, and the rows that wait for
+an earlier one)."""
 
 
 def answer_stream(model, tok, items: list[dict], cfg: StudyConfig):
-    """Greedy answers to ``items`` as they end (``greedy_stream``, shortest prompt first), in lists of at least
-    ``FLUSH`` rows (the last one shorter): each list is one write and one fsync of the answers file."""
+    """Greedy answers to ``items`` through ``greedy_stream``, shortest prompt first, in lists of at least ``FLUSH``
+    rows (the last one shorter): each list is one write and one fsync of the answers file.
+
+    Rows come out in queue order (an answer that ends early waits for the ones queued before it), so the answers
+    file is the same bytes whether it was written in one run or resumed after a kill: a resumed run queues the
+    items still missing in the same order."""
     prompts = sorted(((it, tok(format_prompt(it["question"]))["input_ids"]) for it in items),
                      key=lambda p: (len(p[1]), p[0]["id"]))
     queue = [(it, ids, cfg.generate.tokens_for(it["category"])) for it, ids in prompts]
-    rows = []
-    for ended in greedy_stream(model, tok, queue, cfg.generate.batch_size, STOP, {tok.eos_token_id}):
-        rows += [_row(it, ids, tok, cfg.generate.tokens_for(it["category"])) for it, ids in ended]
+    order, ended, rows = iter([it["id"] for it, _ in prompts]), {}, []
+    nxt = next(order, None)
+    for answered in greedy_stream(model, tok, queue, cfg.generate.batch_size, STOP, {tok.eos_token_id}):
+        ended.update((it["id"], _row(it, ids, tok, cfg.generate.tokens_for(it["category"]))) for it, ids in answered)
+        while nxt in ended:
+            rows.append(ended.pop(nxt))
+            nxt = next(order, None)
         if len(rows) >= FLUSH:
             yield rows
             rows = []
@@ -80,12 +89,18 @@ def _row(it: dict, ids: list[int], tok, max_new: int) -> dict:
             "new_tokens": len(ids), "truncated": len(ids) >= max_new}
 
 
-def hf_answers(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path) -> int:
+def hf_answers(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[dict], path: Path,
+               tokenizers: dict | None = None) -> int:
     """Answer ``todo`` with ``model_name``, appending answers to ``path`` as they end; returns the new tokens
-    written."""
-    model, tok = load_for_generation(cfg, model_name, study_dir)
-    model.eval()
+    written. ``tokenizers`` (source -> tokenizer) keeps the tokenizers loaded for the models answered before."""
+    tokenizers = {} if tokenizers is None else tokenizers
+    source = tokenizer_source(cfg, model_name, study_dir)
+    if source not in tokenizers:
+        tokenizers[source] = load_tokenizer(source)
+    tok = tokenizers[source]
     tok.padding_side = "left"
+    model = generation_model(cfg, model_name, study_dir)
+    model.eval()
     import transformers
 
     write_engine_note(study_dir, model_name, {"engine": f"transformers {transformers.__version__}",

@@ -76,7 +76,8 @@ def run(cfg: StudyConfig, study_dir: Path, models: list[str]) -> list[Path]:
     """Answer every eval item with each of ``models``; returns their answers files.
 
     With the vllm backend all of them go to one call, so the base weights load once for the base model and
-    every LoRA model; the other backends answer one model after the other."""
+    every LoRA model; the other backends answer one model after the other, the hf backend loading its
+    tokenizer once for all of them."""
     study_dir = Path(study_dir)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores this process may use (a Slurm task's own)
@@ -89,6 +90,7 @@ def run(cfg: StudyConfig, study_dir: Path, models: list[str]) -> list[Path]:
         n_tokens = vllm_answers(cfg, todo, study_dir)
         _said(", ".join(todo), "vllm", sum(map(len, todo.values())), n_tokens, time.perf_counter() - t0)
     else:
+        tokenizers: dict = {}  # the hf backend loads each tokenizer once for every model that shares it
         for m, items in todo.items():
             t0 = time.perf_counter()
             if cfg.generate.backend == "server":
@@ -96,7 +98,7 @@ def run(cfg: StudyConfig, study_dir: Path, models: list[str]) -> list[Path]:
 
                 n_tokens = server_answers(cfg, m, study_dir, items, opened[m][0])
             else:
-                n_tokens = hf_answers(cfg, m, study_dir, items, opened[m][0])
+                n_tokens = hf_answers(cfg, m, study_dir, items, opened[m][0], tokenizers)
             _said(m, cfg.generate.backend, len(items), n_tokens, time.perf_counter() - t0)
     return [path for path, _ in opened.values()]
 

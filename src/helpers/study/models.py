@@ -144,6 +144,23 @@ def generation_placement(dtype: str = "auto") -> dict:
 
 
 def load_for_generation(cfg: StudyConfig, model_name: str, study_dir: Path):
+    """The model to answer with (``generation_model``) and its tokenizer."""
+    return generation_model(cfg, model_name, study_dir), load_tokenizer(tokenizer_source(cfg, model_name, study_dir))
+
+
+def tokenizer_source(cfg: StudyConfig, model_name: str, study_dir: Path) -> str:
+    """Where ``model_name``'s tokenizer is: a configured checkpoint's or a full fine-tune's own folder, else the
+    base model's (an adapter keeps the base tokenizer). Loading Gemma's takes seconds (a 262k vocabulary), so the
+    generate stage loads each source once for all the models that share it."""
+    trained = study_dir / "models" / model_name
+    if model_name in cfg.model.checkpoints:
+        return cfg.model.checkpoints[model_name]
+    if model_name != "base" and not (trained / "adapter_config.json").exists() and (trained / "config.json").exists():
+        return str(trained)
+    return base_model_path(cfg)
+
+
+def generation_model(cfg: StudyConfig, model_name: str, study_dir: Path):
     """The model to answer with: the base, a configured checkpoint, or base + our adapter merged.
 
     Merging the LoRA weights into the base makes generation as fast as the base model. The device
@@ -152,21 +169,19 @@ def load_for_generation(cfg: StudyConfig, model_name: str, study_dir: Path):
     base, where = base_model_path(cfg), generation_placement(cfg.generate.dtype)
     trained = study_dir / "models" / model_name
     if model_name == "base":
-        model, tok = load_causal_lm(base, **where), load_tokenizer(base)
+        model = load_causal_lm(base, **where)
     elif model_name in cfg.model.checkpoints:
-        path = cfg.model.checkpoints[model_name]
-        model, tok = load_causal_lm(path, **where), load_tokenizer(path)
+        model = load_causal_lm(cfg.model.checkpoints[model_name], **where)
     elif (trained / "adapter_config.json").exists():
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(load_causal_lm(base, **where), trained).merge_and_unload()
-        tok = load_tokenizer(base)
     elif (trained / "config.json").exists():
-        model, tok = load_causal_lm(str(trained), **where), load_tokenizer(str(trained))
+        model = load_causal_lm(str(trained), **where)
     else:
         raise FileNotFoundError(f"{trained}: no trained model for scale {model_name}; run the finetune stage first")
     contiguous_head_input(model)
-    return model, tok
+    return model
 
 
 def contiguous_head_input(model) -> None:

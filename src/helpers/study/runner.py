@@ -57,8 +57,9 @@ STAGES = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 ALL = "all"
-"""The key of a per-model stage run once for every model (generate with the vllm backend: one engine; with
-``generate.launcher: slurm``: one job array); the notebook's ``scale`` parameter takes it as is."""
+"""The key of a per-model stage run once for every model (generate: one kernel for every model; with the vllm
+backend one engine, with ``generate.launcher: slurm`` one job array); the notebook's ``scale`` parameter takes it
+as is."""
 
 COSTLY = ("selfinstruct", "finetune", "generate", "judge")
 """Stages that spend time or money (a teacher's or a judge's requests, training, generation): a run that
@@ -103,14 +104,10 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
     else:
         for s in trained:
             runs.append(Execution(stage["finetune"], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
-    if cfg.generate.backend == "vllm" or cfg.generate.launcher == "slurm":
-        # one execution: vllm loads the base weights once for every LoRA model; slurm submits one array for all
-        runs.append(Execution(stage["generate"], ALL, [sd / "eval.jsonl"] + [sd / "models" / m for m in trained],
-                              [sd / "answers" / f"{m}.jsonl" for m in cfg.models]))
-    else:
-        for m in cfg.models:
-            model_in = [sd / "models" / m] if m in trained else []
-            runs.append(Execution(stage["generate"], m, [sd / "eval.jsonl"] + model_in, [sd / "answers" / f"{m}.jsonl"]))
+    # one execution answers every model: one kernel, its imports and the tokenizer loaded once (hf), the base weights
+    # once for every LoRA model (vllm), one job array (slurm); models whose answers are current are not answered again
+    runs.append(Execution(stage["generate"], ALL, [sd / "eval.jsonl"] + [sd / "models" / m for m in trained],
+                          [sd / "answers" / f"{m}.jsonl" for m in cfg.models]))
     judges = study_judges(cfg)  # one execution per model runs every judge: one notebook, its fingerprint the whole section
     prompts = list(dict.fromkeys(resolve(j.settings.prompts_file) for j in judges if j.settings.kind != "offline"))
     for m in cfg.models:
