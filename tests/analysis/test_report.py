@@ -179,18 +179,31 @@ def test_report_sets_the_paper_beside_this_study(built):
 
 
 def test_the_spread_across_judge_runs_says_what_it_measures(tmp_path):
+    """At temperature 0 (the paper's setting) the spread is the server's nondeterminism; sampled runs measure the
+    judge's own variability; and runs that agree on every item are named as having measured nothing."""
     study = make_study(tmp_path / "s")
-    for m in MODELS:  # a second judge run per item, 0.05 apart
-        rows = [r for r in read_jsonl(study / "judgments" / f"{m}.jsonl")]
-        extra = [{**r, "run": 1, "score": None if r["score"] is None else max(0.0, r["score"] - 0.05)} for r in rows]
-        write_jsonl(study / "judgments" / f"{m}.jsonl", rows + extra)
-    for temp, says in [(0.0, "every run asks for the same (most likely) reply, so this spread measures only the "
-                             "server's nondeterminism"),
-                       (0.7, "at temperature 0.7: each run samples a reply, so this spread measures how much")]:
+    first = {m: read_jsonl(study / "judgments" / f"{m}.jsonl") for m in MODELS}
+
+    def spread_text(shift: float, temp: float) -> str:
+        for m, rows in first.items():  # a second judge run per item, `shift` lower
+            extra = [{**r, "run": 1, "score": None if r["score"] is None else max(0.0, r["score"] - shift)} for r in rows]
+            write_jsonl(study / "judgments" / f"{m}.jsonl", rows + extra)
         write_results(study, MODELS, n_boot=20, judge_runs={"runs": 2, "temperature": temp})
         page = html.unescape(build_report(study, tmp_path / "r", "t", [], {}, {}).read_text(encoding="utf-8"))
         spread = page[page.index("<h2>Judge spread</h2>"):]
-        assert says in spread[:spread.index("</p>")]
+        return spread[:spread.index("</p>")]
+
+    text = spread_text(0.05, 0.0)
+    assert "at temperature 0, as the paper's three ChatGPT runs did (BELLE scored with gpt-3.5-turbo at temperature " \
+           "0.0)" in text and "this spread measures the server's nondeterminism at temperature 0" in text
+    assert "Set judge.temperature" not in text and "measured no spread" not in text
+    text = spread_text(0.05, 0.7)
+    assert "at temperature 0.7: each run samples a reply, so this spread measures how much" in text
+    assert "measured no spread" not in text
+    text = spread_text(0.0, 0.0)  # the server answered every run alike
+    assert "the server's nondeterminism at temperature 0" in text
+    assert "Here every run gave every item the same score: these repeats measured no spread, and judge.runs: 1 " \
+           "would have given the same scores at 1/2 of the requests." in text
 
 
 def test_the_report_shows_which_model_answered_the_judge_and_its_fingerprint(tmp_path):

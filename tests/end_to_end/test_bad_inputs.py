@@ -2,7 +2,7 @@
 
 Every case checks the exit status, the message (file, record, problem) and, for the cases that
 reach a study, that nothing already computed under data/<study>/ was deleted or overwritten.
-The README's troubleshooting table lists the same cases.
+The troubleshooting table (docs/troubleshooting.md) lists the same cases.
 """
 from pathlib import Path
 

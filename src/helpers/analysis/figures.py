@@ -30,6 +30,9 @@ from helpers.study.plots import (
 )
 
 STRATEGY_LINES = {"random": "#2f5f98", "stratified": "#2e7d4f", "quality": "#c4621b"}
+PAPER_COLOR = "#6f6f6f"
+"""The paper's numbers and their axis, beside ours (``OURS_COLOR``) in ``paper_vs_ours``."""
+OURS_COLOR = "#2f5f98"
 
 
 def figure1(table, path) -> Path:
@@ -324,13 +327,15 @@ def all_figures(study_dir, results: dict, data_stats: dict | None = None, out_di
 
 
 def paper_vs_ours(results: dict, path) -> Path:
-    """Per use case (Overall last), the paper's Figure 1 bars beside this study's means, on a common x axis.
+    """Per use case (Overall last), the paper's Figure 1 scores beside this study's means, on a common x axis.
 
     x is each scale's share of the largest (the paper's 0.2M / 0.6M / 1M / 2M are 0.1 / 0.3 / 0.5 / 1);
-    the paper's four bars use the left y axis, ours (means with 95% CIs, joined by a line, one per
+    the paper's four scores use the left y axis, ours (means with 95% CIs, joined by a line, one per
     strategy in a grid) a right y axis of their own, each scaled to its own data: a 270M model judged
-    on the built-in suite is compared with the paper's shapes, not its levels. Reads ``paper_figure1``,
-    ``table`` and ``models`` of ``results.json``.
+    on the built-in suite is compared with the paper's shapes, not its levels. Since neither axis starts at
+    0, the paper's scores are drawn as points, not bars (a bar on such an axis has a length that is not its
+    value: Math's bars started at 0.30), and each axis is labelled with whose numbers it holds. Reads
+    ``paper_figure1``, ``table`` and ``models`` of ``results.json``.
     """
     fig1 = results.get("paper_figure1") or {}
     t = pd.DataFrame(results.get("table") or [])
@@ -348,13 +353,15 @@ def paper_vs_ours(results: dict, path) -> Path:
         p_shares = np.array(fig1["scales"], float) / max(fig1["scales"])
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
         for ax, cat in zip(axes, cats):
-            bars = np.array(fig1["scores"][cat], float)
-            ax.bar(p_shares, bars, width=0.08, color="#c9c9c9", edgecolor="#8c8c8c", lw=0.6)
-            lo, hi = bars.min(), bars.max()
-            ax.set_ylim(lo - 0.6 * (hi - lo) - 0.01, hi + 0.3 * (hi - lo) + 0.01)
-            ax.tick_params(axis="y", labelsize=7, colors="#777777")
+            paper = np.array(fig1["scores"][cat], float)
+            ax.plot(p_shares, paper, color=PAPER_COLOR, marker="s", ms=5, lw=1.0, ls="--")
+            lo, hi = paper.min(), paper.max()
+            ax.set_ylim(lo - 0.4 * (hi - lo) - 0.01, hi + 0.4 * (hi - lo) + 0.01)
+            ax.tick_params(axis="y", labelsize=7, colors=PAPER_COLOR)
+            ax.set_ylabel("paper", fontsize=7, color=PAPER_COLOR, labelpad=1)
             ours = ax.twinx()
             ours.grid(False)
+            ours.set_ylabel("this study", fontsize=7, color=OURS_COLOR, labelpad=1)
             rows = t[t["category"] == cat].set_index("model")
             for st, scales in chains.items():
                 s = rows.reindex(scales)
@@ -362,9 +369,9 @@ def paper_vs_ours(results: dict, path) -> Path:
                 mean = s["mean"].to_numpy(float)
                 err = np.nan_to_num(np.vstack([np.clip(mean - s["ci_low"].to_numpy(float), 0, None),
                                                np.clip(s["ci_high"].to_numpy(float) - mean, 0, None)]))
-                color = "#2f5f98" if st is None else STRATEGY_LINES[st]
+                color = OURS_COLOR if st is None else STRATEGY_LINES[st]
                 ours.errorbar(x, mean, yerr=err, color=color, marker="o", ms=4, lw=1.4, capsize=2)
-            ours.tick_params(axis="y", labelsize=7, colors="#2f5f98")
+            ours.tick_params(axis="y", labelsize=7, colors=OURS_COLOR)
             ax.set_xlim(0, 1.08)
             ax.set_xticks(p_shares, [f"{v:g}" for v in p_shares])
             ax.tick_params(axis="x", labelsize=7)
@@ -372,8 +379,9 @@ def paper_vs_ours(results: dict, path) -> Path:
                          fontweight="bold" if cat == OVERALL else "normal")
         for ax in axes[len(cats):]:
             ax.axis("off")
-        handles = [Line2D([], [], color="#c9c9c9", lw=6, label="paper, Figure 1 (left axis)"),
-                   Line2D([], [], color="#2f5f98", marker="o", label="this study, mean with 95% CI (right axis)")]
+        handles = [Line2D([], [], color=PAPER_COLOR, marker="s", ls="--", label="paper, Figure 1 (left axis: paper)"),
+                   Line2D([], [], color=OURS_COLOR, marker="o",
+                          label="this study, mean with 95% CI (right axis: this study)")]
         handles += [Line2D([], [], color=STRATEGY_LINES[st], lw=3, label=st) for st in chains if st is not None]
         if len(axes) > len(cats):  # an empty panel holds the legend
             axes[len(cats)].legend(handles=handles, loc="upper left", fontsize=8, frameon=False)

@@ -100,19 +100,31 @@ def _has_spread(res: dict) -> bool:
 
 
 def _spread_means(res: dict) -> str:
-    """What the run-to-run spread measures, from the headline judge's runs and temperature."""
+    """What the run-to-run spread measures, from the headline judge's runs and temperature.
+
+    At temperature 0 every run asks for the most likely reply, as the paper's three runs did (BELLE's scoring
+    page calls gpt-3.5-turbo at temperature 0.0), and a server still answers one request differently from run
+    to run; that nondeterminism is what the spread shows. Where every run gave every item the same score the
+    repeats measured nothing, and the page says so: the one case in which ``judge.runs > 1`` only cost more.
+    """
     jr = res.get("judge_runs") or {}
     runs, temp = jr.get("runs"), jr.get("temperature")
     if temp is None:
-        return ("The judge's temperature is not recorded, so it cannot be said whether this spread is the judge's "
+        text = ("The judge's temperature is not recorded, so it cannot be said whether this spread is the judge's "
                 "sampling variability or only the server's nondeterminism.")
-    if temp == 0:
-        return (f"The judge ran {runs} times at temperature 0: every run asks for the same (most likely) reply, so this "
-                "spread measures only the server's nondeterminism (batching, floating point), not the judge's own "
-                "variability, which is what the paper's three ChatGPT runs were averaged over. Set judge.temperature "
-                "above 0 to measure that.")
-    return (f"The judge ran {runs} times at temperature {temp:g}: each run samples a reply, so this spread measures "
-            "how much the judge's score for one and the same answer varies from sample to sample.")
+    elif temp == 0:
+        text = (f"The judge ran {runs} times at temperature 0, as the paper's three ChatGPT runs did (BELLE scored with "
+                "gpt-3.5-turbo at temperature 0.0): every run asks for the same (most likely) reply, so this spread "
+                "measures the server's nondeterminism at temperature 0 (requests batched differently, floating-point "
+                "order), that is how far one run's score of an answer repeats; the scores above average the runs.")
+    else:
+        text = (f"The judge ran {runs} times at temperature {temp:g}: each run samples a reply, so this spread measures "
+                "how much the judge's score for one and the same answer varies from sample to sample.")
+    overall = next((r for r in res.get("judge_spread") or [] if r.get("category") == OVERALL), None)
+    if overall and (overall.get("n_items") or 0) > 0 and overall.get("mean_std") == 0:
+        text += (f" Here every run gave every item the same score: these repeats measured no spread, and "
+                 f"judge.runs: 1 would have given the same scores at 1/{runs} of the requests.")
+    return text
 
 
 def _spread_ran(res: dict) -> str:

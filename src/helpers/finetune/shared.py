@@ -66,4 +66,4 @@ def check_shared(folder: Path, wait_s: float = 30.0) -> None:
         raise FolderNotShared(
             f"the study folder {folder} is not shared by every rank of this training:\n  " + "\n  ".join(lines) +
             "\n  every node must see the study folder at the same path on a shared file system (NFS, Lustre, GPFS): "
-            "put data/ there, or pass --root to a folder on it (README: On a cluster)")
+            "put data/ there, or pass --root to a folder on it (docs/cluster.md)")

@@ -8,7 +8,6 @@ naming the file and every key at fault.
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import yaml
@@ -16,7 +15,6 @@ from pydantic import ValidationError
 
 from helpers.study.config import StudyConfig
 from helpers.study.paths import REPO, resolve
-from helpers.study.rules import JudgeRunsWarning, judge_run_warnings
 
 
 class ConfigError(ValueError):
@@ -125,8 +123,6 @@ def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -
                             else f"{key}: {msg}")
         given = f" with --set {' '.join(overrides)}" if overrides else ""
         raise ConfigError(f"{path}{given}: invalid config\n  " + "\n  ".join(problems)) from None
-    for text in judge_run_warnings(cfg):
-        warnings.warn(f"{path}: {text}", JudgeRunsWarning, stacklevel=2)
     return cfg
 
 

@@ -1,9 +1,15 @@
-"""The config's cross-field rules: settings that no stage would read, and judge runs that measure nothing.
+"""The config's cross-field rules: settings that no stage would read.
 
-Each reads several sections together. ``ignored_settings`` makes a setting without effect an error (the
-study's validator in ``helpers.study.config`` runs it); ``judge_run_warnings`` only warns (``load_config``
-in ``helpers.study.loading`` issues them). Each takes the validated study config (``StudyConfig``); this
-module imports no config class, since the schema imports it.
+``ignored_settings`` reads several sections together and makes a setting without effect an error (the
+study's validator in ``helpers.study.config`` runs it). It takes the validated study config (``StudyConfig``);
+this module imports no config class, since the schema imports it.
+
+Repeated judge runs are not judged here. Several runs of the offline judge are an error below (it is
+deterministic and runs once), but several runs of an LLM judge at ``temperature: 0`` are the paper's own
+setting (BELLE scored with gpt-3.5-turbo at temperature 0.0, three runs averaged): a server answers the same
+request differently from run to run (batching, floating point), and the runs' spread measures that. Whether a
+given server does is known only from its replies, so the report says so when every run agreed on every item
+(``helpers.analysis.report``), rather than the config guessing in advance.
 """
 from __future__ import annotations
 
@@ -96,20 +102,3 @@ def ignored_settings(cfg) -> list[str]:
                        f"or remove {'it' if len(si) == 1 else 'them'}")
     return out
 
-
-class JudgeRunsWarning(UserWarning):
-    """A config whose repeated judge runs cannot measure what repeating them is for."""
-
-
-def judge_run_warnings(cfg) -> list[str]:
-    """One line per LLM judge with ``runs > 1`` at ``temperature: 0``.
-
-    The paper averages three ChatGPT runs because its generations vary. At temperature 0 every run asks
-    for the same (most likely) reply, and the run index sent as ``seed`` changes nothing, so the spread
-    across runs measures only the server's nondeterminism (batching, floating point), not the judge's
-    own variability; the runs cost ``runs`` times as much for nearly one run's information."""
-    judges = [("judge", cfg.judge)] + [(f"judge.others.{n}", j) for n, j in cfg.judge.others.items()]
-    return [f"{key}.runs: {j.runs} runs at {key}.temperature 0 ask for the same reply {j.runs} times; their spread "
-            "measures only the server's nondeterminism, not the judge's variability the paper averaged over. "
-            f"Set {key}.temperature above 0 (the run index is sent as the seed) or {key}.runs: 1"
-            for key, j in judges if j.kind == "openai" and j.runs > 1 and j.temperature == 0]
