@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from helpers.study.categories import CATEGORIES, category_order, display_name
+from helpers.study.config import is_mixture
 from helpers.study.files import atomic_path
 from helpers.study.order import examples_of, model_order, strategy_groups, strategy_of
 
@@ -70,9 +71,11 @@ def fmt_count(n: int) -> str:
 
 
 def model_label(model: str) -> str:
-    """``base (0)``, ``640``, or ``quality 640`` in a strategy grid."""
+    """``base (0)``, ``640``, ``quality 640`` in a strategy grid, or a mixture model's name."""
     if model == "base":
         return "base (0)"
+    if is_mixture(model):
+        return model
     strategy = strategy_of(model)
     return f"{strategy} {fmt_count(examples_of(model))}" if strategy else fmt_count(examples_of(model))
 
