@@ -40,7 +40,8 @@ until they cannot be read (a 12-scale strategy grid made composition 29 in wide)
 
 def model_palette(models) -> dict[str, tuple]:
     """``{model: colour}``: base grey; scales along viridis by example count, or in a
-    strategy grid along the strategy's own colormap (light to dark with more data)."""
+    strategy grid along the strategy's own colormap (light to dark with more data); mixture models
+    (``mix-<name>``) a hue each."""
     pal = {"base": BASE_COLOR} if "base" in models else {}
     for strategy, chain in strategy_groups(models).items():
         scales = [m for m in chain if m != "base"]
@@ -50,6 +51,8 @@ def model_palette(models) -> dict[str, tuple]:
             cmap, pos = colormaps[STRATEGY_COLORMAPS[strategy]], np.linspace(0.45, 0.95, len(scales)) \
                 if len(scales) > 1 else [0.7]
         pal.update({m: tuple(cmap(p)) for m, p in zip(scales, pos)})
+    mixtures = [m for m in model_order(models) if is_mixture(m)]  # on no scale chain: one hue each
+    pal.update(zip(mixtures, sns.color_palette("husl", len(mixtures))))
     return pal
 
 
