@@ -40,6 +40,9 @@ def test_mixtures_are_named_mix_name_after_the_scales():
     assert is_mixture("mix-without-math") and not is_mixture("quality-640") and not is_mixture("base")
     with pytest.raises(ValueError, match="mixture model"):
         split_model("mix-without-math")  # no scale in its name: nothing may read one from it
+    from helpers.study.notebook import pick_model
+
+    assert pick_model(cfg, None) == "24"  # a notebook without a model: the largest scale, never a mixture
 
 
 def test_order_puts_mixtures_last_and_on_no_scale_chain():

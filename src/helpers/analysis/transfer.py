@@ -248,7 +248,7 @@ def transfer_sentences(mix: dict) -> list[str]:
     No transfer or interference between use cases is separable here:
     none of the 1 off-diagonal cells is significant at a 5% false discovery rate;
     their intervals are about ±0.09 wide with 20 items per use case,
-    and about 90 items per use case would tell a change of 0.05 (the median cell) from none.
+    and about 65 items per use case would tell a change of 0.05 (the median cell) from none.
     """
     cells = [r for r in mix.get("cells") or [] if r["category"] != OVERALL]
     if not cells:
