@@ -21,7 +21,8 @@ The statistics, per cell
       would mark about 7 null cells by chance; controlling the false discovery rate at 5% keeps the marked
       cells to those that hold up.
     * ``significant``: ``q < ALPHA`` and the bootstrap interval excludes 0 (both, so a marked cell never shows an
-      interval across 0).
+      interval across 0). The ``overall`` cell of a row (the mean of its use cases' changes) is one test per row,
+      marked by its interval alone.
     * ``items_needed``: for a cell that is not significant, the items per use case at which a change of its
       size (at least ``MIN_EFFECT``) would have a 95% interval clear of 0, from the width the interval has
       now: widths shrink as one over the square root of the items, so ``n * (half width / effect)**2``.
@@ -33,6 +34,7 @@ A mixture whose subset equals the full mixture (it reweighs a use case that has 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,6 +44,8 @@ from helpers.analysis.bootstrap import boot_means, cell_rng, percentile_ci
 from helpers.analysis.changes import item_matrix
 from helpers.analysis.scores import item_scores, load_scores, score_table
 from helpers.study.categories import CATEGORIES, category_order, display_name
+from helpers.study.files import read_json
+from helpers.study.judges import judgments_path
 from helpers.study.order import OVERALL
 
 ALPHA = 0.05
@@ -94,13 +98,18 @@ def items_needed(n: int, ci_low: float, ci_high: float, diff: float, min_effect:
 
 
 def _p_value(d: np.ndarray) -> float:
-    """Two-sided one-sample t-test of ``d`` against 0; 1 where every difference is 0, NaN under two items."""
+    """Two-sided one-sample t-test of ``d`` against 0; 1 where every difference is 0, the sign test's p where every
+    difference is the same (no spread to scale by), NaN under two items.
+
+    >>> _p_value(np.zeros(20)), _p_value(np.ones(5)), round(_p_value(np.array([0.2, 0.3, 0.1, 0.25])), 4)
+    (1.0, 0.0625, 0.0156)
+    """
     if len(d) < 2:
         return math.nan
     if not np.any(d):
         return 1.0
-    if np.all(d == d[0]):  # every item moved by the same amount: no spread to test against
-        return 0.0
+    if np.all(d == d[0]):  # every item moved the same way by as much: no spread for t; the exact sign test
+        return float(min(1.0, 2 * 0.5 ** len(d)))
     return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
@@ -120,7 +129,7 @@ def transfer_cells(df: pd.DataFrame, reference: str, mixtures: list[str], n_boot
     changes, stratified bootstrap): the columns of ``COLUMNS`` (see the module docstring). ``df`` is the long
     frame of ``load_scores`` over the reference and the mixtures."""
     items = item_scores(df)
-    cats = [c for c in category_order(items["category"])]
+    cats = category_order(items["category"])
     rows = []
     for m in mixtures:
         kind, removed = mixture_kind(m)
@@ -186,10 +195,6 @@ def study_mixture(study_dir, mixtures: list[str], n_boot: int = 1000, seed: int 
     """``mixture_results`` for the judged ``mixtures`` of a study, against the full mixture the data stage recorded
     (``data_stats.json``: ``mixtures.reference``, the subsets' sizes). Without mixtures: ``{}``; with the full
     mixture not judged: ``{"note": why}``."""
-    from pathlib import Path
-
-    from helpers.study.files import read_json
-
     if not mixtures:
         return {}
     path = Path(study_dir) / "data_stats.json"
@@ -197,8 +202,6 @@ def study_mixture(study_dir, mixtures: list[str], n_boot: int = 1000, seed: int 
     reference = recorded.get("reference")
     if reference is None:
         return {"note": f"{path} records no full mixture (rerun the data stage)"}
-    from helpers.study.judges import judgments_path
-
     if not judgments_path(Path(study_dir), reference, None).exists():
         return {"note": f"the full mixture {reference} is not judged yet, so no mixture can be set against it"}
     models = recorded.get("models") or {}
