@@ -50,7 +50,8 @@ def compute_plan(cfg: StudyConfig, sd: Path) -> dict:
     gradient checkpointing runs the forward twice, 2 x params x tokens more: 8NT for a full fine-tune)."""
     t = cfg.train
     trained = [[split_model(m)[1] for m in cfg.strategy_models(st) if m not in cfg.model.checkpoints]
-               for st in cfg.strategies]
+               for st in cfg.strategies] + [[cfg.examples(m)] for m in cfg.mixture_models
+                                            if m not in cfg.model.checkpoints]  # each mixture: a run of its own
     # the prefix schedule passes over each strategy's largest subset once; separate runs train every scale
     examples = sum(max(ns, default=0) if t.schedule == "prefix" else sum(ns) for ns in trained)
     per_example, source = tokens_per_example(cfg, sd)
@@ -110,7 +111,7 @@ def training_lines(cfg: StudyConfig, sd: Path, tflops: float) -> list[str]:
     lines = [f"training: {est['examples']:,} examples in all, about {est['tokens']:,.0f} tokens x {t.epochs:g} epochs "
              f"({est['tokens_source']}), {t.method} on a {params / 1e9:.2f}B-parameter model",
              f"tokens to train per scale (x {t.epochs:g} epochs): " + ", ".join(
-                 f"{m}: {_count(split_model(m)[1] * est['per_example'] * t.epochs)}" for m in trained)]
+                 f"{m}: {_count(cfg.examples(m) * est['per_example'] * t.epochs)}" for m in trained)]
     # LoRA's adapters: about 1% of the weights at rank 16 on every linear layer, in proportion to the rank
     trainable = params if t.method == "full" else params * 0.01 * t.lora.r / 16
     zero = zero_settings(t.accelerate_config) or {"stage": 0, "offload_optimizer": False, "offload_params": False}
@@ -172,6 +173,7 @@ def checkpoint_plan(cfg: StudyConfig, sd: Path, tflops: float = DEFAULT_TFLOPS) 
     for st in cfg.strategies:
         ns = [split_model(m)[1] for m in cfg.strategy_models(st) if m not in cfg.model.checkpoints]
         runs += ([max(ns)] if t.schedule == "prefix" and ns else ns)
+    runs += [cfg.examples(m) for m in cfg.mixture_models if m not in cfg.model.checkpoints]
     hours_per_example = est["flops"] / max(est["examples"], 1) / (t.num_processes * tflops * 1e12) / 3600
     counts = []
     for n in runs:
@@ -182,7 +184,8 @@ def checkpoint_plan(cfg: StudyConfig, sd: Path, tflops: float = DEFAULT_TFLOPS) 
             count += int(n * hours_per_example * 60 / t.save_minutes)
         counts.append(count)
     written = one * sum(counts)
-    published = saved * len(runs) if t.schedule == "separate" else saved * sum(len(cfg.scales) for _ in cfg.strategies)
+    published = saved * (len(runs) if t.schedule == "separate" else
+                         sum(len(cfg.scales) for _ in cfg.strategies) + len(cfg.mixture_models))
     return {"bytes": one, "counts": counts, "written": written, "write_hours": written / (WRITE_GBPS * 1e9) / 3600,
             "need": 2 * one + published, "published": published, "free": free_disk(sd)}
 

@@ -43,6 +43,9 @@ generate launcher  ``generate.launcher: slurm``: sbatch and scontrol on PATH
 scales             the largest scale fits the records of local train files (counted cheaply: JSON
                    lines, parquet metadata); the built-in and generated pools are checked by the
                    config itself, hub datasets only by the data stage
+mixtures           ``data.mixture``: every mixture can be filled from the pool (the built-in suite's pool
+                   or local train files, before de-duplication and filters; each use case short is
+                   named with both counts); a generated pool or hub datasets only by the data stage
 =================  =================================================================================
 
 Settings that have no effect (``data.train_files`` with the built-in suite, judge settings with the
@@ -102,6 +105,8 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
     checks.append(_files(cfg, stages))
     if "data" in stages and cfg.data.source in ("file", "hf"):
         checks.append(_pool_size(cfg))
+    if "data" in stages and cfg.mixture_models:
+        checks.append(_mixtures(cfg))
     if "finetune" in stages:
         checks.append(_checkpoints(cfg, sd))
     if "judge" in stages:  # every judge of the study scores every answer (helpers.study.judges)
@@ -518,4 +523,43 @@ def _pool_size(cfg: StudyConfig) -> Check:
         counted = f"{total} records counted in the other files; " if len(unknown) < len(cfg.data.train_files) else ""
         check.found = (f"{counted}{', '.join(unknown)}: not known before the data stage, which stops if the "
                        "largest scale exceeds the pool")
+    return check
+
+
+def _mixtures(cfg: StudyConfig) -> Check:
+    """Every mixture of ``data.mixture`` drawn from the pool as the data stage will draw it (``helpers.data.mixture``):
+    the built-in suite's pool is built (a second or two), local train files are read; a use case a mixture needs
+    more of than the pool holds is named with both counts."""
+    from helpers.data.mixture import MixtureError, study_mixtures
+    from helpers.study.records import DataError
+
+    check = Check("mixtures")
+    pool = None
+    if cfg.data.source == "builtin":
+        from helpers.data.suite import build_suite
+
+        pool, _ = build_suite(cfg.seed, cfg.data.pool_size, 0)
+        where = f"the built-in pool of {len(pool)} items"
+    elif cfg.data.source == "file" and all(_looks_local(f) and resolve(f).exists() for f in cfg.data.train_files):
+        from helpers.data.loaders import load_train
+
+        pool, seen = [], {}
+        try:
+            for spec in cfg.data.train_files:
+                pool += load_train(spec, category_map=cfg.data.category_map, start=len(pool), seen_ids=seen)[0]
+        except (DataError, OSError, ValueError):
+            check.found = "the train files do not load (the files check names why); the data stage checks the mixtures"
+            return check
+        where = f"the {len(pool)} records of data.train_files, before de-duplication and filters"
+    if pool is None:
+        check.found = f"the pool (data.source: {cfg.data.source}) is known only to the data stage, which checks them"
+        return check
+    try:
+        drawn, _ = study_mixtures(cfg, pool)
+    except MixtureError as e:
+        check.problems.append(f"{e} ({where})")
+    except ValueError as e:  # the largest scale itself exceeds the pool: the data stage names it
+        check.problems.append(f"data.mixture: {e}")
+    else:
+        check.found = f"{len(drawn)} mixtures of {cfg.scales[-1]} items each fill from {where}"
     return check

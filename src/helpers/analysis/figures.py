@@ -389,3 +389,57 @@ def paper_vs_ours(results: dict, path) -> Path:
             fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), fontsize=8, frameon=False)
         fig.supxlabel("Share of the largest scale (paper: 0.2M / 0.6M / 1M / 2M)", fontsize=9)
     return save_png(fig, path)
+
+
+def transfer_matrix(mixture: dict, path) -> Path:
+    """The transfer matrix (``results.json``'s ``mixture``, ``helpers.analysis.transfer``): one row per mixture model
+    (``without Math``: trained without math data, the other use cases refilled to the same count; then any ``only``
+    and weighted mixtures), one column per eval use case; each cell the score change against the full mixture on the
+    same items, with its 95% interval beneath. Red: the score fell without that data (the data helped); blue: it
+    rose (the data hurt). A significant cell (5% false discovery rate) is boxed in black with its number in bold;
+    the diagonal (a use case's own data on its own items) is dotted."""
+    from matplotlib.patches import Rectangle
+
+    from helpers.analysis.transfer import row_label
+
+    cells = pd.DataFrame(mixture.get("cells") or [])
+    with sns.axes_style("white"):
+        if not len(cells):
+            fig = new_figure((8, 2))
+            message(fig, mixture.get("note") or "No mixture models: nothing to set against the full mixture.")
+            return save_png(fig, path)
+        cells = cells[cells["category"] != OVERALL]
+        rows = [m for m in mixture["models"] if m in set(cells["model"])]
+        cols = [c for c in CATEGORIES if c in set(cells["category"])] + \
+            [c for c in category_order(cells["category"]) if c not in CATEGORIES]
+        at = {(r["model"], r["category"]): r for r in cells.to_dict("records")}
+        diff = np.array([[at.get((m, c), {}).get("diff", np.nan) for c in cols] for m in rows], float)
+        span = max(0.1, float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 0.1)
+        fig = new_figure((MAX_WIDTH, 0.62 * len(rows) + 2.4))
+        ax = fig.add_subplot()
+        sns.heatmap(diff, ax=ax, cmap="RdBu", vmin=-span, vmax=span, center=0, cbar_kws={
+            "label": f"score change against the full mixture {mixture.get('reference')}", "shrink": 0.8},
+            linewidths=0.5, linecolor="white", xticklabels=[display_name(c) for c in cols],
+            yticklabels=[row_label(m) for m in rows])
+        for i, m in enumerate(rows):
+            for j, c in enumerate(cols):
+                r = at.get((m, c))
+                if r is None or r.get("diff") is None or not np.isfinite(r["diff"]):
+                    continue
+                strong = abs(r["diff"]) > 0.6 * span
+                ci = f"\n[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" if r.get("ci_low") is not None else ""
+                ax.text(j + 0.5, i + 0.5, f"{r['diff']:+.2f}{ci}", ha="center", va="center", fontsize=6.5,
+                        color="white" if strong else "#222222", fontweight="bold" if r.get("significant") else "normal")
+                if r.get("significant"):
+                    ax.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False, lw=1.6, ec="black"))
+                elif r.get("diagonal"):
+                    ax.add_patch(Rectangle((j + 0.04, i + 0.04), 0.92, 0.92, fill=False, lw=0.9, ec="#555555",
+                                           ls=":"))
+        ax.set_xlabel("Eval use case")
+        ax.set_ylabel("Trained on the full mixture ...")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        ax.tick_params(axis="y", labelrotation=0, labelsize=8)
+        ax.set_title(f"Which training data each use case depends on: each mixture of {mixture.get('examples')} "
+                     f"examples minus the full mixture (95% CI); boxed: significant at a 5% false discovery rate",
+                     fontsize=9)
+    return save_png(fig, path)

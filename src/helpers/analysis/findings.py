@@ -9,6 +9,7 @@ In a strategy grid every sentence starts with its strategy.
 from __future__ import annotations
 
 from helpers.analysis.paper import agreement_sentence
+from helpers.analysis.transfer import transfer_sentences
 from helpers.study.categories import display_name
 from helpers.study.order import OVERALL
 
@@ -175,8 +176,9 @@ def judge_sentences(agreement: dict) -> list[str]:
 def findings(res: dict) -> list[str]:
     """Plain sentences, overall first, then which use cases keep improving, are flat or not settled,
     how many move the same way as in the paper's Figure 1, where the study agrees or disagrees with
-    the paper's claims, each with its 95% interval, and how far
-    the judges agree where there are several."""
+    the paper's claims, each with its 95% interval, and how far the judges agree where there are several;
+    before all of them, in a study with mixture models, what those show against the full mixture
+    (``helpers.analysis.transfer``)."""
     trends, curves, comparison = res.get("trends") or [], res.get("curves") or [], res.get("paper_comparison") or []
     strategies = list(dict.fromkeys(r.get("strategy") for r in trends)) or [None]
     out = []
@@ -186,4 +188,5 @@ def findings(res: dict) -> list[str]:
 
         sentences = _one_chain(res, of(trends), of(curves), of(comparison), of(res.get("paper_shapes") or []))
         out += [f"{st}: {t}" if st else t for t in sentences]
-    return out + judge_sentences(res.get("judge_agreement") or {})
+    # the mixture axis first: a study has one only when asked for, and then it is the question the study asks
+    return transfer_sentences(res.get("mixture") or {}) + out + judge_sentences(res.get("judge_agreement") or {})

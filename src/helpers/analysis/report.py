@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from helpers.analysis.curves import SHARE_REPLICATES
 from helpers.analysis.findings import findings
 from helpers.analysis.scores import code_execution_note
+from helpers.analysis.transfer import row_label, transfer_sentences
 from helpers.study.categories import display_name
 from helpers.study.config import StudyConfig
 from helpers.study.files import atomic_path, atomic_write_text, read_json, write_json
@@ -52,6 +53,13 @@ FIGURES = [
     ("judge_spread", "Judge agreement across repeated runs."),
 ]
 
+TRANSFER_FIGURE = ("transfer_matrix", "The transfer matrix: each row a model trained on as many examples as the full "
+                                      "mixture with one use case left out (the others refilled) or otherwise weighted, "
+                                      "each column an eval use case; the cell is the score change against the full "
+                                      "mixture on the same items, its 95% interval beneath. Red: the score fell "
+                                      "without that data (it helped); blue: it rose (it hurt). Boxed: significant at a "
+                                      "5% false discovery rate; dotted: the diagonal, a use case's own data.")
+
 _SECRET = re.compile(r"(api[_-]?key|apikey|secret|password|passwd|access[_-]?token|auth[_-]?token|hf[_-]?token)", re.I)
 
 
@@ -67,7 +75,8 @@ def _model_head(m) -> str:
 ENV = Environment(loader=PackageLoader("helpers.analysis", "templates"), autoescape=True, undefined=StrictUndefined,
                   trim_blocks=False, lstrip_blocks=False, keep_trailing_newline=True)
 """Autoescape on for every template: text reaches the page escaped unless the template says ``safe``."""
-ENV.filters.update(num=_num, name=display_name, model_head=_model_head, count=lambda x: "{:,}".format(int(x)))
+ENV.filters.update(num=_num, name=display_name, model_head=_model_head, count=lambda x: "{:,}".format(int(x)),
+                   mixture_row=row_label)
 
 
 def _redact(obj):
@@ -210,7 +219,10 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
     pngs = {p.stem: p for p in sorted(fig_dir.glob("*.png"))} if fig_dir.is_dir() else {}
     if not _has_spread(res):
         pngs.pop("judge_spread", None)  # nothing to show: its section says why in one line
-    captions = dict([HEADLINE, PAPER_FIGURE, *FIGURES])
+    captions = dict([HEADLINE, PAPER_FIGURE, TRANSFER_FIGURE, *FIGURES])
+    mixture = res.get("mixture") or {}
+    if not mixture.get("cells"):
+        pngs.pop(TRANSFER_FIGURE[0], None)  # a figure left from an earlier mixture: nothing here to back it
 
     def figure(name: str) -> dict | None:
         if name not in pngs:
@@ -238,7 +250,8 @@ def build_report(study_dir, report_dir, title: str, notebooks: list[dict],
         "paper_figure": figure(PAPER_FIGURE[0]), "paper_shapes": res.get("paper_shapes") or [],
         "claims": res.get("paper_comparison") or [], "released": released,
         "released_summary": _released_summary(released),
-        "figures": [figure(n) for n in order], "settings": res.get("settings") or {}, "trends": res.get("trends") or [],
+        "figures": [figure(n) for n in order], "mixture": mixture, "transfer_figure": figure(TRANSFER_FIGURE[0]),
+        "mixture_sentences": transfer_sentences(mixture), "settings": res.get("settings") or {}, "trends": res.get("trends") or [],
         "changes": res.get("changes") or [], "versus": res.get("strategy_comparison") or [],
         "identical_subsets": res.get("identical_subsets") or [],
         "spread": res.get("judge_spread") if _has_spread(res) else [], "spread_means": _spread_means(res),

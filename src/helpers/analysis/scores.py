@@ -18,13 +18,17 @@ from helpers.study.judges import judgments_path
 from helpers.study.order import OVERALL, OVERALL_ITEMS, examples_of, model_order
 
 
-def load_scores(study_dir: str | Path, models: list[str], judge: str | None = None) -> pd.DataFrame:
+def load_scores(study_dir: str | Path, models: list[str], judge: str | None = None,
+                examples: dict[str, int] | None = None) -> pd.DataFrame:
     """The long frame: one row per (model, item, judge run), of the headline judge (``judge`` None) or of
     the judge of ``judge.others`` named ``judge`` (``helpers.study.judges.judgments_path``).
 
     Columns: ``model``, ``examples`` (0 for base), ``id``, ``category`` (from
     ``eval.jsonl``), ``run``, ``score`` (float, NaN where the judge failed), plus
     ``judge`` and ``raw`` (the judge's text, for error analysis).
+
+    ``examples`` gives the training examples of models whose name does not say them (the mixture models,
+    ``mix-<name>``, all at the full mixture's count).
 
     Stops with an error naming the file and line when a judgment's id is not in
     ``eval.jsonl``, a score is outside 0..1, or an (id, run) pair appears twice.
@@ -38,7 +42,7 @@ def load_scores(study_dir: str | Path, models: list[str], judge: str | None = No
         cat_of[str(rec["id"])] = rec["category"]
     rows = []
     for model in models:
-        n_examples = examples_of(model)
+        n_examples = examples[model] if examples and model in examples else examples_of(model)
         path = judgments_path(study_dir, model, judge)
         if not path.exists():
             who = "" if judge is None else f" by judge {judge!r}"
@@ -126,7 +130,7 @@ def score_table(df: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataF
     rows = []
     for model in model_order(items["model"]):
         mi = items[items["model"] == model]
-        n_ex = examples_of(model)
+        n_ex = int(mi["examples"].iloc[0])  # as loaded (a mixture model's name does not say it)
         cat_boots = []
         for cat in cats:
             ci_items = mi[mi["category"] == cat]

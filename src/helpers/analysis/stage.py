@@ -55,9 +55,10 @@ from helpers.analysis.scores import (
     missing_judgments,
     score_table,
 )
+from helpers.analysis.transfer import study_mixture
 from helpers.analysis.trends import trend_labels
 from helpers.study.categories import DISPLAY_NAMES, category_order, display_name
-from helpers.study.config import STRATEGIES, StudyConfig
+from helpers.study.config import STRATEGIES, StudyConfig, is_mixture
 from helpers.study.files import atomic_write_text, read_json, read_jsonl, write_json
 from helpers.study.judges import study_judges
 from helpers.study.order import OVERALL, OVERALL_ITEMS, model_order, strategy_groups, strategy_of
@@ -126,7 +127,9 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
 
     ``results.csv`` is the tidy table (category, model, examples, mean, ci_low,
     ci_high, n, n_null), including the ``overall`` (headline, mean over
-    categories) and ``overall_items`` rows. ``results.json`` holds the same table
+    categories) and ``overall_items`` rows, the mixture models' (``mix-<name>``) after the others.
+    Mixture models are analysed against the full mixture only (``results.json``'s ``mixture``:
+    ``helpers.analysis.transfer``), never along a scale chain. ``results.json`` holds the same table
     and the analyses around it (see the keys of the returned dict). Error analysis
     uses ``error_model`` (default: the largest scale). ``judges`` names the study's
     judges, the headline judge first (``helpers.study.judges.study_judges``); every
@@ -137,7 +140,8 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     run-to-run spread measures. Returns the JSON content.
     """
     study_dir = Path(study_dir)
-    models = model_order(models)
+    mixtures = [m for m in models if is_mixture(m)]  # the mixture axis: against the full mixture (analysis.transfer)
+    models = model_order(m for m in models if not is_mixture(m))
     df = load_scores(study_dir, models)
     eval_items = read_jsonl(study_dir / "eval.jsonl")
     table = score_table(df, n_boot=n_boot, seed=seed)
@@ -216,8 +220,11 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     result["paper_headline"] = [f"{st}: {text}" if st else text for st in strategy_groups(models)
                                 if (text := agreement_sentence([r for r in result["paper_shapes"]
                                                                 if r.get("strategy") == st]))]
+    mix = study_mixture(study_dir, mixtures, n_boot=n_boot, seed=seed)
+    result["mixture"] = {**mix, **{k: _records(mix[k]) for k in ("table", "cells") if k in mix}}
     result["findings"] = findings(result)
-    atomic_write_text(study_dir / "results.csv", table[cols].to_csv(index=False))
+    csv = pd.concat([table[cols], mix["table"][cols]]) if "table" in mix else table[cols]
+    atomic_write_text(study_dir / "results.csv", csv.to_csv(index=False))
     write_json(study_dir / "results.json", result)
     return result
 

@@ -16,6 +16,8 @@ removed and why; every removed pool item is listed in ``removed.jsonl`` with its
    larger one (the paper's nested 0.2M ⊂ 0.6M ⊂ 1M ⊂ 2M) and the same seed gives the same files.
    With a list of strategies (the grid) each gets its own nested subsets, ``subsets/<strategy>-<scale>.jsonl``,
    drawn from the same de-duplicated pool; the ``quality`` filters then only narrow the quality subsets.
+6. the mixture axis (``data.mixture``): ``subsets/mix-<name>.jsonl``, as many items as the largest scale's subset
+   with the use cases weighted otherwise, drawn in the same order (``helpers.data.mixture``).
 
 Steps 3 and 4 have ``action: auto``: they remove for file/hf sources and only report for the
 built-in suite, whose pool and eval split are disjoint by construction (and whose templated
@@ -209,6 +211,23 @@ def run(cfg: StudyConfig, study_dir: Path) -> dict:
         _say(f"strategy {strategy}: {report['candidates']} candidates; subsets of {', '.join(map(str, sizes))} items"
              + (f" (the largest, {cfg.scales[-1]}, is the whole pool)" if sizes[-1] < cfg.scales[-1] else ""))
 
+    # 6. the mixture axis: the full mixture's count, the use cases weighted otherwise (helpers.data.mixture)
+    mixtures: dict[str, dict] = {}
+    if cfg.mixture_models:
+        from helpers.data.mixture import study_mixtures
+
+        drawn, mixtures = study_mixtures(cfg, pool)
+        subsets.update(drawn)
+        _say(f"mixtures: {len(drawn)} subsets of {cfg.scales[-1]} items beside the full mixture "
+             f"{cfg.mixture_reference} ({', '.join(drawn)})")
+        reference = [r["id"] for r in subsets[cfg.mixture_reference]]
+        for name, records in drawn.items():
+            mixtures[name]["same_as_reference"] = [r["id"] for r in records] == reference
+            if mixtures[name]["same_as_reference"]:
+                _say(f"warning: {name} holds the same items in the same order as the full mixture "
+                     f"{cfg.mixture_reference} (the use cases it reweighs have no item there), so its model equals "
+                     "the full mixture's and its change is 0 by construction, not a finding")
+
     same = identical_subsets(cfg, subsets)
     for d in same:
         _say(f"warning: strategy {d['strategy']} selects the same items in the same order as {d['same_as']} at "
@@ -229,6 +248,7 @@ def run(cfg: StudyConfig, study_dir: Path) -> dict:
         "eval": {"n": len(items), "categories": dict(sorted(Counter(i["category"] for i in items).items()))},
         "subsets": {name: subset_stats(r, tokens) for name, r in subsets.items()},
         "identical_subsets": same,
+        **({"mixtures": {"reference": cfg.mixture_reference, "models": mixtures}} if mixtures else {}),
     }
     write_json(study_dir / "data_stats.json", stats)
     return stats

@@ -9,7 +9,7 @@ import statistics
 from collections import Counter
 
 from helpers.study.categories import CATEGORIES
-from helpers.study.config import StudyConfig, split_model
+from helpers.study.config import StudyConfig, is_mixture, split_model
 from helpers.study.models import EMBEDDED, base_model_path, load_tokenizer
 from helpers.study.paths import resolve
 
@@ -108,7 +108,8 @@ def filter_table(stats: dict) -> list[dict]:
 def length_table(stats: dict, scale: str | int | None = None) -> list[dict]:
     """Per use case: items and length statistics of one subset (the largest by default)."""
     subsets = stats["subsets"]
-    key = str(scale) if scale is not None else max(subsets, key=lambda name: split_model(name)[1])
+    key = str(scale) if scale is not None else max((n for n in subsets if not is_mixture(n)),
+                                                   key=lambda name: split_model(name)[1])
     rows = []
     for cat, s in subsets[key].get("by_category", {}).items():
         row = {"category": cat, "n": s["n"], **{f"chars_{k}": v for k, v in s["chars"].items()}}

@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 from helpers.finetune.tokens import tokenize
-from helpers.study.config import StudyConfig, split_model
+from helpers.study.config import StudyConfig, is_mixture, split_model
 from helpers.study.hashes import cached_digest
 from helpers.study.imports import code_hashes
 
@@ -62,8 +62,11 @@ ROWS_PER_PROCESS = 20_000
 def source_file(cfg: StudyConfig, study_dir: Path, data: str) -> Path:
     """The largest subset file of the strategy of model ``data`` (its order up to the largest scale).
 
-    ``data`` itself when that file is missing (e.g. only one subset was written by hand).
+    ``data`` itself when that file is missing (e.g. only one subset was written by hand), and for a mixture
+    model (``data.mixture``), whose subset is no prefix of its strategy's order.
     """
+    if is_mixture(data):
+        return study_dir / "subsets" / f"{data}.jsonl"
     strategy = split_model(data)[0] or cfg.strategies[0]
     own = study_dir / "subsets" / f"{data}.jsonl"
     if strategy not in cfg.strategies:

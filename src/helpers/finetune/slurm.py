@@ -27,7 +27,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from helpers.study.config import StudyConfig, split_model
+from helpers.study.config import StudyConfig, is_mixture, split_model
 from helpers.study.loading import study_dir
 from helpers.study.paths import REPO, resolve
 from helpers.study.slurm import SlurmJobFailed, resource_lines, stale_runs, submit_or_find, wait
@@ -44,7 +44,7 @@ def run_name(scale: str | None) -> str:
 
 def trained_models(cfg: StudyConfig, scale: str | None) -> list[str]:
     """The models one training run publishes (as ``helpers.finetune.stage.run`` picks them)."""
-    if cfg.train.schedule == "separate":
+    if cfg.train.schedule == "separate" or (scale is not None and is_mixture(scale)):
         return [str(scale)]
     strategy = scale if scale in cfg.strategies else (split_model(scale)[0] if scale else None)
     return [m for m in cfg.strategy_models(strategy or cfg.strategies[0]) if m not in cfg.model.checkpoints]

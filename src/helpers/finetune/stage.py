@@ -38,7 +38,7 @@ from helpers.finetune.slurm import StopForRequeue, stop_file
 from helpers.finetune.tokens import IGNORE
 from helpers.finetune.watch import check_report_to, report_arguments
 from helpers.study.aside import move_aside
-from helpers.study.config import StudyConfig, split_model
+from helpers.study.config import StudyConfig, is_mixture, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
 from helpers.study.imports import code_hashes, code_label
 from helpers.study.keys import changes, digest, stage_settings
@@ -308,8 +308,14 @@ def run(cfg: StudyConfig, study_dir: Path, scale: str | None = None) -> list[Pat
     ``separate``: one run on ``subsets/<scale>.jsonl`` (``scale`` is a model name such as
     ``640`` or ``quality-640``). ``prefix``: one run on the largest subset of a strategy in
     nested order, saving every scale of it at its boundary; ``scale`` names the strategy or
-    one of its models (default: the first strategy).
+    one of its models (default: the first strategy). A mixture model (``mix-<name>``) is one run on its
+    own subset under either schedule.
     """
+    if scale is not None and is_mixture(scale):
+        # a mixture (data.mixture) is a run of its own, in the order its full mixture was trained in: the prefix
+        # schedule's sequential pass, or the separate schedule's length-grouped batches
+        sampling = "sequential" if cfg.train.schedule == "prefix" else "group_by_length"
+        return _train(cfg, study_dir, name=scale, data=scale, scales=[scale], sampling=sampling)
     if cfg.train.schedule == "prefix":
         strategy = scale if scale in cfg.strategies else (split_model(scale)[0] if scale else None)
         strategy = strategy or cfg.strategies[0]

@@ -66,6 +66,118 @@ class QualityConfig(_Strict):
     max_output_chars: int = Field(4096, gt=0)
 
 
+MIXTURE_PREFIX = "mix-"
+"""Mixture models are named ``mix-<name>``: ``mix-without-math``, ``mix-only-code``, ``mix-<weights name>``."""
+
+MIXTURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+"""A ``data.mixture.weights`` name: letters, digits and '_' (no '-', which the generated names use)."""
+
+
+def _use_cases(v, key: str) -> list[str]:
+    """``all`` -> the 12 use cases; else the list, checked: known names, no repeats."""
+    names = list(CATEGORIES) if v == "all" else list(v)
+    unknown = [c for c in names if c not in CATEGORIES]
+    if unknown:
+        raise ValueError(f"data.mixture.{key}: unknown use case(s) {unknown}; known: all, {', '.join(CATEGORIES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"data.mixture.{key}: a use case is listed twice in {names}")
+    return names
+
+
+class MixtureConfig(_Strict):
+    """The mixture axis (``helpers.data.mixture``): models trained on as many examples as the largest scale's subset,
+    the full mixture, with the use cases weighted otherwise. Each is one more model, ``mix-<name>``, trained,
+    answered and judged like a scale; the analysis sets each against the full mixture, use case by use case, and
+    draws the transfer matrix (``helpers.analysis.transfer``)::
+
+        data:
+          mixture:
+            leave_one_out: all            # mix-without-math, mix-without-code, ... (or a list of use cases)
+            only: [math]                  # mix-only-math: math alone, as many examples as the full mixture
+            weights:                      # mix-math_x2: math twice its share, the others refilled in proportion
+              math_x2: {math: 2, default: 1}
+
+    Every mixture takes, per use case, the first items of that use case in the study's selection order, so the
+    full mixture's items stay in and the order is the pool's; the counts follow the weights times the full
+    mixture's own counts, rounded to the same total (``helpers.data.mixture.mixture_counts``)."""
+    leave_one_out: Literal["all"] | list[str] = []
+    """Use cases to leave out, one model each (``mix-without-<use case>``): the full mixture without it, refilled
+    from the other use cases in their proportions; ``all``: each of the 12."""
+    only: Literal["all"] | list[str] = []
+    """Use cases to train on alone, one model each (``mix-only-<use case>``), at the full mixture's count; the pool
+    must hold that many of the use case."""
+    weights: dict[str, dict[str, float]] = {}
+    """Name -> relative weight per use case (``default``: every use case not named; 1 if not given). A weight
+    multiplies the use case's share of the full mixture; 0 leaves it out."""
+
+    @field_validator("leave_one_out", "only")
+    @classmethod
+    def _known(cls, v, info):
+        return v if v == "all" else _use_cases(v, info.field_name)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _string_names(cls, v):
+        if isinstance(v, dict):
+            odd = [k for k in v if not isinstance(k, str)]
+            if odd:
+                raise ValueError(f"data.mixture.weights: names {odd} are not text; quote them")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v):
+        for name, w in v.items():
+            if not MIXTURE_NAME.match(name):
+                raise ValueError(f"data.mixture.weights.{name}: a name holds letters, digits and '_' only "
+                                 f"(it names the model mix-{name})")
+            unknown = sorted(set(w) - set(CATEGORIES) - {"default"})
+            if unknown:
+                raise ValueError(f"data.mixture.weights.{name}: unknown use case(s) {unknown}; known: default, "
+                                 f"{', '.join(CATEGORIES)}")
+            bad = {k: x for k, x in w.items() if not (x >= 0 and x < float("inf"))}
+            if bad:
+                raise ValueError(f"data.mixture.weights.{name}: weights must be finite and >= 0, got {bad}")
+            full = cls.full_weights(w)
+            if not any(full.values()):
+                raise ValueError(f"data.mixture.weights.{name}: every weight is 0, so there is nothing to train on")
+            if len(set(full.values())) == 1:
+                raise ValueError(f"data.mixture.weights.{name}: every use case has the same weight, so this is the "
+                                 "full mixture itself (the reference, the largest scale's model); remove it")
+        return v
+
+    @staticmethod
+    def full_weights(w: dict[str, float]) -> dict[str, float]:
+        """A weight for each of the 12 use cases (``default``, else 1, for those not named) and ``default`` (for a
+        label outside the 12, such as ``unlabelled``)."""
+        default = float(w.get("default", 1.0))
+        return {**{c: float(w.get(c, default)) for c in CATEGORIES}, "default": default}
+
+    def plans(self) -> dict[str, dict[str, float]]:
+        """``{model name: weight of each of the 12 use cases and default}``, leave-one-out first, then only, then
+        weights."""
+        out = {}
+        for c in _use_cases(self.leave_one_out, "leave_one_out"):
+            out[f"{MIXTURE_PREFIX}without-{c}"] = self.full_weights({c: 0.0, "default": 1.0})
+        for c in _use_cases(self.only, "only"):
+            out[f"{MIXTURE_PREFIX}only-{c}"] = self.full_weights({c: 1.0, "default": 0.0})
+        for name, w in self.weights.items():
+            out[f"{MIXTURE_PREFIX}{name}"] = self.full_weights(w)
+        return out
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        seen: dict[tuple, str] = {}
+        for name, w in self.plans().items():
+            total = sum(w.values())
+            shape = tuple(round(x / total, 9) for x in w.values())
+            if shape in seen:
+                raise ValueError(f"data.mixture: {name} weighs the use cases as {seen[shape]} does (the same model "
+                                 "twice); remove one")
+            seen[shape] = name
+        return self
+
+
 class DataConfig(_Strict):
     source: Literal["builtin", "file", "hf", "generate"] = "builtin"
     """builtin: the procedurally generated Chinese suite; file: a local train file; hf: datasets.load_dataset names;
@@ -87,6 +199,8 @@ class DataConfig(_Strict):
     the same data next year: unpinned, a dataset updated on the Hub changes the pool while nothing
     in the config changes. It is part of the data stage's fingerprint (the runner hashes the whole
     ``data`` section), so changing it reruns the data stage and everything after it."""
+    mixture: MixtureConfig = MixtureConfig()
+    """The mixture axis: models at the largest scale's count with use cases left out, alone or weighted."""
     category_map: dict[str, str] = {}
     """Extra category labels -> canonical use case (or "unlabelled"), for labels the built-in synonym
     table (helpers.study.categories.SYNONYMS) does not know."""
@@ -643,10 +757,38 @@ class StudyConfig(_Strict):
         return [self.model_name(strategy, s) for s in self.scales]
 
     @property
+    def mixture_models(self) -> list[str]:
+        """The models of the mixture axis (``data.mixture``), ``mix-<name>``, in the config's order."""
+        return list(self.data.mixture.plans())
+
+    @property
+    def mixture_reference(self) -> str:
+        """The full mixture every mixture model is set against: the largest scale's model."""
+        return self.model_name(self.strategies[0], self.scales[-1])
+
+    @property
     def models(self) -> list[str]:
         """Every model the study evaluates: the untuned base (zero examples), then every
-        trained model, strategy by strategy, each from the smallest scale to the largest."""
-        return ["base"] + [m for st in self.strategies for m in self.strategy_models(st)]
+        trained model, strategy by strategy, each from the smallest scale to the largest, then the
+        mixture models (``data.mixture``)."""
+        return ["base"] + [m for st in self.strategies for m in self.strategy_models(st)] + self.mixture_models
+
+    def examples(self, model: str) -> int:
+        """Training examples of a model by name (a mixture model: the largest scale's count)."""
+        return self.scales[-1] if is_mixture(model) else split_model(model)[1]
+
+    @model_validator(mode="after")
+    def _mixture_of_one_strategy(self):
+        if self.mixture_models and self.grid:
+            raise ValueError(f"data.mixture: varies the mixture of one selection strategy, but strategy lists "
+                             f"{', '.join(self.strategies)}; keep one strategy in a mixture study (its largest scale "
+                             "is the full mixture)")
+        return self
+
+
+def is_mixture(name: str) -> bool:
+    """True for a model of the mixture axis (``mix-without-math``, ``mix-only-code``, ``mix-<name>``)."""
+    return str(name).startswith(MIXTURE_PREFIX)
 
 
 def split_model(name: str) -> tuple[str | None, int]:
@@ -654,6 +796,10 @@ def split_model(name: str) -> tuple[str | None, int]:
     ``"640"`` -> (None, 640), ``"quality-640"`` -> ("quality", 640)."""
     if name == "base":
         return None, 0
+    if is_mixture(name):
+        raise ValueError(f"model name {name!r}: a mixture model (data.mixture) has no scale in its name; its examples "
+                         "are the largest scale's (StudyConfig.examples), and it is analysed against the full mixture "
+                         "(helpers.analysis.transfer), not along a scale chain")
     strategy, _, count = str(name).rpartition("-")
     if strategy and strategy not in STRATEGIES:
         raise ValueError(f"model name {name!r}: unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")

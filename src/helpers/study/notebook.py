@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from helpers.study.config import StudyConfig
+from helpers.study.config import StudyConfig, is_mixture
 from helpers.study.loading import load_config, study_dir
 from helpers.study.lock import hold_in_kernel
 
@@ -29,8 +29,9 @@ def open_study(config: str, root: str | None = None, overrides: list[str] | tupl
 
 
 def pick_model(cfg: StudyConfig, scale: str | None) -> str:
-    """The model a per-model notebook works on: ``scale`` as given, else the study's last model."""
-    model = str(scale or cfg.models[-1])
+    """The model a per-model notebook works on: ``scale`` as given, else the study's last model on the scale axis
+    (the largest scale, of the last strategy in a grid; a mixture model is only ever named)."""
+    model = str(scale or [m for m in cfg.models if not is_mixture(m)][-1])
     print(f"model: {model}")
     return model
 

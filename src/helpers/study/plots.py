@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from helpers.study.categories import CATEGORIES, category_order, display_name
+from helpers.study.config import is_mixture
 from helpers.study.files import atomic_path
 from helpers.study.order import examples_of, model_order, strategy_groups, strategy_of
 
@@ -39,7 +40,8 @@ until they cannot be read (a 12-scale strategy grid made composition 29 in wide)
 
 def model_palette(models) -> dict[str, tuple]:
     """``{model: colour}``: base grey; scales along viridis by example count, or in a
-    strategy grid along the strategy's own colormap (light to dark with more data)."""
+    strategy grid along the strategy's own colormap (light to dark with more data); mixture models
+    (``mix-<name>``) a hue each."""
     pal = {"base": BASE_COLOR} if "base" in models else {}
     for strategy, chain in strategy_groups(models).items():
         scales = [m for m in chain if m != "base"]
@@ -49,6 +51,8 @@ def model_palette(models) -> dict[str, tuple]:
             cmap, pos = colormaps[STRATEGY_COLORMAPS[strategy]], np.linspace(0.45, 0.95, len(scales)) \
                 if len(scales) > 1 else [0.7]
         pal.update({m: tuple(cmap(p)) for m, p in zip(scales, pos)})
+    mixtures = [m for m in model_order(models) if is_mixture(m)]  # on no scale chain: one hue each
+    pal.update(zip(mixtures, sns.color_palette("husl", len(mixtures))))
     return pal
 
 
@@ -70,9 +74,11 @@ def fmt_count(n: int) -> str:
 
 
 def model_label(model: str) -> str:
-    """``base (0)``, ``640``, or ``quality 640`` in a strategy grid."""
+    """``base (0)``, ``640``, ``quality 640`` in a strategy grid, or a mixture model's name."""
     if model == "base":
         return "base (0)"
+    if is_mixture(model):
+        return model
     strategy = strategy_of(model)
     return f"{strategy} {fmt_count(examples_of(model))}" if strategy else fmt_count(examples_of(model))
 

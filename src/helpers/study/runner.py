@@ -101,6 +101,8 @@ def plan(cfg: StudyConfig, sd: Path) -> list[Execution]:
             if ms:
                 runs.append(Execution(stage["finetune"], strategy if cfg.grid else "study",
                                       [sd / "subsets" / f"{ms[-1]}.jsonl"], [sd / "models" / m for m in ms]))
+        for m in (m for m in cfg.mixture_models if m in trained):  # each mixture is a run of its own (data.mixture)
+            runs.append(Execution(stage["finetune"], m, [sd / "subsets" / f"{m}.jsonl"], [sd / "models" / m]))
     else:
         for s in trained:
             runs.append(Execution(stage["finetune"], s, [sd / "subsets" / f"{s}.jsonl"], [sd / "models" / s]))
@@ -342,6 +344,9 @@ def print_plan(cfg: StudyConfig, sd: Path, runs: list[Execution], out=print) -> 
     out(f"study {cfg.study}: {len(runs)} stage executions, data and outputs under {sd}")
     out(f"models: base (0 examples) + scales {', '.join(f'{s:,}' for s in cfg.scales)} "
         f"(nested, strateg{'ies' if cfg.grid else 'y'} {', '.join(cfg.strategies)})")
+    if cfg.mixture_models:
+        out(f"mixtures: {len(cfg.mixture_models)} models of {cfg.scales[-1]:,} examples against the full mixture "
+            f"{cfg.mixture_reference}: {', '.join(cfg.mixture_models)}")
     src = "built-in suite" if cfg.data.source == "builtin" else ", ".join(cfg.data.train_files)
     if cfg.data.source == "generate":
         si = cfg.selfinstruct
