@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from helpers.generate.backend import write_engine_note
 from helpers.generate.greedy import greedy_decode
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl
 from helpers.study.models import load_for_generation
+from helpers.study.progress import ProgressBar
 from helpers.study.prompt import STOP, cut_at_stop, format_prompt
 
 
@@ -68,7 +68,7 @@ def hf_answers(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[di
     write_engine_note(study_dir, model_name, {"engine": f"transformers {transformers.__version__}",
                                               "device": str(model.device), "dtype": str(model.dtype).removeprefix("torch.")})
     n_tokens = 0
-    with tqdm(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
+    with ProgressBar(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
         for batch in plan_batches(todo, tok, cfg):
             rows = answer_batch(model, tok, batch, cfg)
             for r in rows:

@@ -61,8 +61,11 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path, judge: Jud
         from helpers.judge.sandbox import execution_mode
 
         setting = settings.code_execution
+        from helpers.study.progress import report
+
         rows = []
-        for a in answers:
+        for i, a in enumerate(answers):
+            report(f"judge offline {model_name}", i, len(answers), "answer")
             item = items[a["id"]]
             score, why = score_answer(item, a["answer"], code_execution=setting)
             row = {"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}}
