@@ -64,14 +64,15 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path, judge: Jud
         from helpers.study.progress import report
 
         rows = []
-        for i, a in enumerate(answers):
-            report(f"judge offline {model_name}", i, len(answers), "answer")
+        report(f"judge offline {model_name}", 0, len(answers), "answer")
+        for a in answers:
             item = items[a["id"]]
             score, why = score_answer(item, a["answer"], code_execution=setting)
             row = {"id": a["id"], "run": 0, "score": score, "raw": why, "judge": OFFLINE, "usage": {}}
             if (item.get("check") or {}).get("type") == "python_tests":
                 row["code_execution"] = execution_mode(setting)
             rows.append(row)
+            report(f"judge offline {model_name}", len(rows), len(answers), "answer")
     else:
         from helpers.judge.llm import judge_key, judge_with_llm
 
