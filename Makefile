@@ -22,11 +22,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-compile -e .
 	touch $(STAMP)
 
+# One line per stage execution (a progress bar while one runs, on a terminal), the report's path and a three-line
+# summary; what each stage prints goes to data/<study>/logs/<execution>.log. STUDY_VERBOSE=1 streams it all here too
+# (`python -m helpers run -v`). ROOT= puts data/ and reports/ under another folder (--root).
 study: setup sandbox
-	$(BIN)/python -m helpers run --config $(CONFIG)
+	$(BIN)/python -m helpers run --config $(CONFIG) $(if $(ROOT),--root $(ROOT))
 
 dry-run: setup
-	$(BIN)/python -m helpers run --config $(CONFIG) --dry-run
+	$(BIN)/python -m helpers run --config $(CONFIG) $(if $(ROOT),--root $(ROOT)) --dry-run
 
 # Per stage and model: up to date, stale (and why, in words) or missing.
 status: setup

@@ -88,6 +88,7 @@ def micro_study(tmp_path_factory):
     from filelock import FileLock
 
     from helpers.analysis.report import build_index
+    from helpers.analysis.summary import summary_lines
     from helpers.study.paths import REPO
     from helpers.study.runner import run_study
 
@@ -99,7 +100,8 @@ def micro_study(tmp_path_factory):
         if not done.exists():
             root.mkdir(exist_ok=True)
             lines: list[str] = []
-            index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index)
+            index = run_study(REPO / "configs" / "micro.yaml", root=root, out=lines.append, report=build_index,
+                              summary=summary_lines, verbose=False)
             done.write_text(json.dumps({"index": str(index), "lines": lines}))
     finished = json.loads(done.read_text())
     return root, Path(finished["index"]), finished["lines"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [--dry-run [--tflops T]]``,
+"""Command line: ``python -m helpers run --config FILE [--set KEY=VALUE ...] [--force] [--only STAGE] [-v] [--dry-run [--tflops T]]``,
 ``python -m helpers status [--config FILE]``, ``python -m helpers clean --stale [--config FILE]``,
 ``python -m helpers rehearse [--config FILE]`` (the config's code path on the CPU at shrunk sizes),
 ``python -m helpers validate --kind {train,eval,seeds,judge-prompts} FILE``;
@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dry-run", action="store_true", help="print the plan, a compute estimate and the preflight checks; run nothing")
     run.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
                      help="override a config value, e.g. --set train.lr=1e-4 (repeatable; recorded in the manifest)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="stream what every stage prints to the terminal too (also STUDY_VERBOSE=1); without it, one "
+                          "line per stage execution, a progress bar on a terminal, the output in data/<study>/logs/")
     run.add_argument("--tflops", type=float, default=None,
                      help="with --dry-run: sustained TFLOP/s per GPU for the training time (default 125: 40%% of an A100)")
     status = sub.add_parser("status", help="per stage and model: up to date, stale (and why) or missing")
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             from helpers.analysis.report import build_index
+            from helpers.analysis.summary import summary_lines
             from helpers.estimate import plan_lines
             from helpers.preflight import check_study
             from helpers.study.lock import StudyBusy
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                     answer_jobs(args.config, args.root, args.overrides, out)
 
                 run_study(args.config, root=args.root, force=args.force, only=args.only, dry_run=args.dry_run,
-                          overrides=args.overrides, report=build_index, preflight=check_study, estimate=estimate)
+                          overrides=args.overrides, report=build_index, preflight=check_study, estimate=estimate,
+                          summary=summary_lines, verbose=True if args.verbose else None)
             except (StageFailed, StudyBusy) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1

@@ -251,7 +251,7 @@ class Study:
         a = Attempt(len(self.attempts) + 1, plan)
         self.attempts.append(a)
         token = uuid.uuid4().hex
-        env = {**os.environ, ENV: KEY, TOKEN: token, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, ENV: KEY, TOKEN: token, "PYTHONUNBUFFERED": "1", "STUDY_VERBOSE": "1"}  # the stream
         env.pop("STUDY_ROOT", None)
         env.pop("STUDY_CONFIG", None)
         proc = subprocess.Popen(

@@ -14,6 +14,7 @@ from transformers import TrainerCallback
 
 from helpers.finetune.launch import world_size
 from helpers.study.files import dumps, read_jsonl, write_jsonl
+from helpers.study.progress import report
 
 
 class TrainLog(TrainerCallback):
@@ -53,6 +54,19 @@ class TrainLog(TrainerCallback):
             eta = wall / done * (total - step)
             print(f"step {step}/{total}  loss {logs['loss']:.3f}  {row['tokens_per_s']} tokens/s  "
                   f"{wall / done:.1f} s/step, about {eta / 60:.1f} min to go", flush=True)
+
+
+class StepProgress(TrainerCallback):
+    """Training steps for the runner's progress bar (``helpers.study.progress``), from the main process only."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            report(self.desc, state.global_step, state.max_steps, "step")
+
+    on_train_begin = on_step_end
 
 
 class PrefixSnapshots(TrainerCallback):

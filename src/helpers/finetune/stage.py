@@ -31,7 +31,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from helpers.finetune.cache import ModelColumns, row_lengths, subset_rows
 from helpers.finetune.head import LabelOnlyHeadTrainer
 from helpers.finetune.launch import is_main_process, under_deepspeed_launch, world_size, zero_settings
-from helpers.finetune.log import PrefixSnapshots, TrainLog, peak_memory_mb, trim_log
+from helpers.finetune.log import PrefixSnapshots, StepProgress, TrainLog, peak_memory_mb, trim_log
 from helpers.finetune.memory import check_fits, gpu_memory, logits_memory, size
 from helpers.finetune.shared import check_shared
 from helpers.finetune.slurm import StopForRequeue, stop_file
@@ -439,7 +439,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
         model=model, args=args, train_dataset=rows, lengths=lengths,
         data_collator=ModelColumns(DataCollatorForSeq2Seq(tok, label_pad_token_id=IGNORE, padding="longest")),
         callbacks=[TrainLog(work / "train_log.jsonl", ref, resumed_from=resumed_from),
-                   PrefixSnapshots(boundaries, publish), *stop]
+                   PrefixSnapshots(boundaries, publish), StepProgress(f"train {scales[-1]}"), *stop]
         + ([SaveEvery(cfg.train.save_minutes)] if cfg.train.save_minutes else []),
         processing_class=tok,  # saved with every checkpoint and published model: AutoTokenizer and vLLM load the folder
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from helpers.generate.backend import write_engine_note
 from helpers.generate.continuous import greedy_stream
@@ -20,6 +19,7 @@ from helpers.generate.greedy import greedy_decode
 from helpers.study.config import StudyConfig
 from helpers.study.files import append_jsonl
 from helpers.study.models import generation_model, load_tokenizer, tokenizer_source
+from helpers.study.progress import ProgressBar
 from helpers.study.prompt import STOP, cut_at_stop, format_prompt
 
 
@@ -110,7 +110,7 @@ def hf_answers(cfg: StudyConfig, model_name: str, study_dir: Path, todo: list[di
         answered = (answer_batch(model, tok, batch, cfg) for batch in plan_batches(todo, tok, cfg))
     else:
         answered = answer_stream(model, tok, todo, cfg)
-    with tqdm(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
+    with ProgressBar(total=len(todo), desc=f"generate {model_name}", unit="item", mininterval=5) as bar:
         for rows in answered:
             for r in rows:
                 r["model"] = model_name

@@ -29,6 +29,7 @@ import openai
 from helpers.generate.backend import GenerateError, write_engine_note
 from helpers.openai_client import ChatEndpoint, JsonlAppender, RequestCache, RequestFailed, check_api_key, run_coroutine
 from helpers.study.config import StudyConfig
+from helpers.study.progress import report
 from helpers.study.prompt import STOP, cut_at_stop, format_prompt
 
 SECTION = "generate.server"
@@ -89,10 +90,10 @@ async def _answer_all(cfg: StudyConfig, model_name: str, study_dir: Path, todo: 
     ep.model_hint = f"generate.server.models[{model_name!r}] (served name {served!r})"
     cache, out = RequestCache(cache_path(study_dir, model_name)), JsonlAppender(path)
     failed: list[str] = []
-    tokens = 0
+    tokens = done = 0
 
     async def one(it: dict) -> None:
-        nonlocal tokens
+        nonlocal tokens, done
         prompt, params = format_prompt(it["question"]), request_params(cfg, it["category"])
         k = request_key(served, prompt, params)
         hit = cache.get(k)
@@ -111,6 +112,8 @@ async def _answer_all(cfg: StudyConfig, model_name: str, study_dir: Path, todo: 
         tokens += n
         out.write([{"id": it["id"], "category": it["category"], "answer": cut_at_stop(rec["text"]), "new_tokens": n,
                     "truncated": rec["finish_reason"] == "length" or n >= params["max_tokens"], "model": model_name}])
+        done += 1
+        report(f"generate {model_name}", done, len(todo), "item")
 
     try:
         owner = await check_served(ep, served, model_name)

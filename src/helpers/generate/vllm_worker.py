@@ -43,6 +43,7 @@ def run(job: dict) -> None:
     from vllm.lora.request import LoRARequest
 
     from helpers.study.files import append_jsonl
+    from helpers.study.progress import report
 
     t0 = time.perf_counter()
     llm = LLM(**job["engine"])
@@ -51,6 +52,7 @@ def run(job: dict) -> None:
     for k, m in enumerate(job["models"], start=1):
         lora = LoRARequest(m["name"], k, m["lora"]) if m["lora"] else None
         items, t1, tokens = m["items"], time.perf_counter(), 0
+        report(f"generate {m['name']}", 0, len(items), "item")
         for start in range(0, len(items), job["chunk"]):
             chunk = items[start:start + job["chunk"]]
             params = [SamplingParams(max_tokens=it["max_tokens"], **job["sampling"]) for it in chunk]
@@ -59,6 +61,7 @@ def run(job: dict) -> None:
             append_jsonl(m["out"], rows)
             tokens += sum(r["new_tokens"] for r in rows)
             print(f"{m['name']}: {start + len(chunk)}/{len(items)} answered", flush=True)
+            report(f"generate {m['name']}", start + len(chunk), len(items), "item")
         wall = time.perf_counter() - t1
         print(f"{m['name']}: {tokens} new tokens in {wall:.1f} s ({tokens / max(wall, 1e-9):.1f} tokens/s)", flush=True)
         stats = {"model": m["name"], "lora": bool(m["lora"]), "items": len(items), "tokens": tokens,

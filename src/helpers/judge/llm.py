@@ -237,10 +237,10 @@ def judge_with_llm(cfg: StudyConfig, items: dict[str, dict], answers: list[dict]
                          f"{missing} of eval.jsonl")
     cache = RequestCache(cache_path(cfg, study_dir, which))
     jobs = [(items[a["id"]], a.get("answer") or "", run) for a in answers for run in range(settings.runs)]
-    from tqdm import tqdm
+    from helpers.study.progress import ProgressBar
 
     t0 = time.perf_counter()
-    with tqdm(total=len(jobs), desc=f"judge {which.name}", unit="req", mininterval=5) as bar:
+    with ProgressBar(total=len(jobs), desc=f"judge {which.name}", unit="req", mininterval=5) as bar:
         judge = None
 
         async def main():

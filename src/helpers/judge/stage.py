@@ -61,7 +61,10 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path, judge: Jud
         from helpers.judge.sandbox import execution_mode
 
         setting = settings.code_execution
+        from helpers.study.progress import report
+
         rows = []
+        report(f"judge offline {model_name}", 0, len(answers), "answer")
         for a in answers:
             item = items[a["id"]]
             score, why = score_answer(item, a["answer"], code_execution=setting)
@@ -69,6 +72,7 @@ def judge_answers(cfg: StudyConfig, model_name: str, study_dir: Path, judge: Jud
             if (item.get("check") or {}).get("type") == "python_tests":
                 row["code_execution"] = execution_mode(setting)
             rows.append(row)
+            report(f"judge offline {model_name}", len(rows), len(answers), "answer")
     else:
         from helpers.judge.llm import judge_key, judge_with_llm
 

@@ -162,7 +162,8 @@ def rehearse(config: str | Path, root: str | Path | None = None, tflops: float =
     log = work / "rehearse.log"
     out(f"rehearsing {config} in {work} (log: {log})")
     env = {**os.environ, KEY_ENV: "rehearsal-key-not-secret", "PYTHONPATH": os.pathsep.join(
-        [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "STUDY_VERBOSE": "1"}  # the runner streams every stage's output into the rehearsal's log, read by the checks
     rows = {s: Row(s) for s in ("data", "finetune", "generate", "judge", "analysis")}
     with StandIn([real.judge.model]) as standin:
         raw, info = shrunk_config(config, work, standin.base_url if real.judge.kind == "openai" else None, small)

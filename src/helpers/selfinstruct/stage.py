@@ -292,9 +292,9 @@ def run(cfg: StudyConfig, study_dir: Path, progress: bool = True) -> dict:
     cache = RequestCache(paths.cache)
     key = check_api_key(s, "selfinstruct", "the self-instruct stage's teacher", SelfInstructError) \
         if collector.kept < s.target else None
-    from tqdm import tqdm
+    from helpers.study.progress import ProgressBar
 
-    bar = tqdm(total=s.target, initial=collector.kept, desc=f"self-instruct {s.model}", unit="item",
+    bar = ProgressBar(total=s.target, initial=collector.kept, desc=f"self-instruct {s.model}", unit="item",
                mininterval=5, disable=not progress)
     loop = _Run(cfg, seeds, parts, collector, cache, key, progress=bar)
     try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from helpers.study import hashes
+from helpers.study import console, hashes
 from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, write_json
 from helpers.study.hashes import hash_path
@@ -154,8 +154,17 @@ def is_current(sd: Path, run: Execution, fp: str) -> bool:
     return saved.get("fingerprint") == fp and all(recorded_output(saved, p, sd) == hash_path(p) for p in run.outputs)
 
 
-def execute(cfg: StudyConfig, config_path: Path, root: Path, run: Execution, overrides: tuple[str, ...] = ()) -> dict:
-    """Run one notebook with papermill, keep the executed copy, render it to HTML."""
+def log_path(sd: Path, run: Execution) -> Path:
+    """Everything the execution printed (``helpers.study.console``)."""
+    return sd / "logs" / f"{run.label}.log"
+
+
+def execute(cfg: StudyConfig, config_path: Path, root: Path, run: Execution, overrides: tuple[str, ...] = (),
+            verbose: bool = True, bar=None) -> dict:
+    """Run one notebook with papermill, keep the executed copy, render it to HTML.
+
+    Its output goes to ``log_path`` (and to the terminal when ``verbose``); ``bar``, a terminal or None, draws
+    the stage's progress there (``helpers.study.console``)."""
     import papermill as pm
 
     sd, rd = study_dir(cfg, root), report_dir(cfg, root)
@@ -165,22 +174,33 @@ def execute(cfg: StudyConfig, config_path: Path, root: Path, run: Execution, ove
     params = {"config": str(config_path), "root": str(root), "overrides": list(overrides)}
     if run.key != "study":
         params["scale"] = run.key
+    log = log_path(sd, run)
     t0 = time.perf_counter()
-    try:
-        pm.execute_notebook(str(NOTEBOOKS / run.stage.notebook), str(tmp), parameters=params,
-                            kernel_name="python3", cwd=str(REPO), log_output=True, progress_bar=False)
-    except pm.PapermillExecutionError as e:
-        failed = executed.with_name(f"{run.label}.failed.ipynb")
-        os.replace(tmp, failed)
-        raise StageFailed(f"stage {run.label} failed: {e.ename}: {e.evalue}\n  executed notebook: {failed}") from None
-    seconds = time.perf_counter() - t0
-    os.replace(tmp, executed)
-    html = render_html(executed, rd / "notebooks" / f"{run.label}.html")
+    with console.StageLog(log, verbose, f"{run.label}: {run.stage.notebook}, runner pid {os.getpid()}") as stage_log:
+        try:
+            with console.Bar(run.label, sd / "logs" / f"{run.label}.progress.json", bar):
+                pm.execute_notebook(str(NOTEBOOKS / run.stage.notebook), str(tmp), parameters=params,
+                                    kernel_name="python3", cwd=str(REPO), log_output=True, progress_bar=False,
+                                    config=console.kernel_config(),
+                                    kernel_manager_class=console.kernel_manager(None if verbose else log))
+        except pm.PapermillExecutionError as e:
+            stage_log.write(console.plain_traceback(e.traceback) or f"{e.ename}: {e.evalue}")
+            failed = executed.with_name(f"{run.label}.failed.ipynb")
+            os.replace(tmp, failed)
+            raise StageFailed(f"stage {run.label} failed: {e.ename}: {e.evalue}\n  executed notebook: {failed}"
+                              f"\n  log: {log}", log) from None
+        seconds = time.perf_counter() - t0
+        os.replace(tmp, executed)
+        html = render_html(executed, rd / "notebooks" / f"{run.label}.html")
     return {"seconds": round(seconds, 1), "notebook": str(executed), "html": str(html)}
 
 
 class StageFailed(RuntimeError):
-    pass
+    """A stage execution that failed; ``log`` is its log, where there is one."""
+
+    def __init__(self, message: str, log: Path | None = None):
+        super().__init__(message)
+        self.log = log
 
 
 def render_html(notebook: Path, target: Path) -> Path:
@@ -217,8 +237,15 @@ def run_preflight(cfg: StudyConfig, sd: Path, todo: list[Execution], preflight, 
 
 def run_study(config: str | Path, root: str | Path | None = None, force: bool = False,
               only: str | None = None, dry_run: bool = False, out=print, overrides: tuple[str, ...] = (),
-              report=None, preflight=None, estimate=None) -> Path | None:
+              report=None, preflight=None, estimate=None, summary=None, verbose: bool | None = None) -> Path | None:
     """Run (or plan) every stage; returns what ``report`` returns, else the study folder (None for a dry run).
+
+    ``out`` gets one line per stage execution: ``[skip] <label>: up to date`` or ``[done] <label> in <n> s``
+    (and ``[fail] ...`` with the last lines of its log). What a stage prints goes to its log,
+    ``data/<study>/logs/<label>.log``, and only with ``verbose`` (default: ``STUDY_VERBOSE``) to the terminal as
+    well, each execution then announced by ``[run ] <label> ...``; a terminal shows a progress bar while an
+    execution runs (``helpers.study.console``). ``summary(sd)``, after the report, gives the lines that sum the
+    results up; the command line passes ``helpers.analysis.summary.summary_lines``.
 
     ``overrides`` are ``--set section.key=value`` strings applied to the config file; they reach
     every notebook as a parameter and the manifest records them. ``report(cfg, config_path, sd,
@@ -250,15 +277,15 @@ def run_study(config: str | Path, root: str | Path | None = None, force: bool = 
         return None
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("papermill").setLevel(logging.INFO)  # stream each notebook's output live
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # a stage's output: console.StageLog
+    verbose = console.verbose_from_env() if verbose is None else verbose
     with study_lock(sd, config_path, clean_dirs=(rd,)):
         run_preflight(cfg, sd, to_run(cfg, sd, runs, only, force), preflight, out)
-        return _run_stages(cfg, config_path, root, sd, rd, runs, force, only, out, overrides, report)
+        return _run_stages(cfg, config_path, root, sd, rd, runs, force, only, out, overrides, report, summary, verbose)
 
 
 def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: Path, runs: list[Execution],
-                force: bool, only: str | None, out, overrides: tuple[str, ...], report) -> Path:
+                force: bool, only: str | None, out, overrides: tuple[str, ...], report, summary, verbose: bool) -> Path:
     """Execute what is not up to date, in plan order, then build the report (under the study lock)."""
     t_start = time.perf_counter()
     for run in runs:
@@ -269,8 +296,17 @@ def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: P
         if not force and is_current(sd, run, fp):
             out(f"[skip] {run.label}: up to date")
             continue
-        out(f"[run ] {run.label} ...")
-        info = execute(cfg, config_path, root, run, overrides)
+        if verbose:
+            out(f"[run ] {run.label} ...")
+        try:
+            info = execute(cfg, config_path, root, run, overrides, verbose, bar=None if verbose else console.terminal())
+        except StageFailed as e:
+            if not verbose and e.log is not None:  # the stream was not shown: the end of it
+                lines = console.tail(e.log)
+                out(f"[fail] {run.label}: the last {len(lines)} lines of its log, {e.log}:")
+                for line in lines:
+                    out(f"  {line}")
+            raise
         missing = [str(p) for p in run.outputs if not p.exists()]
         if missing:
             raise StageFailed(f"stage {run.label} finished without writing {missing}")
@@ -288,6 +324,8 @@ def _run_stages(cfg: StudyConfig, config_path: Path, root: Path, sd: Path, rd: P
         return sd
     index = report(cfg, config_path, sd, rd, runs, overrides)
     out(f"report: {index}")
+    for line in summary(sd) if summary is not None else ():
+        out(line)
     return index
 
 
