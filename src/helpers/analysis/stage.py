@@ -37,6 +37,7 @@ from helpers.analysis.agreement import APART, judge_agreement
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
 from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
 from helpers.analysis.findings import findings
+from helpers.analysis.items_needed import open_verdicts
 from helpers.analysis.paper import (
     agreement_sentence,
     chain_boot,
@@ -216,6 +217,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
     result["paper_headline"] = [f"{st}: {text}" if st else text for st in strategy_groups(models)
                                 if (text := agreement_sentence([r for r in result["paper_shapes"]
                                                                 if r.get("strategy") == st]))]
+    result["items_needed"] = open_verdicts(result)
     result["findings"] = findings(result)
     atomic_write_text(study_dir / "results.csv", table[cols].to_csv(index=False))
     write_json(study_dir / "results.json", result)
