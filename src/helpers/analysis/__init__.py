@@ -14,6 +14,7 @@ defaults to every model of the study with judgments.
     paper      the paper's Figure 1 and claims (paper_figure1.yaml, paper_claims.yaml) and our shapes against them
     curves     log-linear / logistic / saturating / flat fits per use case, the 10x forecast and the ceiling
     findings   the plain sentences at the top of the report
+    items_needed  the eval items a use case that would close each open verdict, from its bootstrap interval
     agreement  each judge of ``judge.others`` against the headline judge, per use case
     bootstrap  seeded percentile bootstrap over items
     figures    the paper's Figure 1 layout, the paper beside this study, and the other PNGs

@@ -8,6 +8,7 @@ In a strategy grid every sentence starts with its strategy.
 """
 from __future__ import annotations
 
+from helpers.analysis.items_needed import sentences as items_sentences
 from helpers.analysis.paper import agreement_sentence
 from helpers.analysis.transfer import transfer_sentences
 from helpers.study.categories import display_name
@@ -176,9 +177,9 @@ def judge_sentences(agreement: dict) -> list[str]:
 def findings(res: dict) -> list[str]:
     """Plain sentences, overall first, then which use cases keep improving, are flat or not settled,
     how many move the same way as in the paper's Figure 1, where the study agrees or disagrees with
-    the paper's claims, each with its 95% interval, and how far the judges agree where there are several;
-    before all of them, in a study with mixture models, what those show against the full mixture
-    (``helpers.analysis.transfer``)."""
+    the paper's claims, each with its 95% interval, how many eval items would close each open verdict
+    (``items_needed``), and how far the judges agree where there are several; before all of them, in a study
+    with mixture models, what those show against the full mixture (``helpers.analysis.transfer``)."""
     trends, curves, comparison = res.get("trends") or [], res.get("curves") or [], res.get("paper_comparison") or []
     strategies = list(dict.fromkeys(r.get("strategy") for r in trends)) or [None]
     out = []
@@ -187,6 +188,7 @@ def findings(res: dict) -> list[str]:
             return [r for r in rows if r.get("strategy") == st]
 
         sentences = _one_chain(res, of(trends), of(curves), of(comparison), of(res.get("paper_shapes") or []))
+        sentences += items_sentences(of(res.get("items_needed") or []))
         out += [f"{st}: {t}" if st else t for t in sentences]
     # the mixture axis first: a study has one only when asked for, and then it is the question the study asks
     return transfer_sentences(res.get("mixture") or {}) + out + judge_sentences(res.get("judge_agreement") or {})

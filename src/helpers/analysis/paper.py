@@ -45,6 +45,8 @@ from helpers.study.order import OVERALL, examples_of, model_order
 FIGURE1_FILE = Path(__file__).with_name("paper_figure1.yaml")
 CLAIMS_FILE = Path(__file__).with_name("paper_claims.yaml")
 SHAPES = ("improving", "rises_until", "good_early")
+STAT_COLUMNS = ("effect_name", "effect", "effect_ci_low", "effect_ci_high", "after", "after_ci_low", "after_ci_high")
+"""The numbers a claim's verdict rests on (``claims_comparison``)."""
 SHARE_MATCH = 1.5
 """Our scale stands for a paper scale when their shares of the largest scale differ by less than this factor."""
 
@@ -234,7 +236,10 @@ def claims_comparison(boots: dict, chain: list[str], trends: pd.DataFrame, flat_
     * good_early: agrees when the change from the smallest to the largest scale rules out a gain of
       ``flat_tol``; disagrees when it is a gain (interval above 0); else cannot tell.
 
-    Columns: category, name, claim, section, basis, label, verdict, reason.
+    Columns: category, name, claim, section, basis, label, verdict, reason, and the numbers the verdict rests on
+    (``analysis.items_needed`` scales them): ``effect`` with ``effect_ci_low`` / ``effect_ci_high`` (the slope, the
+    change from the smallest scale, or the change up to the paper's scale), ``effect_name``, and ``after`` with its
+    interval (rises_until: the change after that scale); None where no interval was computed.
     """
     claims = load_claims()
     fig = load_figure1()
@@ -244,6 +249,7 @@ def claims_comparison(boots: dict, chain: list[str], trends: pd.DataFrame, flat_
     for cat, claim in claims.items():
         r, got = by_trend.get(cat), boots.get(cat)
         verdict, reason, label = "cannot tell", "", None
+        stats = dict.fromkeys(STAT_COLUMNS)
         if r is None or got is None:
             reason = "not in this study's eval set"
         elif r["label"] == "unknown" or len(shares) < 2:
@@ -253,6 +259,8 @@ def claims_comparison(boots: dict, chain: list[str], trends: pd.DataFrame, flat_
             last = len(means) - 1
             if claim["shape"] == "improving":
                 ci = f"slope {r['slope']:+.3f}/10x data [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+                stats.update(effect_name="slope per tenfold data", effect=r["slope"], effect_ci_low=r["ci_low"],
+                             effect_ci_high=r["ci_high"])
                 if label == "improving":
                     verdict, reason = "agrees", f"improving: {ci}"
                 elif label == "declining":
@@ -264,6 +272,8 @@ def claims_comparison(boots: dict, chain: list[str], trends: pd.DataFrame, flat_
             elif claim["shape"] == "good_early":
                 d, lo, hi = _change(means, boot, 0, last)
                 ci = f"change from the smallest to the largest scale {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                stats.update(effect_name="change from the smallest to the largest scale", effect=d, effect_ci_low=lo,
+                             effect_ci_high=hi)
                 if hi < flat_tol:
                     verdict, reason = "agrees", f"no gain of {flat_tol} after the smallest scale: {ci}"
                 elif lo > 0:
@@ -279,6 +289,8 @@ def claims_comparison(boots: dict, chain: list[str], trends: pd.DataFrame, flat_
                 else:
                     up, ulo, uhi = _change(means, boot, 0, k)
                     after, alo, ahi = _change(means, boot, k, last)
+                    stats.update(effect_name=f"change up to share {shares[k]:.2g}", effect=up, effect_ci_low=ulo,
+                                 effect_ci_high=uhi, after=after, after_ci_low=alo, after_ci_high=ahi)
                     ci = (f"up to share {shares[k]:.2g}: {up:+.3f} [{ulo:+.3f}, {uhi:+.3f}]; after it: "
                           f"{after:+.3f} [{alo:+.3f}, {ahi:+.3f}]")
                     if ulo > 0 and ahi < flat_tol:
@@ -291,8 +303,9 @@ def claims_comparison(boots: dict, chain: list[str], trends: pd.DataFrame, flat_
                         reason = f"neither the rise nor the stop is settled: {ci}"
         rows.append({"category": cat, "name": display_name(cat), "claim": claim_text(claim),
                      "section": claim["section"], "basis": claim["basis"], "label": label,
-                     "verdict": verdict, "reason": reason})
-    return pd.DataFrame(rows, columns=["category", "name", "claim", "section", "basis", "label", "verdict", "reason"])
+                     "verdict": verdict, "reason": reason, **stats})
+    return pd.DataFrame(rows, columns=["category", "name", "claim", "section", "basis", "label", "verdict", "reason",
+                                       *STAT_COLUMNS])
 
 
 def released_models(checkpoints: dict[str, str] | None) -> dict[str, int]:

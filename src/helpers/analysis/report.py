@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from helpers.analysis.curves import SHARE_REPLICATES
 from helpers.analysis.findings import findings
+from helpers.analysis.items_needed import per_use_case
 from helpers.analysis.scores import code_execution_note
 from helpers.analysis.transfer import row_label, transfer_sentences
 from helpers.study.categories import display_name
@@ -96,12 +97,15 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _score_rows(res: dict) -> tuple[list[str], list[dict]]:
-    """The models in column order and, per use case (Overall rows last), the cell of each model."""
+    """The models in column order and, per use case (Overall rows last), the cell of each model and what would
+    close its open verdicts (``items_needed.per_use_case``; None where none is open)."""
     table = res.get("table", [])
     models = model_order(res.get("models") or {r["model"] for r in table})
     cell = {(r["category"], r["model"]): r for r in table}
     cats = [c for c in res.get("categories", []) if c not in (OVERALL, OVERALL_ITEMS)] + [OVERALL, OVERALL_ITEMS]
-    return models, [{"category": c, "cells": [cell.get((c, m)) for m in models]} for c in cats]
+    needed = per_use_case(res.get("items_needed") or [])
+    return models, [{"category": c, "cells": [cell.get((c, m)) for m in models], "needed": needed.get(c)}
+                    for c in cats]
 
 
 def _has_spread(res: dict) -> bool:

@@ -37,6 +37,7 @@ from helpers.analysis.agreement import APART, judge_agreement
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
 from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
 from helpers.analysis.findings import findings
+from helpers.analysis.items_needed import open_verdicts
 from helpers.analysis.paper import (
     agreement_sentence,
     chain_boot,
@@ -222,6 +223,7 @@ def write_results(study_dir: str | Path, models: list[str], *, n_boot: int = 100
                                                                 if r.get("strategy") == st]))]
     mix = study_mixture(study_dir, mixtures, n_boot=n_boot, seed=seed)
     result["mixture"] = {**mix, **{k: _records(mix[k]) for k in ("table", "cells") if k in mix}}
+    result["items_needed"] = open_verdicts(result)
     result["findings"] = findings(result)
     csv = pd.concat([table[cols], mix["table"][cols]]) if "table" in mix else table[cols]
     atomic_write_text(study_dir / "results.csv", csv.to_csv(index=False))
