@@ -105,7 +105,7 @@ def test_a_failing_stage_prints_the_end_of_its_log_and_verbose_streams_everythin
     assert log.read_text(encoding="utf-8").count("=== judge-base: ") == runs_before + 2  # in the log all the same
 
 
-@pytest.mark.slow  # three generate notebooks through the command line
+@pytest.mark.slow  # the generate notebook through the command line
 def test_on_a_terminal_a_progress_bar_runs_while_a_stage_works(micro_copy):
     sd = micro_copy / "data" / "micro"
     (sd / "answers" / "base.jsonl").unlink()  # the base model answers again: 12 items in one batch, tens of seconds

@@ -173,7 +173,7 @@ def test_each_mixture_is_one_more_model_through_every_per_model_stage(tmp_path):
             assert runs[f"finetune-{m}"].inputs == [tmp_path / "subsets" / f"{m}.jsonl"]
             assert runs[f"finetune-{m}"].outputs == [tmp_path / "models" / m]
             assert tmp_path / "subsets" / f"{m}.jsonl" in runs["data"].outputs
-            assert f"generate-{m}" in runs and f"judge-{m}" in runs
+            assert tmp_path / "answers" / f"{m}.jsonl" in runs["generate-all"].outputs and f"judge-{m}" in runs
             assert tmp_path / "judgments" / f"{m}.jsonl" in runs["analysis"].inputs
         finetune = [label for label in runs if label.startswith("finetune")]
         assert finetune == (["finetune"] if schedule == "prefix" else ["finetune-4", "finetune-24"]) + [

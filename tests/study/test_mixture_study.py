@@ -67,8 +67,8 @@ def test_a_mixture_study_through_the_runner_is_incremental(tmp_path, tiny_model_
     lines = []
     index = run_study(config, root=tmp_path, out=lines.append, report=build_index)
     done = [line.split()[1] for line in lines if line.startswith("[done]")]
-    assert done == ["data", "finetune", "finetune-mix-without-math"] + [
-        f"{stage}-{m}" for stage in ("generate", "judge") for m in ("base", "24", "mix-without-math")] + ["analysis"]
+    assert done == ["data", "finetune", "finetune-mix-without-math", "generate-all"] + [
+        f"judge-{m}" for m in ("base", "24", "mix-without-math")] + ["analysis"]
     sd = tmp_path / "data" / "mix"
     res = read_json(sd / "results.json")
     assert res["mixture"]["models"] == ["mix-without-math"] and res["mixture"]["cells"]
@@ -88,5 +88,5 @@ def test_a_mixture_study_through_the_runner_is_incremental(tmp_path, tiny_model_
     more = []
     run_study(config, root=tmp_path, out=more.append, report=build_index)
     assert [line.split()[1] for line in more if line.startswith("[done]")] == [
-        "data", "finetune-mix-without-code", "generate-mix-without-code", "judge-mix-without-code", "analysis"]
+        "data", "finetune-mix-without-code", "generate-all", "judge-mix-without-code", "analysis"]
     assert read_json(sd / "results.json")["mixture"]["models"] == ["mix-without-math", "mix-without-code"]

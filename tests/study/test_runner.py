@@ -149,7 +149,7 @@ def test_cli_set_changes_the_plan(tmp_path):
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--root", str(tmp_path),
                           "--set", "scales=[4, 8, 12]", "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "generate-8" in out.stdout and "scales 4, 8, 12" in out.stdout
+    assert "judge-8" in out.stdout and "scales 4, 8, 12" in out.stdout
     out = subprocess.run([sys.executable, "-m", "helpers", "run", "--config", "configs/micro.yaml", "--set", "trian.lr=1",
                           "--dry-run"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--set trian.lr=1" in out.stderr and "trian: unknown key" in out.stderr
