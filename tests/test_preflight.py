@@ -185,7 +185,7 @@ def endpoint_check(tmp_path, judge: dict):
 
 def test_a_reachable_endpoint_with_a_good_key_passes(tmp_path, server):
     checks, lines = endpoint_check(tmp_path, llm_judge(server))
-    assert [c.name for c in checks] == ["eval set", "files", "judge prompts", "judge endpoint"]
+    assert [c.name for c in checks] == ["eval set", "files", "disk", "judge prompts", "judge endpoint"]
     assert all(c.ok for c in checks)
     assert any("accepts the key" in ln for ln in lines)
     assert server.model_lists == 1 and server.total == 0
@@ -224,7 +224,7 @@ def test_the_micro_study_passes_its_preflight(tmp_path):
     cfg = load_config("configs/micro.yaml")
     lines = []
     checks = check_study(cfg, study_dir(cfg, tmp_path), plan(cfg, study_dir(cfg, tmp_path)), out=lines.append)
-    assert {c.name for c in checks} == {"eval set", "files", "checkpoints", "offline judge"} and all(c.ok for c in checks)
+    assert {c.name for c in checks} == {"eval set", "files", "checkpoints", "disk", "offline judge"} and all(c.ok for c in checks)
     assert "every one of the 12 eval items has a check or a reference" in "\n".join(lines)
 
 
@@ -350,7 +350,7 @@ def test_each_check_runs_only_where_a_stage_to_run_needs_it(tmp_path):
     sd = study_dir(cfg, tmp_path)
     runs = plan(cfg, sd)
     checks = check_study(cfg, sd, [r for r in runs if r.stage.name == "finetune"], out=lambda s: None)
-    assert [c.name for c in checks] == ["files", "checkpoints"]
+    assert [c.name for c in checks] == ["files", "checkpoints", "disk"]
     with pytest.raises(PreflightFailed, match=r"data\.eval_file: .*missing\.jsonl not found"):
         check_study(cfg, sd, [r for r in runs if r.stage.name in ("data", "finetune")], out=lambda s: None)
 
