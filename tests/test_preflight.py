@@ -185,7 +185,7 @@ def endpoint_check(tmp_path, judge: dict):
 
 def test_a_reachable_endpoint_with_a_good_key_passes(tmp_path, server):
     checks, lines = endpoint_check(tmp_path, llm_judge(server))
-    assert [c.name for c in checks] == ["eval set", "files", "judge prompts", "judge endpoint"]
+    assert [c.name for c in checks] == ["eval set", "files", "disk", "judge prompts", "judge endpoint"]
     assert all(c.ok for c in checks)
     assert any("accepts the key" in ln for ln in lines)
     assert server.model_lists == 1 and server.total == 0
@@ -224,7 +224,7 @@ def test_the_micro_study_passes_its_preflight(tmp_path):
     cfg = load_config("configs/micro.yaml")
     lines = []
     checks = check_study(cfg, study_dir(cfg, tmp_path), plan(cfg, study_dir(cfg, tmp_path)), out=lines.append)
-    assert {c.name for c in checks} == {"eval set", "files", "checkpoints", "offline judge"} and all(c.ok for c in checks)
+    assert {c.name for c in checks} == {"eval set", "files", "checkpoints", "disk", "offline judge"} and all(c.ok for c in checks)
     assert "every one of the 12 eval items has a check or a reference" in "\n".join(lines)
 
 
@@ -350,7 +350,7 @@ def test_each_check_runs_only_where_a_stage_to_run_needs_it(tmp_path):
     sd = study_dir(cfg, tmp_path)
     runs = plan(cfg, sd)
     checks = check_study(cfg, sd, [r for r in runs if r.stage.name == "finetune"], out=lambda s: None)
-    assert [c.name for c in checks] == ["files", "checkpoints"]
+    assert [c.name for c in checks] == ["files", "checkpoints", "disk"]
     with pytest.raises(PreflightFailed, match=r"data\.eval_file: .*missing\.jsonl not found"):
         check_study(cfg, sd, [r for r in runs if r.stage.name in ("data", "finetune")], out=lambda s: None)
 
@@ -422,25 +422,36 @@ def test_the_server_backend_is_asked_for_every_served_name_before_training(tmp_p
 
 def test_the_paper_runs_checkpoints_are_counted_timed_and_must_fit_the_disk_twice(tmp_path, monkeypatch):
     """paper.yaml: 7.07B parameters, ZeRO-3, so a checkpoint holds the 16-bit model (2 bytes a parameter) and the fp32
-    master weights and Adam moments (12): about 99 GB. At a share of 0.05 (Trainer: every ceil(0.05 x steps) steps) the
-    runs of 6,250 .. 62,500 steps write 19, 19, 19 and 20, about 1.1 hours at 2 GB/s (a 20-step cadence wrote
-    5,937). Two at once plus four published 16-bit models must fit (255 GB): 250 GB free is refused, 300 GB passes."""
+    master weights and Adam moments (12): about 99 GB, with the tokenizer (not on this machine: 64 MiB assumed) and the
+    small files. At a share of 0.05 (Trainer: every ceil(0.05 x steps) steps) the runs of 6,250 .. 62,500 steps write
+    19, 19, 19 and 20, about 1.1 hours at 2 GB/s (a 20-step cadence wrote 5,937). Two at once, a model being published
+    and four published 16-bit models must fit with the margin (about 346 GB): 300 GB free is refused, 400 GB passes."""
     import helpers.estimate as estimate
 
     cfg = load_config("configs/paper.yaml", ["train.save_minutes=null"])  # the step cadence alone (time: below)
     sd = study_dir(cfg, tmp_path)
     runs = [r for r in plan(cfg, sd) if r.stage.name == "finetune"]
-    one, published = 14 * 7.07e9, 4 * 2 * 7.07e9
-    monkeypatch.setattr(estimate, "free_disk", lambda sd: 250e9)
+    extra = estimate.ASSUMED_TOKENIZER_BYTES + estimate.SMALL_FILES_BYTES
+    one, model = 14 * 7.07e9 + extra, 2 * 7.07e9 + extra
+    monkeypatch.setattr(estimate, "free_disk", lambda sd: 300e9)
     plan_ = estimate.checkpoint_plan(cfg, sd)
     assert plan_["bytes"] == pytest.approx(one) and plan_["counts"] == [19, 19, 19, 20]
-    assert plan_["write_hours"] == pytest.approx(77 * one / 2e9 / 3600) and plan_["need"] == pytest.approx(2 * one + published)
-    with pytest.raises(PreflightFailed, match=r"train.save_steps: two checkpoints of 92.2 GiB .* need 237.0 GiB, but the disk"):
+    assert plan_["write_hours"] == pytest.approx(77 * one / 2e9 / 3600) and plan_["need"] == pytest.approx(2 * one + 4 * model)
+    # the tokenized cache of the 2M subset: 300 tokens a row (no data_stats.json yet) at 9 bytes, and the build's copy
+    # of the subset file at 1 KiB a record
+    tokenized = 2e6 * (300 * 9 + 64) + 2e6 * 1024 + estimate.TOKENIZED_FILES_BYTES
+    notebooks = 4 * (2 * estimate.NOTEBOOK_BYTES["finetune"] + estimate.HTML_EXTRA_BYTES)  # executed, and in HTML
+    need = (4 * model + 2 * one + model + tokenized + notebooks) * (1 + estimate.MARGIN_SHARE) + estimate.MARGIN_BYTES
+    assert estimate.disk_plan(cfg, sd, runs)["disks"][0]["need"] == pytest.approx(need)
+    with pytest.raises(PreflightFailed, match=r"disk: the run needs at most 322.2 GiB on the disk of .*\(checkpoints \(two "
+                                              r"of 92.2 GiB\) and a model being published 197.7 GiB; published models \(4 "
+                                              r"of 13.2 GiB\) 52.9 GiB; .*\), but it has 279.4 GiB free"):
         check_study(cfg, sd, runs, out=lambda s: None)
-    monkeypatch.setattr(estimate, "free_disk", lambda sd: 300e9)
+    monkeypatch.setattr(estimate, "free_disk", lambda sd: 400e9)
     lines = []
     check_study(cfg, sd, runs, out=lines.append)
     assert any("[ok  ] checkpoints: 77 of 92.2 GiB (every 0.05 of a run), about 1.1 hours of writing" in x for x in lines)
+    assert any(x.startswith("  [ok  ] disk: ") and "322.2 GiB at most of 372.5 GiB free" in x for x in lines)
     timed = estimate.checkpoint_plan(load_config("configs/paper.yaml"), sd)["counts"]  # and one every 2 hours
     assert all(t > c for t, c in zip(timed[1:], plan_["counts"][1:])) and sum(timed) < 200
 

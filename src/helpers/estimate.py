@@ -150,24 +150,108 @@ def free_disk(sd: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+SMALL_FILES_BYTES = 1 << 20
+"""The small files beside the weights of a checkpoint or a published model, counted generously: configs, the trainer
+state, the random states of every process, the training arguments, a README, the training log and summary (about
+30 kB in the micro study's)."""
+
+EMBEDDED_TOKENIZER_BYTES = 33_371_692
+"""The embedded model's tokenizer files as ``save_pretrained`` writes them (``tokenizer.json``, 33,371,397 bytes, and
+``tokenizer_config.json``), for a machine that has not converted the model yet (a test checks it against the copy)."""
+
+EMBEDDED_COPY_BYTES = 1_072_419_256 + EMBEDDED_TOKENIZER_BYTES + (1 << 20)
+"""The fp32 copy of the embedded model that the first study converts once into ``STUDY_CACHE`` (``model.safetensors``
+1,072,419,256 bytes, the tokenizer and configs)."""
+
+EMBEDDED_LORA_PER_RANK = 237_312
+"""LoRA parameters per unit of rank with adapters on every linear layer of Gemma 3 270M (3,796,992 at rank 16), for
+a machine that has not converted the model yet."""
+
+ASSUMED_TOKENIZER_BYTES = 64 << 20
+"""A hub model's tokenizer files where they are not on this machine: about twice the largest common one (Gemma 3's
+``tokenizer.json``, 33 MB; Bloom's is 14 MB)."""
+
+TOKENIZER_FILES = ("tokenizer*", "special_tokens_map.json", "added_tokens.json", "vocab*", "merges.txt", "*.model",
+                   "chat_template*")
+
+
+def base_folder(cfg: StudyConfig) -> Path | None:
+    """The base model's folder on this machine (a local ``model.base``, or the embedded model's converted copy once
+    it exists); None for a hub model or an embedded model not converted yet."""
+    if cfg.model.base == "embedded":
+        from helpers.study.models import embedded_model_target
+
+        folder = embedded_model_target()
+        return folder if (folder / "done.json").exists() else None
+    folder = resolve(cfg.model.base)
+    return folder if folder.is_dir() else None
+
+
+def tokenizer_bytes(cfg: StudyConfig) -> int:
+    """Bytes of the tokenizer files that every checkpoint and published model holds: those of the base model's
+    folder, else the embedded model's known size, else ``ASSUMED_TOKENIZER_BYTES``."""
+    folder = base_folder(cfg)
+    if folder is not None:
+        files = {f for pattern in TOKENIZER_FILES for f in folder.glob(pattern) if f.is_file()}
+        if files:
+            return sum(f.stat().st_size for f in files)
+    return EMBEDDED_TOKENIZER_BYTES if cfg.model.base == "embedded" else ASSUMED_TOKENIZER_BYTES
+
+
+def lora_parameters(cfg: StudyConfig, params: float) -> float:
+    """Parameters of the LoRA adapters: rank x (inputs + outputs) of every targeted linear layer, read from the base
+    model's safetensors headers (no weights read) where its folder is here; else the embedded model's known count,
+    else about 1.5% of the weights at rank 16, in proportion to the rank (Gemma 3 270M: 1.4%; Bloomz-7B1: 0.45%).
+
+    ``all-linear`` is every 2-D weight but the embeddings and the output head, as peft chooses; a list of names
+    matches the last part of a module's name."""
+    r, targets = cfg.train.lora.r, cfg.train.lora.targets
+    folder = base_folder(cfg)
+    files = sorted(folder.glob("*.safetensors")) if folder is not None else []
+    if files:
+        from safetensors import safe_open
+
+        total = 0
+        for f in files:
+            with safe_open(str(f), framework="pt") as st:
+                for key in st.keys():
+                    shape = st.get_slice(key).get_shape()
+                    module = key.removesuffix(".weight")
+                    if len(shape) != 2 or module == key:
+                        continue
+                    if targets == "all-linear":
+                        chosen = not any(s in module for s in ("embed", "lm_head", "wte", "wpe", "shared"))
+                    else:
+                        chosen = module.rsplit(".", 1)[-1] in ([targets] if isinstance(targets, str) else targets)
+                    total += r * (shape[0] + shape[1]) if chosen else 0
+        return total
+    if cfg.model.base == "embedded" and targets == "all-linear":
+        return EMBEDDED_LORA_PER_RANK * r
+    return params * 0.015 * r / 16
+
+
 def checkpoint_plan(cfg: StudyConfig, sd: Path, tflops: float = DEFAULT_TFLOPS) -> dict:
     """What the training's checkpoints cost: bytes of one, how many each run writes at the configured cadence, the
-    hours spent writing them at ``WRITE_GBPS``, and the disk the study needs at once: two checkpoints (the next is
+    hours spent writing them at ``WRITE_GBPS``, and the disk the training needs at once: two checkpoints (the next is
     written before the last is deleted, ``save_total_limit=1``) and every published model.
 
     A checkpoint holds the weights and the optimizer states: under DeepSpeed the 16-bit model (2 bytes per
     parameter) and the fp32 master weights and Adam moments (12 per trained parameter); without it the fp32
-    weights (4) and the moments (8). LoRA saves the adapters only (4 + 8 per adapter parameter).
+    weights (4) and the moments (8). LoRA saves the adapters only (4 + 8 per adapter parameter). Every checkpoint
+    and every published model also holds the tokenizer's files (the Trainer saves its ``processing_class``:
+    Gemma 3's ``tokenizer.json`` alone is 33 MB, twice the micro study's adapter) and a few small files
+    (``SMALL_FILES_BYTES``). The whole study's disk, every other output included, is ``disk_plan``'s.
     """
     from helpers.finetune.launch import zero_settings
 
     t, est = cfg.train, compute_plan(cfg, sd)
     params = est["params"]
-    trainable = params if t.method == "full" else params * 0.01 * t.lora.r / 16
+    trainable = params if t.method == "full" else lora_parameters(cfg, params)
     zero = zero_settings(t.accelerate_config)
     sixteen = zero is not None or t.method == "lora" or t.bf16 is True
     weight_bytes = 2 if zero is not None else 4
-    saved = weight_bytes * params if t.method == "full" else 4 * trainable
+    tokenizer = tokenizer_bytes(cfg)
+    saved = (weight_bytes * params if t.method == "full" else 4 * trainable) + tokenizer + SMALL_FILES_BYTES
     one = saved + (12 if zero is not None and sixteen else 8) * trainable
     runs = []
     for st in cfg.strategies:
@@ -184,10 +268,177 @@ def checkpoint_plan(cfg: StudyConfig, sd: Path, tflops: float = DEFAULT_TFLOPS) 
             count += int(n * hours_per_example * 60 / t.save_minutes)
         counts.append(count)
     written = one * sum(counts)
-    published = saved * (len(runs) if t.schedule == "separate" else
-                         sum(len(cfg.scales) for _ in cfg.strategies) + len(cfg.mixture_models))
+    trained = [m for m in cfg.models[1:] if m not in cfg.model.checkpoints]
+    published = saved * len(trained)
     return {"bytes": one, "counts": counts, "written": written, "write_hours": written / (WRITE_GBPS * 1e9) / 3600,
-            "need": 2 * one + published, "published": published, "free": free_disk(sd)}
+            "need": 2 * one + published, "published": published, "model_bytes": saved, "tokenizer": tokenizer,
+            "trainable": trainable, "free": free_disk(sd)}
+
+
+RECORD_BYTES = 256
+"""One record of the built-in suite's pool or subsets in JSON lines (the micro study's pool: 205 bytes on average)."""
+
+HUB_RECORD_BYTES = 1024
+"""One record of a hub dataset or a generated pool, where the records are not on this machine (BELLE's train_2M_CN in
+JSON lines: about 950 bytes)."""
+
+EVAL_RECORD_BYTES = 512
+"""One item of the built-in suite's eval set (the micro study's: 283 bytes on average)."""
+
+TEXT_BYTES_PER_TOKEN = 8
+"""UTF-8 bytes of model-written text per token stored in answers, judgments and reply caches: about twice what a token
+of Chinese (one or two 3-byte characters) or English text decodes to. ``MAX_BYTES_PER_TOKEN`` bounds a judge's prompt;
+this sizes files, where a bound 4x larger on every row would refuse disks that hold the study."""
+
+ROW_BYTES = 256
+"""The fields of an answer, judgment or cache row besides its text (id, model, score, usage...)."""
+
+TOKENIZED_BYTES_PER_TOKEN, TOKENIZED_ROW_BYTES, TOKENIZED_FILES_BYTES = 9, 64, 64 << 10
+"""The tokenized cache's Arrow columns: token ids and labels (int32) and the attention mask (int8) per token; offsets,
+length and digest per row; and the dataset's own small files (the micro study's: 7.6 kB in all for 12 rows)."""
+
+NOTEBOOK_BYTES = {"selfinstruct": 1 << 20, "data": 1 << 20, "finetune": 1 << 20, "generate": 512 << 10,
+                  "judge": 512 << 10, "analysis": 4 << 20}
+"""Per stage execution under ``data/<study>/``: its executed notebook, its log and its stage record; the same plus
+``HTML_EXTRA_BYTES`` again under ``reports/<study>/notebooks/`` for the HTML. The micro study's notebooks (2026-12-07):
+data 133 kB, finetune 60-82 kB, generate 31 kB, judge 21 kB, analysis 884 kB (its figures); their HTML 301 kB to
+1.1 MB."""
+
+HTML_EXTRA_BYTES = 512 << 10
+"""What nbconvert's HTML adds to a notebook (its style sheets and scripts: about 300 kB)."""
+
+ANALYSIS_BYTES = 8 << 20
+"""The analysis stage's files beside its notebook: results.csv/json, the figures (in the study folder and again in
+the report), the manifest and the report page. The micro study's: 1.4 MB."""
+
+MARGIN_SHARE, MARGIN_BYTES = 0.25, 32 << 20
+"""On top of the sum: a quarter more, and 32 MiB, for what the estimate does not see (file system blocks, the
+temporary copies that atomic writes and renames keep for a moment, a stage's scratch files)."""
+
+
+def _pool_bytes(cfg: StudyConfig) -> tuple[float, float]:
+    """(bytes of the pool in JSON lines, bytes of the subsets of one strategy): the built-in suite by its size; local
+    files by theirs (parquet three times, being compressed), the subsets at most the same share of it as of the
+    largest scale; a hub dataset or a generated pool at ``HUB_RECORD_BYTES`` a record."""
+    d, largest, total = cfg.data, max(cfg.scales), sum(cfg.scales)
+    if d.source == "builtin":
+        return d.pool_size * RECORD_BYTES, total * RECORD_BYTES
+    local = [resolve(f) for f in d.train_files if resolve(f).exists()]
+    if d.source == "file" and local:
+        files = [f for p in local for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+        pool = sum(f.stat().st_size * (3 if f.suffix == ".parquet" else 1) for f in files)
+        return pool, pool * total / largest
+    records = cfg.selfinstruct.target if d.source == "generate" else largest
+    return records * HUB_RECORD_BYTES, total * HUB_RECORD_BYTES
+
+
+def disk_plan(cfg: StudyConfig, sd: Path, runs: list | None = None) -> dict:
+    """The disk that ``runs`` (the runner's executions still to do; default: every execution of the study) fill at
+    most at once, each output counted, with a margin, per disk they go to.
+
+    Counted: the data stage's files (pool, removed records, subsets, eval set, statistics), the tokenized cache
+    (once per strategy, with the copy of the subset its build reads), every published model (weights or adapters
+    with the tokenizer and small files), two checkpoints of the largest run and one model being published beside
+    the one it replaces, answers (and the server backend's reply cache), every judge's judgments and reply cache, the
+    self-instruct replies and tasks, the analysis files and the report, every execution's notebook, log and HTML, and
+    the embedded model's one-time fp32 copy where it is not converted yet (under ``STUDY_CACHE``, maybe another
+    disk). Not counted: a hub dataset's download cache (``~/.cache/huggingface``) and folders a rerun moves aside.
+
+    Returns ``{"items": [(what, bytes, folder)], "disks": [{"path", "bytes", "need", "free", "items"}]}``, ``need``
+    being ``bytes`` x (1 + ``MARGIN_SHARE``) + ``MARGIN_BYTES``.
+    """
+    from collections import Counter
+
+    from helpers.study.judges import study_judges
+    from helpers.study.models import embedded_model_target
+    from helpers.study.runner import ALL
+    from helpers.study.runner import plan as study_plan
+
+    runs = study_plan(cfg, sd) if runs is None else runs
+    stages = Counter(r.stage.name for r in runs)
+    reports = sd.parent.parent / "reports" / cfg.study
+    _, n_eval, _ = eval_items(cfg, sd)
+    items: list[tuple[str, int, Path]] = []
+
+    def add(what: str, n: float, where: Path = sd) -> None:
+        items.append((what, int(math.ceil(n)), where))
+
+    if stages["selfinstruct"]:
+        si = cfg.selfinstruct
+        replies = (si.max_requests or math.ceil(4 * si.target / si.tasks_per_request)) * si.max_tokens * TEXT_BYTES_PER_TOKEN
+        add("self-instruct: reply cache, kept and dropped tasks", 3 * replies)
+    pool, subsets = _pool_bytes(cfg)
+    if stages["data"]:
+        evals = resolve(cfg.data.eval_file).stat().st_size if cfg.data.eval_file and resolve(cfg.data.eval_file).is_file() \
+            else n_eval * EVAL_RECORD_BYTES
+        add("data: pool, removed records, subsets, eval set, statistics",
+            2 * pool + len(cfg.strategies) * subsets + evals + (1 << 20))
+    if stages["finetune"]:
+        ck = checkpoint_plan(cfg, sd)
+        trained = [m for r in runs if r.stage.name == "finetune" for m in (o.name for o in r.outputs)]
+        add(f"published models ({len(trained)} of {_size(ck['model_bytes'])})", len(trained) * ck["model_bytes"])
+        add(f"checkpoints (two of {_size(ck['bytes'])}) and a model being published", 2 * ck["bytes"] + ck["model_bytes"])
+        per_example = tokens_per_example(cfg, sd)[0]
+        rows = max(cfg.scales)
+        add(f"tokenized cache ({len(cfg.strategies)} of {rows:,} rows)",
+            len(cfg.strategies) * (rows * (per_example * TOKENIZED_BYTES_PER_TOKEN + TOKENIZED_ROW_BYTES)
+                                     + subsets * max(cfg.scales) / sum(cfg.scales) + TOKENIZED_FILES_BYTES))
+    longest = max(cfg.generate.tokens_for(c) for c in CATEGORIES)
+    answer = n_eval * (ROW_BYTES + longest * TEXT_BYTES_PER_TOKEN)
+    answered = sum(len(cfg.models) if r.key == ALL else 1 for r in runs if r.stage.name == "generate")
+    if answered:
+        add(f"answers ({answered} model(s), {n_eval:,} items)", answered * answer * (2 if cfg.generate.backend == "server" else 1))
+    judged = stages["judge"]
+    for judge in study_judges(cfg) if judged else []:
+        j = judge.settings
+        if j.kind == "offline":
+            add(f"judgments of judge {judge.name}", judged * n_eval * 4 * ROW_BYTES)
+        else:
+            row = ROW_BYTES + j.max_tokens * TEXT_BYTES_PER_TOKEN
+            add(f"judgments and reply cache of judge {judge.name}", judged * n_eval * j.runs * row * (2 + j.parse_retries))
+    if stages["analysis"]:
+        add("analysis: results, figures, manifest, report", ANALYSIS_BYTES / 2)
+        add("the report: page, figures, results", ANALYSIS_BYTES / 2, reports)
+    notebooks = sum(NOTEBOOK_BYTES[r.stage.name] for r in runs)
+    add(f"{len(runs)} executed notebook(s), logs and stage records", notebooks)
+    add(f"{len(runs)} notebook(s) rendered to HTML", notebooks + len(runs) * HTML_EXTRA_BYTES, reports)
+    converts = stages["data"] or stages["finetune"] or stages["generate"]
+    if cfg.model.base == "embedded" and converts and not (embedded_model_target() / "done.json").exists():
+        add("the embedded model's fp32 copy, converted once", EMBEDDED_COPY_BYTES, embedded_model_target())
+
+    disks: dict[int, dict] = {}
+    for what, n, where in items:
+        path = Path(where).resolve()
+        while not path.exists():
+            path = path.parent
+        disk = disks.setdefault(path.stat().st_dev, {"path": path, "bytes": 0, "items": []})
+        disk["bytes"] += n
+        disk["items"].append((what, n))
+    for disk in disks.values():
+        disk["need"] = disk["bytes"] * (1 + MARGIN_SHARE) + MARGIN_BYTES
+        disk["free"] = free_disk(disk["path"])
+    return {"items": items, "disks": list(disks.values())}
+
+
+def _size(n: float) -> str:
+    from helpers.finetune.memory import size
+
+    return size(n)
+
+
+def disk_lines(cfg: StudyConfig, sd: Path, runs: list | None = None) -> list[str]:
+    """One line per disk the study writes to: what it needs at most (with the margin) against what is free."""
+    return [f"disk: at most {_size(d['need'])} at once on the disk of {d['path']} ({_size(d['free'])} free): "
+            f"{disk_parts(d)}" for d in disk_plan(cfg, sd, runs)["disks"]]
+
+
+def disk_parts(disk: dict) -> str:
+    """A disk's largest items by size, those under 2% of it summed as the rest, and the margin."""
+    items = sorted(disk["items"], key=lambda x: -x[1])
+    big = [(w, n) for w, n in items if n >= 0.02 * disk["bytes"]]
+    rest = [n for _, n in items[len(big):]]
+    return "; ".join([f"{w} {_size(n)}" for w, n in big] + ([f"{len(rest)} smaller {_size(sum(rest))}"] if rest else [])
+                     + [f"margin {MARGIN_SHARE:.0%} + {_size(MARGIN_BYTES)}"])
 
 
 def eval_items(cfg: StudyConfig, sd: Path) -> tuple[list[dict] | None, int, str]:
@@ -240,5 +491,5 @@ def judge_lines(cfg: StudyConfig, sd: Path) -> list[str]:
 
 def plan_lines(cfg: StudyConfig, sd: Path, out=print, tflops: float | None = None) -> None:
     """The dry run's planning figures (after the runner's plan, before the preflight)."""
-    for line in training_lines(cfg, sd, tflops or DEFAULT_TFLOPS) + judge_lines(cfg, sd):
+    for line in training_lines(cfg, sd, tflops or DEFAULT_TFLOPS) + judge_lines(cfg, sd) + disk_lines(cfg, sd):
         out(line)

@@ -35,8 +35,11 @@ generate backend   ``generate.backend: vllm``: vLLM importable by the interprete
                    supported by vLLM on the base model's architecture (not on Bloom);
                    ``server``: the key is set, ``GET /models`` answers and lists the served name of
                    every model that exists now (models this run trains are served after it)
-checkpoints        their count, size and write time at the save cadence; room on the disk for two of
-                   them and the published models, else the run is refused
+checkpoints        their count, size and write time at the save cadence
+disk               room for everything the run will write (``helpers.estimate.disk_plan``: data files, the
+                   tokenized cache, published models, two checkpoints, answers, judgments and reply caches,
+                   notebooks, their HTML and logs, the report, the embedded model's one-time copy) with a
+                   margin, on each disk it goes to, else the run is refused
 training reports   ``train.report_to`` other than none: its package is installed (and for wandb the key is
                    set, or ``WANDB_MODE=offline``); ``train.launcher: slurm``: sbatch and scontrol on PATH
 generate launcher  ``generate.launcher: slurm``: sbatch and scontrol on PATH
@@ -109,6 +112,7 @@ def check_study(cfg: StudyConfig, sd: Path, runs: list, out=print) -> list[Check
         checks.append(_mixtures(cfg))
     if "finetune" in stages:
         checks.append(_checkpoints(cfg, sd))
+    checks.append(_disk(cfg, sd, runs))
     if "judge" in stages:  # every judge of the study scores every answer (helpers.study.judges)
         checks += _judges(cfg, items)
     if "selfinstruct" in stages:
@@ -421,8 +425,8 @@ def _selfinstruct_files(cfg: StudyConfig) -> list[str]:
 # ------------------------------------------------------------------------------------------ checkpoints
 
 def _checkpoints(cfg: StudyConfig, sd: Path) -> Check:
-    """The checkpoints the training will write: their count, size and write time, and room on the disk for two
-    of them at once beside every published model (``helpers.estimate.checkpoint_plan``)."""
+    """The checkpoints the training will write: their count, size and write time (``helpers.estimate.checkpoint_plan``);
+    whether they fit the disk with everything else is the disk check's."""
     from helpers.estimate import WRITE_GBPS, checkpoint_plan
     from helpers.finetune.memory import size
 
@@ -436,14 +440,30 @@ def _checkpoints(cfg: StudyConfig, sd: Path) -> Check:
     cadence = (f"every {cfg.train.save_steps} steps" if cfg.train.save_steps else
                f"every {cfg.train.save_share:g} of a run") + (
         f" and {cfg.train.save_minutes:g} minutes" if cfg.train.save_minutes else "")
-    check = Check("checkpoints", f"{sum(plan['counts']):,} of {size(plan['bytes'])} ({cadence}), about "
-                                 f"{plan['write_hours']:.1f} hours of writing at {WRITE_GBPS:g} GB/s; the disk holds "
-                                 f"{size(plan['free'])} free for {size(plan['need'])} at once")
-    if plan["need"] > plan["free"]:
-        check.problems.append(
-            f"train.save_steps: two checkpoints of {size(plan['bytes'])} (the next is written before the last is "
-            f"deleted) and the published models ({size(plan['published'])}) need {size(plan['need'])}, but the disk "
-            f"of {sd} has {size(plan['free'])} free: free space there, or set STUDY_ROOT / --root to a larger disk")
+    return Check("checkpoints", f"{sum(plan['counts']):,} of {size(plan['bytes'])} ({cadence}), about "
+                                f"{plan['write_hours']:.1f} hours of writing at {WRITE_GBPS:g} GB/s; two at once")
+
+
+def _disk(cfg: StudyConfig, sd: Path, runs: list) -> Check:
+    """Room for everything ``runs`` will write, with a margin, on each disk it goes to (``helpers.estimate.disk_plan``):
+    a study that runs out of space loses the stage it was in (the micro study once passed a check that counted
+    only checkpoints and models, on an 84 MiB disk, and failed saving its first model)."""
+    from helpers.estimate import disk_parts, disk_plan
+    from helpers.finetune.memory import size
+    from helpers.study.models import embedded_model_target
+
+    try:
+        disks = disk_plan(cfg, sd, runs)["disks"]
+    except ValueError:  # the accelerate config cannot be read: the checkpoints check or _files names it
+        return Check("disk", "not counted: the accelerate config cannot be read")
+    cache = embedded_model_target().resolve()
+    check = Check("disk", "; ".join(f"{d['path']}: {size(d['need'])} at most of {size(d['free'])} free" for d in disks))
+    for d in disks:
+        if d["need"] > d["free"]:
+            where = "set STUDY_CACHE to a folder on a larger disk" if cache.is_relative_to(d["path"]) and \
+                not Path(sd).resolve().is_relative_to(d["path"]) else "pass --root to a folder on a larger disk"
+            check.problems.append(f"disk: the run needs at most {size(d['need'])} on the disk of {d['path']} "
+                                  f"({disk_parts(d)}), but it has {size(d['free'])} free: free space there, or {where}")
     return check
 
 

