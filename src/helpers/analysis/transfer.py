@@ -278,9 +278,9 @@ def transfer_sentences(mix: dict) -> list[str]:
                    + "; ".join(f"{display_name(r['category'])} {r['diff']:+.2f} [{r['ci_low']:+.2f}, "
                                f"{r['ci_high']:+.2f}]" for r in settled) + ".")
     if unsettled:
-        out.append("Cannot separate the effect of a use case's own data on its own items (95% interval across 0; "
-                   "items per use case that would tell a change of that size, at least "
-                   f"{MIN_EFFECT}, from none): " + "; ".join(
+        out.append("Cannot separate the effect of a use case's own data on its own items (not significant at a "
+                   f"{ALPHA:.0%} false discovery rate; the change with its 95% interval, then the items per use case "
+                   f"that would tell a change of that size, at least {MIN_EFFECT}, from none): " + "; ".join(
                        f"{display_name(r['category'])} {r['diff']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] "
                        f"over {r['n_pairs']} items, "
                        + (f"about {int(r['items_needed']):,} items" if r.get("items_needed") else
