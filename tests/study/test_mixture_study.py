@@ -78,7 +78,8 @@ def test_a_mixture_study_through_the_runner_is_incremental(tmp_path, tiny_model_
 
     again = []
     run_study(config, root=tmp_path, out=again.append, report=build_index)
-    assert not [line for line in again if line.startswith("[run ]")]
+    assert not [line for line in again if line.startswith(("[run ]", "[done]"))]
+    assert len([line for line in again if line.startswith("[skip]")]) == len(done)
 
     config.write_text(yaml.safe_dump(tiny_mixture(tiny_model_dir, {"leave_one_out": ["math", "code"]})))
     said = []
