@@ -6,6 +6,7 @@ number decide, to well under it do not."""
 from __future__ import annotations
 
 import math
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,11 @@ from helpers.analysis import items_needed as N
 from helpers.analysis import paper as P
 from helpers.analysis.bootstrap import boot_means, percentile_ci
 from helpers.analysis.curves import FLAT, LOGLINEAR, fit_loglinear, predict, select_form
+from helpers.analysis.report import build_report
 from helpers.analysis.scores import load_scores
+from helpers.analysis.stage import pretty_table, write_results
 from helpers.analysis.trends import trend_labels
+from helpers.study.files import read_json
 
 Z = 1.959964
 
@@ -79,8 +83,9 @@ def test_a_tiny_effect_is_capped_and_no_spread_or_too_few_scales_give_no_number(
            "trends": [{"category": "math", "n_items": 1, "slope": 0.0}]}
     row, = N.open_verdicts(res)
     assert row["needed"] is None and "a curve needs 3" in row["note"]
-    assert N.sentences([row]) == ["Open verdicts that more eval items would not close: Math (the scaling curve): 2 "
-                                  "trained scale(s): a curve needs 3, more items do not add scales."]
+    assert N.sentences([row, {**row, "name": "Code"}]) == [
+        "Open verdicts that more eval items would not close: the scaling curve of Math, Code (2 trained scale(s): a "
+        "curve needs 3, more items do not add scales)."]
 
 
 def test_where_the_flat_line_won_the_curve_needs_the_items_at_which_the_line_would_beat_it():
@@ -167,3 +172,74 @@ def test_items_replicated_to_the_forecast_decide_and_half_as_many_do_not(tmp_pat
         assert decided(r, math.ceil(1.3 * r["needed"] / 30) * 30), r
         if r["needed"] >= 120:
             assert not decided(r, r["needed"] // 2 // 30 * 30), r
+
+
+class _Cells(HTMLParser):
+    """The text of each row's cells in a piece of HTML: [[cell, ...], ...]."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self.cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join(" ".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def _score_rows(html: str) -> dict[str, list[str]]:
+    """The scores table of a report: {use case: the text of its other cells}."""
+    p = _Cells()
+    p.feed(html[html.index("<h2>Scores per use case</h2>"):html.index("<h2>Scaling curves")])
+    return {row[0]: row[1:] for row in p.rows[1:]}
+
+
+def test_the_scores_table_keeps_n_per_cell_and_gives_each_open_use_case_its_items(tmp_path):
+    levels = {"open_qa": [0.40, 0.42, 0.43, 0.45], "math": [0.30, 0.33, 0.35, 0.36], "extraction": [0.2, 0.5, 0.7, 0.9]}
+    root = paper_shares_study(tmp_path / "s", levels, n_items=30, sd=0.2, seed=2)
+    res = write_results(root, PAPER_MODELS, n_boot=100)
+    html = build_report(root, tmp_path / "report", "s", [], {}, {}).read_text(encoding="utf-8")
+    assert "Items a use case to decide" in html and "data.eval_per_category" in html
+    rows, per = _score_rows(html), N.per_use_case(res["items_needed"])
+    assert set(per) == {"open_qa", "math"}, per  # extraction and overall: every verdict decided
+    for cat, name in (("open_qa", "Open QA"), ("math", "Math"), ("extraction", "Extraction"), ("overall", "Overall")):
+        cells = rows[name]
+        n = 90 if cat == "overall" else 30
+        assert len(cells) == len(PAPER_MODELS) + 1 and all(c.endswith(f"n={n}") for c in cells[:-1]), cells
+        if cat in per:
+            head = f"{per[cat]['needed']:,}" if per[cat]["needed"] else "\u2013"
+            assert cells[-1] == f"{head} {'; '.join(per[cat]['parts'])}", cells[-1]
+        else:
+            assert cells[-1] == "decided"
+    assert rows["Overall (per item)"][-1] == ""
+    pt = pretty_table(res["table"], res["items_needed"])  # the notebook's table says the same
+    assert pt.loc["Math", "items a use case to decide"] == f"{per['math']['needed']:,} ({'; '.join(per['math']['parts'])})"
+    assert pt.loc["Extraction", "items a use case to decide"] == "decided" and pt.loc["Math", "100"].endswith(" n=30")
+    assert any(t.startswith("More eval items would close these open verdicts") for t in res["findings"])
+
+
+def test_the_micro_study_says_what_would_close_its_open_verdicts(micro_study):
+    """One item a use case and two scales: nothing for more items to scale from, and the findings and the report's
+    column say so rather than give a number."""
+    root, index, _ = micro_study
+    res = read_json(root / "data" / "micro" / "results.json")
+    rows = res["items_needed"]
+    curves = [r for r in rows if r["verdict"] == N.CURVE]
+    assert len(curves) == 13 and all(r["needed"] is None and "a curve needs 3" in r["note"] for r in curves)
+    assert all(r["needed"] is None for r in rows), rows  # one item a use case: no spread to scale
+    said = next(t for t in res["findings"] if t.startswith("Open verdicts that more eval items would not close"))
+    assert "the scaling curve of Math, Code, COT" in said and "more items do not add scales" in said
+    html = index.read_text(encoding="utf-8")
+    cells = _score_rows(html)
+    assert "Items a use case to decide" in html and cells["Math"][-1].startswith("\u2013 curve: not by items")
+    assert all("n=1" in c for c in cells["Math"][:-1])

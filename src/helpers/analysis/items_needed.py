@@ -289,8 +289,8 @@ def open_verdicts(res: dict) -> list[dict]:
     for c in res.get("curves") or []:
         if c.get("verdict") in (None, "cannot tell"):
             todo.append((c, CURVE, curve_verdict(c, trends.get((c.get("strategy"), c["category"])))))
-    for c in res.get("paper_comparison") or []:
-        if c.get("verdict") == "cannot tell":
+    for c in res.get("paper_comparison") or []:  # a claim on a use case this study does not evaluate is not its verdict
+        if c.get("verdict") == "cannot tell" and (c.get("strategy"), c["category"]) in trends:
             todo.append((c, CLAIM, claim_verdict(c, improve, flat_tol)))
     for c in res.get("paper_shapes") or []:
         if c.get("verdict") == "cannot tell":
@@ -365,10 +365,10 @@ def sentences(rows: list[dict]) -> list[str]:
                    f"{BOUND:g} either way (their rule has no such outcome, so they still read cannot tell): "
                    + "; ".join(f"{r['name']} ({r['text']})" for r in bounded) + ".")
     if other:
-        notes = list(dict.fromkeys(r["note"] for r in other))
+        groups = list(dict.fromkeys((r["verdict"], r["note"]) for r in other))
         out.append("Open verdicts that more eval items would not close: " + "; ".join(
-            ", ".join(f"{r['name']} (the {r['verdict']})" for r in other if r["note"] == note) + f": {note}"
-            for note in notes) + ".")
+            f"the {verdict} of " + ", ".join(r["name"] for r in other if (r["verdict"], r["note"]) == (verdict, note))
+            + f" ({note})" for verdict, note in groups) + ".")
     return out
 
 

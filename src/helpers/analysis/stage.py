@@ -37,7 +37,7 @@ from helpers.analysis.agreement import APART, judge_agreement
 from helpers.analysis.changes import per_strategy, scale_changes, strategy_comparison
 from helpers.analysis.curves import CEILING_SHARE, EXTRAPOLATE, SHARE_REPLICATES, scaling_curves
 from helpers.analysis.findings import findings
-from helpers.analysis.items_needed import open_verdicts
+from helpers.analysis.items_needed import open_verdicts, per_use_case
 from helpers.analysis.paper import (
     agreement_sentence,
     chain_boot,
@@ -246,10 +246,11 @@ def run(cfg: StudyConfig, study_dir: str | Path, models: list[str] | None = None
                          judge_runs={"runs": cfg.judge.runs, "temperature": cfg.judge.temperature})
 
 
-def pretty_table(table) -> pd.DataFrame:
+def pretty_table(table, items_needed: list[dict] | None = None) -> pd.DataFrame:
     """The score table for reading: rows in the paper's words (Overall last), one
-    column per model, cells ``"0.62 [0.55, 0.70]"``. Takes ``score_table`` output
-    or the ``table`` records of ``results.json``."""
+    column per model, cells ``"0.62 [0.55, 0.70] n=30"`` (n: items scored). Takes ``score_table`` output
+    or the ``table`` records of ``results.json``; with ``items_needed`` (``results.json``'s) a last column
+    gives the eval items a use case that would decide its open verdicts (``items_needed.per_use_case``)."""
     t = pd.DataFrame(table)
     cats = [c for c in category_order(t["category"]) if c not in (OVERALL, OVERALL_ITEMS)]
     cats += [c for c in (OVERALL, OVERALL_ITEMS) if (t["category"] == c).any()]
@@ -258,11 +259,21 @@ def pretty_table(table) -> pd.DataFrame:
     def cell(r):
         if r is None or pd.isna(r["mean"]):
             return "-"
-        return f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+        return f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] n={int(r['n'])}"
 
     idx = {(r["category"], r["model"]): r for r in t.to_dict("records")}
     out = pd.DataFrame([[cell(idx.get((c, m))) for m in models] for c in cats],
                        index=[display_name(c) for c in cats],
                        columns=["base (0)" if m == "base" else m for m in models])
+    if items_needed is not None:
+        per = per_use_case(items_needed)
+
+        def needed(c):
+            d = per.get(c)
+            if c == OVERALL_ITEMS or d is None:
+                return "" if c == OVERALL_ITEMS else "decided"
+            head = f"{d['needed']:,}" if d["needed"] else f"> {d['more_than']:,}" if d["more_than"] else "-"
+            return f"{head} ({'; '.join(d['parts'])})"
+        out["items a use case to decide"] = [needed(c) for c in cats]
     out.index.name = "use case"
     return out
