@@ -98,3 +98,21 @@ def wait_for(what: str, check, proc, timeout: float = 900) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def spread_tiny_model(model_dir, **config):
+    """A tiny model from ``model_dir`` (extra ``config`` laid over its own) with weights of a wider spread than its
+    init, so that rows differ and vary along a decode, and its tokenizer padding on the left."""
+    import torch
+
+    from helpers.study.models import load_causal_lm, load_tokenizer
+
+    torch.manual_seed(0)
+    model = load_causal_lm(str(model_dir), **config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.2)
+    tok = load_tokenizer(str(model_dir))
+    tok.padding_side = "left"
+    return model, tok

@@ -2,28 +2,13 @@
 from __future__ import annotations
 
 import pytest
+from builders import spread_tiny_model
 
 from helpers.study.models import load_tokenizer
 from helpers.study.prompt import format_prompt
 
 QUESTIONS = ["写一首诗", "把这句话翻译成英文：我喜欢猫。", "计算12乘以7", "中国的首都是哪座城市？", "列出三种水果",
              "用一句话概括这段文字的主要内容，不超过二十个字。", "你好", "请把下面的句子改写得更正式一些：明天见。"]
-
-
-def _model(model_dir, **config):
-    import torch
-
-    from helpers.study.models import load_causal_lm
-
-    torch.manual_seed(0)
-    model = load_causal_lm(str(model_dir), **config).eval()
-    with torch.no_grad():  # a wider spread than the tiny models' init, so that rows differ and vary along the way
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.2)
-    tok = load_tokenizer(str(model_dir))
-    tok.padding_side = "left"
-    return model, tok
 
 
 def _stream(model, tok, budgets, capacity, stop, eos):
@@ -51,7 +36,7 @@ def _batch(model, tok, budget, stop, eos):
 def test_refilled_rows_answer_as_the_batch_loop_does(arch, capacity, request):
     """Prompts of different lengths join a batch of other lengths mid-way (capacity 3 of 8 prompts): every answer
     is the one the batch loop gives, ended by the same EOS, at the same token."""
-    model, tok = _model(request.getfixturevalue(arch))
+    model, tok = spread_tiny_model(request.getfixturevalue(arch))
     full = _batch(model, tok, 12, "\x00never", set())
     counts = {t: sum(t in row[:-1] for row in full) for row in full for t in row[:-1]}
     eos = next(t for t, c in sorted(counts.items()) if 0 < c < len(full) and t != tok.pad_token_id)
@@ -61,7 +46,7 @@ def test_refilled_rows_answer_as_the_batch_loop_does(arch, capacity, request):
 
 
 def test_each_row_keeps_its_own_budget_and_stop_string(tiny_model_dir):
-    model, tok = _model(tiny_model_dir)
+    model, tok = spread_tiny_model(tiny_model_dir)
     full = _batch(model, tok, 12, "\x00never", set())
     stop = tok.decode(full[0][3:5])
     assert stop.strip()
@@ -74,7 +59,7 @@ def test_each_row_keeps_its_own_budget_and_stop_string(tiny_model_dir):
 def test_rows_beyond_a_sliding_window_answer_as_the_batch_loop_does(tiny_model_dir):
     """Gemma's sliding-window layers: the cache kept by the refilling loop holds every column, the window is the
     attention mask's; answers longer than the window match the batch loop's (whose cache drops old columns)."""
-    model, tok = _model(tiny_model_dir, sliding_window=6)
+    model, tok = spread_tiny_model(tiny_model_dir, sliding_window=6)
     assert model.config.sliding_window == 6
     want = _batch(model, tok, 12, "\x00never", set())
     assert _stream(model, tok, [12] * len(QUESTIONS), 3, "\x00never", set()) == want

@@ -146,19 +146,11 @@ def test_answers_made_under_other_settings_or_weights_are_set_aside_not_resumed(
 
 
 def _tiny_batch(model_dir):
-    import torch
+    from builders import spread_tiny_model
 
-    from helpers.study.models import load_causal_lm
     from helpers.study.prompt import format_prompt
 
-    torch.manual_seed(0)
-    model = load_causal_lm(str(model_dir)).eval()
-    with torch.no_grad():  # a wider spread than the tiny models' init, so that rows differ and vary along the way
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.2)
-    tok = load_tokenizer(str(model_dir))
-    tok.padding_side = "left"
+    model, tok = spread_tiny_model(model_dir)
     prompts = [format_prompt(q) for q in ["写一首诗", "把这句话翻译成英文：我喜欢猫。", "计算12乘以7", "中国的首都是哪座城市？",
                                           "列出三种水果", "用一句话概括这段文字的主要内容，不超过二十个字。"]]
     return model, tok, tok(prompts, return_tensors="pt", padding=True)
