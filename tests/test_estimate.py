@@ -116,7 +116,7 @@ def test_the_disk_estimate_holds_a_finished_micro_study_output_by_output(micro_s
         "answers": ["answers", "generate_cache"],
         "judgments of judge offline": ["judgments", "judge_cache"],
         "analysis": ["results.csv", "results.json", "figures", "manifest.json"],
-        "10 executed notebook(s), logs and stage records": ["notebooks", "logs", ".stages", ".kernels", ".study.lock", ".study.lock.json"],
+        "8 executed notebook(s), logs and stage records": ["notebooks", "logs", ".stages", ".kernels", ".study.lock", ".study.lock.json"],
     }
     files = {f for f in sd.rglob("*") if f.is_file()}
     for what, names in outputs.items():

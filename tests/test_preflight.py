@@ -249,7 +249,7 @@ def test_the_runner_calls_the_preflight_once_before_the_first_stage(tmp_path, mo
     import helpers.study.runner as runner
 
     events = []
-    monkeypatch.setattr(runner, "execute", lambda cfg, cp, root, run, ov=(): events.append(run.label) or
+    monkeypatch.setattr(runner, "execute", lambda cfg, cp, root, run, ov=(), *a, **kw: events.append(run.label) or
                         (_ for _ in ()).throw(RuntimeError("stop")))
 
     def preflight(cfg, sd, runs, out):

@@ -117,7 +117,7 @@ def test_a_micro_study_is_up_to_date_and_status_says_so(micro):
     out = subprocess.run([sys.executable, "-m", "helpers", "status", "--config", str(MICRO), "--root", str(micro)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == f"study micro ({micro / 'data' / 'micro'}): 10 up to date, 0 stale, 0 missing"
+    assert out.stdout.splitlines()[0] == f"study micro ({micro / 'data' / 'micro'}): 8 up to date, 0 stale, 0 missing"
 
 
 def test_a_docstring_edit_in_any_module_leaves_every_stage_up_to_date(micro, monkeypatch, tmp_path):

@@ -118,7 +118,7 @@ def test_the_slurm_launcher_without_slurm_commands_fails_the_preflight(tmp_path,
                                               r"on the cluster's login node, or set launcher: local"):
         check_study(cfg, tmp_path, runs, out=lambda s: None)
     monkeypatch.setattr(shutil, "which", lambda c: f"/usr/bin/{c}")
-    assert [c.name for c in check_study(cfg, tmp_path, runs, out=lambda s: None)] == ["files", "generate launcher"]
+    assert [c.name for c in check_study(cfg, tmp_path, runs, out=lambda s: None)] == ["files", "disk", "generate launcher"]
 
 
 # ----------------------------------------------------------------------------- against a real Slurm
