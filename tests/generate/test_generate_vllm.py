@@ -6,9 +6,9 @@ runner), the generate stage answers again with the vllm backend (one engine for 
 LoRA model) and the server backend against ``vllm.entrypoints.openai.api_server`` started here on
 127.0.0.1. Where they assert agreement (hf's answers equal on at least 90% of items), both sides compute in
 fp32 (``generate.dtype: float32``, vLLM's ``dtype: float32``): in bf16 a near tie between two tokens can flip a
-greedy answer, and did, on 3 of 12 items on a CPU with AMX-BF16. The bf16 comparison runs too (vLLM in bf16 against
-the micro study's own hf answers, ``generate.dtype: auto``: bf16 on such a CPU), and its share is printed and
-recorded (``record_property``), not asserted.
+greedy answer, and did (vLLM's ``auto`` is bf16 on the CPU: 9 to 11 of 12 answers equal). The bf16 comparison runs
+too, vLLM in bf16 against the micro study's own hf answers (``generate.dtype: auto``: bf16 on a CPU with native bf16,
+fp32 elsewhere; the line names both), and its share is printed and recorded (``record_property``), not asserted.
 """
 from __future__ import annotations
 
@@ -218,7 +218,7 @@ def copy_study(sd: Path, dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def hf_fp32(micro_with_lora, tmp_path_factory) -> Path:
     """A copy of the micro study with hf's answers in fp32 for the base model and the LoRA model 12 (the study's own
-    follow ``generate.dtype: auto``, bf16 on a CPU with native bf16)."""
+    follow ``generate.dtype: auto``: bf16 on a CPU with native bf16)."""
     _, sd = micro_with_lora
     hd = copy_study(sd, tmp_path_factory.mktemp("hf-fp32") / "micro")
     cfg = load_config("configs/micro.yaml", ["generate.dtype=float32"])
