@@ -32,10 +32,12 @@ def quiet_env():
 
 
 def on_a_terminal(cmd: list[str], env: dict, timeout: float = 900) -> str:
-    """``cmd``'s stdout and stderr as a terminal 100 columns wide shows them (carriage returns and all)."""
+    """``cmd``'s stdout and stderr as a terminal 100 columns wide shows them (carriage returns and all): ``cmd`` runs
+    in a session of its own whose controlling terminal is a new pseudo-terminal, as in a terminal window."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+                            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(1, termios.TIOCSCTTY, 0))
     os.close(follower)
     chunks = []
     try:

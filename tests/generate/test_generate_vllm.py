@@ -4,8 +4,11 @@ The tests marked ``vllm`` need vLLM's own environment (``make vllm-env``; ``make
 with ``STUDY_VLLM_PYTHON`` set): on the finished micro study (its LoRA models and hf answers, from the
 runner), the generate stage answers again with the vllm backend (one engine for base and the
 LoRA model) and the server backend against ``vllm.entrypoints.openai.api_server`` started here on
-127.0.0.1, and the answers must agree with hf's on at least 90% of items (vLLM computes in bf16 on
-this CPU, hf in fp32: a near tie can flip a greedy token).
+127.0.0.1. Where they assert agreement (hf's answers equal on at least 90% of items), both sides compute in
+fp32 (``generate.dtype: float32``, vLLM's ``dtype: float32``): in bf16 a near tie between two tokens can flip a
+greedy answer, and did (vLLM's ``auto`` is bf16 on the CPU: 9 to 11 of 12 answers equal). The bf16 comparison runs
+too, vLLM in bf16 against the micro study's own hf answers (``generate.dtype: auto``: bf16 on a CPU with native bf16,
+fp32 elsewhere; the line names both), and its share is printed and recorded (``record_property``), not asserted.
 """
 from __future__ import annotations
 
@@ -212,30 +215,57 @@ def copy_study(sd: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="module")
+def hf_fp32(micro_with_lora, tmp_path_factory) -> Path:
+    """A copy of the micro study with hf's answers in fp32 for the base model and the LoRA model 12 (the study's own
+    follow ``generate.dtype: auto``: bf16 on a CPU with native bf16)."""
+    _, sd = micro_with_lora
+    hd = copy_study(sd, tmp_path_factory.mktemp("hf-fp32") / "micro")
+    cfg = load_config("configs/micro.yaml", ["generate.dtype=float32"])
+    for m in ("base", "12"):
+        generate_answers(cfg, m, hd)
+        assert read_json(hd / "answers" / f"{m}.engine.json")["dtype"] == "float32"
+    return hd
+
+
 @pytest.mark.vllm
-def test_vllm_backend_agrees_with_hf_for_base_and_a_lora_model(micro_with_lora, tmp_path):
+def test_vllm_backend_agrees_with_hf_for_base_and_a_lora_model(micro_with_lora, hf_fp32, tmp_path, record_property,
+                                                                capsys):
+    """fp32 on both sides: at least 90% of answers equal (asserted). bf16: the share, printed (past pytest's capture,
+    so `make test-vllm` shows it) and recorded in the test's properties (junit XML)."""
     from helpers.generate.vllm_backend import vllm_answers
 
     _, sd = micro_with_lora
-    vd = copy_study(sd, tmp_path / "micro")
-    cfg = load_config("configs/micro.yaml", ["generate.backend=vllm", "generate.vllm.gpu_memory_utilization=0.3",
-                                             "generate.vllm.max_model_len=1024"])
-    items = read_jsonl(vd / "eval.jsonl")
-    t0 = time.perf_counter()
-    tokens = vllm_answers(cfg, {"base": items, "12": items}, vd)  # one engine for both
-    print(f"vllm backend: {tokens} tokens for 2 models in {time.perf_counter() - t0:.0f} s (engine start included)")
-    for m in ("base", "12"):
-        rows = read_jsonl(vd / "answers" / f"{m}.jsonl")
-        assert {r["model"] for r in rows} == {m} and len(rows) == len(items)
-        same = agreement(sd / "answers" / f"{m}.jsonl", vd / "answers" / f"{m}.jsonl")
-        print(f"vllm backend {m}: {same:.0%} of answers equal to hf's")
-        note = read_json(vd / "answers" / f"{m}.engine.json")
-        assert note["backend"] == "vllm" and note["engine"].startswith("vllm") and note["lora_request"] == (m == "12")
-        assert same >= 0.9
-    # the adapter is applied: the LoRA model's answers are hf's LoRA answers, not the base model's
-    tuned = agreement(sd / "answers" / "12.jsonl", vd / "answers" / "12.jsonl")
-    assert agreement(sd / "answers" / "base.jsonl", vd / "answers" / "12.jsonl") < tuned
-    generate_answers(cfg, "base", vd)  # nothing left to answer: returns before starting an engine
+    items = read_jsonl(sd / "eval.jsonl")
+    for dtype, hf in (("float32", hf_fp32), ("bfloat16", sd)):
+        vd = copy_study(sd, tmp_path / dtype)
+        cfg = load_config("configs/micro.yaml", ["generate.backend=vllm", "generate.vllm.gpu_memory_utilization=0.3",
+                                                 "generate.vllm.max_model_len=1024", f"generate.vllm.dtype={dtype}"])
+        t0 = time.perf_counter()
+        tokens = vllm_answers(cfg, {"base": items, "12": items}, vd)  # one engine for both
+        print(f"vllm backend ({dtype}): {tokens} tokens for 2 models in {time.perf_counter() - t0:.0f} s "
+              "(engine start included)")
+        for m in ("base", "12"):
+            rows = read_jsonl(vd / "answers" / f"{m}.jsonl")
+            assert {r["model"] for r in rows} == {m} and len(rows) == len(items)
+            note = read_json(vd / "answers" / f"{m}.engine.json")
+            assert note["backend"] == "vllm" and note["engine"].startswith("vllm") and note["lora_request"] == (m == "12")
+            assert note["dtype"] == dtype
+            same = agreement(hf / "answers" / f"{m}.jsonl", vd / "answers" / f"{m}.jsonl")
+            hf_dtype = read_json(hf / "answers" / f"{m}.engine.json")["dtype"]
+            print(f"vllm backend {m}: {same:.0%} of answers equal to hf's (vLLM {dtype}, hf {hf_dtype})")
+            if dtype == "float32":
+                assert same >= 0.9
+            else:
+                record_property(f"vllm_{dtype}_vs_hf_{hf_dtype}_{m}", round(same, 3))
+                with capsys.disabled():
+                    print(f"\n  vllm backend {m}: {same:.0%} of answers equal to hf's (vLLM {dtype}, hf {hf_dtype}; "
+                          "reported, not asserted)")
+        if dtype == "float32":
+            # the adapter is applied: the LoRA model's answers are hf's LoRA answers, not the base model's
+            tuned = agreement(hf / "answers" / "12.jsonl", vd / "answers" / "12.jsonl")
+            assert agreement(hf / "answers" / "base.jsonl", vd / "answers" / "12.jsonl") < tuned
+            generate_answers(cfg, "base", vd)  # nothing left to answer: returns before starting an engine
 
 
 def free_port() -> int:
@@ -253,7 +283,8 @@ def vllm_server(micro_with_lora, tmp_path):
     port = free_port()
     log = open(tmp_path / "server.log", "w")
     cmd = serve_command(os.environ["STUDY_VLLM_PYTHON"], str(embedded_model_dir()), "gemma-base",
-                        {"12": str(sd / "models" / "12")}, port=port, gpu_memory_utilization=0.3, max_model_len=1024)
+                        {"12": str(sd / "models" / "12")}, port=port, gpu_memory_utilization=0.3, max_model_len=1024,
+                        dtype="float32")  # compared with hf in fp32
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -280,9 +311,11 @@ def vllm_server(micro_with_lora, tmp_path):
 
 
 @pytest.mark.vllm
-def test_server_backend_against_a_real_vllm_server_agrees_with_hf(micro_with_lora, vllm_server, tmp_path, monkeypatch):
+def test_server_backend_against_a_real_vllm_server_agrees_with_hf(micro_with_lora, hf_fp32, vllm_server, tmp_path,
+                                                                  monkeypatch):
+    """The server in fp32 against hf in fp32."""
     _, sd = micro_with_lora
-    vd = copy_study(sd, tmp_path / "micro")
+    hd, vd = hf_fp32, copy_study(sd, tmp_path / "micro")
     monkeypatch.setenv("STUDY_TEST_VLLM_KEY", "no-key-needed")
     cfg = load_config("configs/micro.yaml", ["generate.backend=server", f"generate.server.base_url={vllm_server}",
                                              "generate.server.api_key_env=STUDY_TEST_VLLM_KEY",
@@ -290,14 +323,14 @@ def test_server_backend_against_a_real_vllm_server_agrees_with_hf(micro_with_lor
     for m in ("base", "12"):
         t0 = time.perf_counter()
         generate_answers(cfg, m, vd)
-        same = agreement(sd / "answers" / f"{m}.jsonl", vd / "answers" / f"{m}.jsonl")
-        print(f"server backend {m}: {time.perf_counter() - t0:.1f} s, {same:.0%} of answers equal to hf's")
+        same = agreement(hd / "answers" / f"{m}.jsonl", vd / "answers" / f"{m}.jsonl")
+        print(f"server backend {m}: {time.perf_counter() - t0:.1f} s, {same:.0%} of answers equal to hf's (both fp32)")
         assert same >= 0.9
-    assert agreement(sd / "answers" / "base.jsonl", vd / "answers" / "12.jsonl") < \
-        agreement(sd / "answers" / "12.jsonl", vd / "answers" / "12.jsonl")  # served through the adapter
+    assert agreement(hd / "answers" / "base.jsonl", vd / "answers" / "12.jsonl") < \
+        agreement(hd / "answers" / "12.jsonl", vd / "answers" / "12.jsonl")  # served through the adapter
     (vd / "answers" / "base.jsonl").unlink()
     generate_answers(cfg, "base", vd)  # rebuilt from the request cache
-    assert agreement(sd / "answers" / "base.jsonl", vd / "answers" / "base.jsonl") >= 0.9
+    assert agreement(hd / "answers" / "base.jsonl", vd / "answers" / "base.jsonl") >= 0.9
     bad = load_config("configs/micro.yaml", ["generate.backend=server", f"generate.server.base_url={vllm_server}",
                                              "generate.server.api_key_env=STUDY_TEST_VLLM_KEY"])
     with pytest.raises(GenerateError, match=r"does not serve 'base' .*'12', 'gemma-base'"):

@@ -183,12 +183,17 @@ def execute(cfg: StudyConfig, config_path: Path, root: Path, run: Execution, ove
                                     kernel_name="python3", cwd=str(REPO), log_output=True, progress_bar=False,
                                     config=console.kernel_config(),
                                     kernel_manager_class=console.kernel_manager(None if verbose else log))
-        except pm.PapermillExecutionError as e:
+        except pm.PapermillExecutionError as e:  # a cell raised
             stage_log.write(console.plain_traceback(e.traceback) or f"{e.ename}: {e.evalue}")
             failed = executed.with_name(f"{run.label}.failed.ipynb")
             os.replace(tmp, failed)
             raise StageFailed(f"stage {run.label} failed: {e.ename}: {e.evalue}\n  executed notebook: {failed}"
                               f"\n  log: {log}", log) from None
+        except RuntimeError as e:  # the kernel died (nbclient's DeadKernelError: out of memory, killed) or did not start
+            import traceback
+
+            stage_log.write("".join(traceback.format_exception(e)))
+            raise StageFailed(f"stage {run.label} failed: {type(e).__name__}: {e}\n  log: {log}", log) from e
         seconds = time.perf_counter() - t0
         os.replace(tmp, executed)
         html = render_html(executed, rd / "notebooks" / f"{run.label}.html")
