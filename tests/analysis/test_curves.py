@@ -122,13 +122,17 @@ def test_the_chosen_form_is_the_one_the_stated_rule_picks_the_rewrite_case(monke
     reps[:, 0] += np.linspace(-0.01, 0.01, 100)
     on_means = {C.FLAT: 0.148, C.LOGLINEAR: 0.058, C.SATURATING: 0.014}
 
-    def loo(form, n, y, n_max, p0=None):  # the issue's numbers on the means; saturating wins 27 of 100 resamples
-        if np.array_equal(y, means):
-            return on_means[form]
-        i = int(np.flatnonzero((reps == y).all(axis=1))[0])
-        return {C.FLAT: 0.15, C.LOGLINEAR: 0.05, C.SATURATING: 0.04 if i < 27 else 0.06}[form]
+    def loo(form, n, y, n_max, p0=None):  # the issue's numbers on the means
+        assert np.array_equal(y, means)
+        return on_means[form]
+
+    def loo_many(form, n, ys, n_max, p0=None):  # saturating wins 27 of 100 resamples
+        assert np.array_equal(ys, reps)
+        return np.array([{C.FLAT: 0.15, C.LOGLINEAR: 0.05, C.SATURATING: 0.04 if i < 27 else 0.06}[form]
+                         for i in range(len(ys))])
 
     monkeypatch.setattr(C, "loo_rmse", loo)
+    monkeypatch.setattr(C, "loo_rmse_many", loo_many)
     choice = C.select_form(np.array([64, 192, 320, 640.]), means, reps, 640.0)
     assert choice["form"] == LOGLINEAR and choice["saturating_share"] == pytest.approx(0.27)
     assert choice["why"] == ("saturating predicts left-out scales best (0.014 against log-linear 0.058) but beats "
@@ -167,3 +171,30 @@ def test_fit_saturating_recovers_exact_parameters_and_ceiling_examples():
     # 0.9 - 0.3 (n / 10000) ** -0.5 = 0.81  <=>  n = 10000 * (0.3 / 0.09) ** 2
     assert n_to_ceiling(p, 10000) == pytest.approx(10000 * (0.3 / 0.09) ** 2, rel=1e-2)
     assert fit_saturating(x[:2], [0.1, 0.2]) is None
+
+
+def test_the_resamples_fitted_at_once_match_a_curve_fit_per_resample():
+    """fit_many / loo_rmse_many (every item resample at once) against curves.fit / loo_rmse (scipy's curve_fit per
+    resample), on resamples of a synthetic use case: never a worse fit, and the leave-one-out errors the saturating
+    share is counted from the same."""
+    from helpers.analysis import curves as C
+    from helpers.analysis.bootstrap import cell_rng, joint_boot_means
+
+    df = frame(saturating_truth)
+    s = df[df["model"] != "base"].pivot_table(index="id", columns="examples", values="score").to_numpy(float)
+    n = np.array(SCALES, float)
+    means, reps = joint_boot_means(s, 40, cell_rng(0, "test"))
+    for form in (SATURATING, LOGISTIC, LOGLINEAR):
+        p0 = C.fit(form, n, means, n[-1])
+        ours = C.fit_many(form, n, reps, n[-1], p0)
+        theirs = [C.fit(form, n, r, n[-1], p0) for r in reps]
+        for p, q, r in zip(ours, theirs, reps):
+            assert q is not None and np.isfinite(p).all(), form
+            sse = [float(np.sum((C.predict(form, x, n, n[-1]) - r) ** 2)) for x in (p, q)]
+            assert sse[0] <= sse[1] + 1e-9, (form, sse)
+            assert np.abs(C.predict(form, p, n, n[-1]) - C.predict(form, q, n, n[-1])).max() < 2e-3, form
+    for form in (SATURATING, LOGLINEAR):
+        p0 = C.fit(form, n, means, n[-1]) if form == SATURATING else None
+        ours = C.loo_rmse_many(form, n, reps, n[-1], p0)
+        theirs = np.array([C.loo_rmse(form, n, r, n[-1], p0) for r in reps])
+        assert np.mean(np.abs(ours - theirs) < 1e-4) >= 0.95, (form, np.abs(ours - theirs).max())

@@ -21,7 +21,7 @@ from helpers.analysis.report import build_report
 from helpers.analysis.scores import load_scores
 from helpers.analysis.stage import pretty_table, write_results
 from helpers.analysis.trends import trend_labels
-from helpers.study.files import read_json
+from helpers.study.files import read_json, write_json
 
 Z = 1.959964
 
@@ -226,6 +226,11 @@ def test_the_scores_table_keeps_n_per_cell_and_gives_each_open_use_case_its_item
     assert pt.loc["Math", "items a use case to decide"] == f"{per['math']['needed']:,} ({'; '.join(per['math']['parts'])})"
     assert pt.loc["Extraction", "items a use case to decide"] == "decided" and pt.loc["Math", "100"].endswith(" n=30")
     assert any(t.startswith("More eval items would close these open verdicts") for t in res["findings"])
+    old = {k: v for k, v in res.items() if k != "items_needed"}  # results.json of an earlier analysis: no column
+    write_json(root / "results.json", old)
+    html = build_report(root, tmp_path / "report", "s", [], {}, {}).read_text(encoding="utf-8")
+    assert "Items a use case to decide" not in html
+    assert len(_score_rows(html)["Math"]) == len(PAPER_MODELS) and _score_rows(html)["Math"][-1].endswith("n=30")
 
 
 def test_the_micro_study_says_what_would_close_its_open_verdicts(micro_study):
