@@ -209,6 +209,14 @@ def test_an_lr_change_reruns_finetune_and_after_and_keeps_the_old_models_aside(m
     assert "<footer>Produced by code " in footer and "settings that change results" in footer
 
 
+def parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 @pytest.mark.slow
 def test_killed_mid_training_then_save_steps_changed_resumes_and_another_lr_keeps_the_checkpoints(tmp_path, tiny_model_dir):
     records = [{"id": f"t{i}", "instruction": f"把数字{i}加一", "input": "", "output": f"答案：{i + 1}", "category": "math"}
@@ -229,7 +237,9 @@ def test_killed_mid_training_then_save_steps_changed_resumes_and_another_lr_keep
         work = root / "data" / "kill" / "models" / ".24.tmp" / "trainer"
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
-        while not list(work.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
+        # a complete checkpoint: its trainer_state.json (written last) parses; one still being written does not,
+        # and the rerun would rightly pass it over and start again
+        while not any(parses(f) for f in work.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
             assert proc.poll() is None, "training ended before it could be killed"
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
