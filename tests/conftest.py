@@ -31,8 +31,9 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """The longest tests first: the chaos test (a quarter of ``make test-all``'s work), then the other slow ones,
-    then the quick ones. pytest-xdist hands tests out in this order, so the two workers start on the long ones and
-    the quick ones fill the end, rather than one worker finishing a long test alone while the other has nothing."""
+    then the quick ones. pytest-xdist queues tests in this order and, with ``--dist worksteal`` (the Makefile's), a
+    worker that runs out takes the far end of the other's queue: the quick ones fill the end, rather than one worker
+    running long tests alone on its core while the other has nothing left."""
     def rank(item) -> int:
         return 0 if item.get_closest_marker("chaos") else 1 if item.get_closest_marker("slow") else 2
 
