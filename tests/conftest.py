@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from fake_openai import ENV, KEY, FakeOpenAI
 
+EVERY_CORE = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []  # before the pinning below
+
 
 def pytest_configure(config):
     """Each pytest-xdist worker on cores of its own (``make test`` runs one worker per core).
@@ -38,6 +40,21 @@ def pytest_collection_modifyitems(items):
         return 0 if item.get_closest_marker("chaos") else 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)  # stable: the order within each group is the files' order
+
+
+@pytest.fixture
+def every_core():
+    """Every core for the processes this test starts: the ranks of a launch share the machine's cores among
+    themselves (``cores // world size`` threads each), which on one pinned core left each rank a fraction of it."""
+    if not EVERY_CORE:
+        yield
+        return
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, EVERY_CORE)  # this thread's: the processes it starts inherit it
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, mine)
 
 
 @pytest.fixture(scope="session")

@@ -245,6 +245,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
 
 
 @pytest.mark.slow  # accelerate launch, two processes
+@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_dir):
     """accelerate launch with 2 processes (gloo on the CPU): half the steps, one saved model."""
     import os

@@ -84,6 +84,7 @@ def test_the_rehearsal_of_paper_yaml_passes(tmp_path):
 
 # about two minutes: ZeRO-3 launched three times, a study through papermill; make test's workers run it beside the rest
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs DeepSpeed (the gpu extra; make test installs it)")
+@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_the_small_rehearsal_of_paper_yaml_passes(tmp_path):
     """What `make test` runs of the rehearsal: ZeRO-3 in 2 processes killed and resumed, the stand-in judge through
     the openai client, the report; two scales, hf in place of vLLM."""
