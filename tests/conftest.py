@@ -9,6 +9,7 @@ test that needs a finished study.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,19 +43,26 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)  # stable: the order within each group is the files' order
 
 
-@pytest.fixture
-def every_core():
-    """Every core for the processes this test starts: the ranks of a launch share the machine's cores among
-    themselves (``cores // world size`` threads each), which on one pinned core left each rank a fraction of it."""
+@contextmanager
+def every_core_now():
+    """Every core for the processes started inside (they inherit this thread's CPU affinity)."""
     if not EVERY_CORE:
         yield
         return
     mine = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, EVERY_CORE)  # this thread's: the processes it starts inherit it
+    os.sched_setaffinity(0, EVERY_CORE)
     try:
         yield
     finally:
         os.sched_setaffinity(0, mine)
+
+
+@pytest.fixture
+def every_core():
+    """Every core for the processes this test starts: the ranks of a launch share the machine's cores among
+    themselves (``cores // world size`` threads each), which on one pinned core left each rank a fraction of it."""
+    with every_core_now():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +146,7 @@ def micro_study(tmp_path_factory):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the run's folder above each worker's own
     root, done = shared / "micro", shared / "micro.finished.json"
-    with FileLock(str(shared / "micro.lock")):
+    with FileLock(str(shared / "micro.lock")), every_core_now():  # the other workers wait for it: all cores to it
         if not done.exists():
             root.mkdir(exist_ok=True)
             lines: list[str] = []
