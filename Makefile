@@ -16,10 +16,12 @@ setup: $(STAMP)
 # micro study twice as slow), so the targets below turn it off for themselves.
 export PYTHONDONTWRITEBYTECODE =
 
+# pip -qq shows errors only: a pip config naming find-links folders that are missing (as on the reference machine)
+# otherwise prints a warning per package, 200 lines of `make study` on a fresh clone.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-compile -e .
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq --no-compile -e .
 	touch $(STAMP)
 
 # One line per stage execution (a progress bar while one runs, on a terminal), the report's path and a three-line
@@ -51,7 +53,7 @@ sandbox:
 TEST_STAMP = $(VENV)/.installed-test
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --no-compile -e ".[gpu]"
+	$(BIN)/python -m pip install -qq --no-compile -e ".[gpu]"
 	touch $(TEST_STAMP)
 
 # Two tiers, split by the pytest marker `slow` (pyproject.toml). `make test`, between two edits: lint (ruff:
@@ -88,10 +90,10 @@ vllm-env: $(VLLM_STAMP)
 
 $(VLLM_STAMP): pyproject.toml
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install --quiet "$(VLLM_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip install -qq --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -qq "$(VLLM_SPEC)"
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
-	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(VLLM_VENV)/bin/python -m pip install -qq --no-deps -e .
 	$(VLLM_VENV)/bin/python -c "import vllm, helpers.generate.vllm_worker; print('vllm', vllm.__version__)"
 	touch $(VLLM_STAMP)
 
