@@ -150,7 +150,8 @@ def build(source: Path, out: Path, tok, max_length: int, num_proc: int | None = 
         lines = datasets.Dataset.from_generator(_lines, gen_kwargs={"path": str(source)}, features=features,
                                                 cache_dir=str(work / "hf"))
         if num_proc is None:
-            num_proc = max(1, min(len(os.sched_getaffinity(0)), len(lines) // ROWS_PER_PROCESS))
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # not on macOS
+            num_proc = max(1, min(cores, len(lines) // ROWS_PER_PROCESS))
         out_features = datasets.Features({
             "input_ids": datasets.Sequence(datasets.Value("int32")),
             "attention_mask": datasets.Sequence(datasets.Value("int8")),

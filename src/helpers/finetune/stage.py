@@ -340,7 +340,8 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     torch.manual_seed(cfg.seed)
     if not torch.cuda.is_available():
         # the cores this process may use (a Slurm task's, a test worker's), shared by the ranks on this machine
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world_size()))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # not on macOS
+        torch.set_num_threads(max(1, cores // world_size()))
     base = base_model_path(cfg)
     tok = load_tokenizer(base)
     # tokenized once per strategy and shared by every scale and process (helpers.finetune.cache);

@@ -80,7 +80,8 @@ def run(cfg: StudyConfig, study_dir: Path, models: list[str]) -> list[Path]:
     tokenizer once for all of them."""
     study_dir = Path(study_dir)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores this process may use (a Slurm task's own)
+    # the cores this process may use (a Slurm task's own); macOS has no affinity
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     opened = {m: open_answers(cfg, m, study_dir) for m in models}
     todo = {m: items for m, (_, items) in opened.items() if items}
     if cfg.generate.backend == "vllm" and todo:
