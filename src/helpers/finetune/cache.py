@@ -51,6 +51,7 @@ from helpers.finetune.tokens import tokenize
 from helpers.study.config import StudyConfig, is_mixture, split_model
 from helpers.study.hashes import cached_digest
 from helpers.study.imports import code_hashes
+from helpers.study.models import usable_cores
 
 FORMAT = 1
 """Bumped when the layout of a cache changes, so old caches are not read as new ones."""
@@ -150,8 +151,7 @@ def build(source: Path, out: Path, tok, max_length: int, num_proc: int | None = 
         lines = datasets.Dataset.from_generator(_lines, gen_kwargs={"path": str(source)}, features=features,
                                                 cache_dir=str(work / "hf"))
         if num_proc is None:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # not on macOS
-            num_proc = max(1, min(cores, len(lines) // ROWS_PER_PROCESS))
+            num_proc = max(1, min(usable_cores(), len(lines) // ROWS_PER_PROCESS))
         out_features = datasets.Features({
             "input_ids": datasets.Sequence(datasets.Value("int32")),
             "attention_mask": datasets.Sequence(datasets.Value("int8")),

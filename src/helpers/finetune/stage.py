@@ -42,7 +42,7 @@ from helpers.study.config import StudyConfig, is_mixture, split_model
 from helpers.study.files import atomic_write_text, read_jsonl, write_jsonl
 from helpers.study.imports import code_hashes, code_label
 from helpers.study.keys import changes, digest, stage_settings
-from helpers.study.models import base_model_path, bf16_supported, load_causal_lm, load_tokenizer
+from helpers.study.models import base_model_path, bf16_supported, load_causal_lm, load_tokenizer, usable_cores
 
 
 def use_bf16(setting: str | bool) -> bool:
@@ -340,8 +340,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     torch.manual_seed(cfg.seed)
     if not torch.cuda.is_available():
         # the cores this process may use (a Slurm task's, a test worker's), shared by the ranks on this machine
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # not on macOS
-        torch.set_num_threads(max(1, cores // world_size()))
+        torch.set_num_threads(max(1, usable_cores() // world_size()))
     base = base_model_path(cfg)
     tok = load_tokenizer(base)
     # tokenized once per strategy and shared by every scale and process (helpers.finetune.cache);

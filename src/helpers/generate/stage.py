@@ -19,6 +19,7 @@ from helpers.generate.backend import answers_key, engine_note_path, write_engine
 from helpers.generate.hf import hf_answers
 from helpers.study.config import StudyConfig
 from helpers.study.files import read_json, read_jsonl
+from helpers.study.models import usable_cores
 
 __all__ = ["generate_answers", "run"]
 
@@ -80,8 +81,7 @@ def run(cfg: StudyConfig, study_dir: Path, models: list[str]) -> list[Path]:
     tokenizer once for all of them."""
     study_dir = Path(study_dir)
     torch.manual_seed(cfg.seed)
-    # the cores this process may use (a Slurm task's own); macOS has no affinity
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    torch.set_num_threads(usable_cores())  # the cores this process may use (a Slurm task's own)
     opened = {m: open_answers(cfg, m, study_dir) for m in models}
     todo = {m: items for m, (_, items) in opened.items() if items}
     if cfg.generate.backend == "vllm" and todo:

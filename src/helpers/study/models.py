@@ -207,6 +207,12 @@ def contiguous_head_input(model) -> None:
         head.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
 
 
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity (a Slurm task's, a pinned test worker's), else the machine's
+    count where the OS has no affinity (macOS)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def bf16_supported() -> bool:
     """bf16 autocast pays off on CUDA with bf16 and on CPUs with native bf16 (AVX512-BF16 or AMX)."""
     import torch
