@@ -25,11 +25,10 @@ def pytest_configure(config):
     training process) inherits them. Two workers that each ran two threads on the same two cores made matmul-heavy
     tests 2.2x slower than one worker per core (OpenMP threads spin while waiting for one another)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker or not hasattr(os, "sched_setaffinity"):
+    if not worker or not EVERY_CORE:
         return
-    cpus = sorted(os.sched_getaffinity(0))
     i, n = int(worker.removeprefix("gw")), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    os.sched_setaffinity(0, cpus[i::n] or [cpus[i % len(cpus)]])
+    os.sched_setaffinity(0, EVERY_CORE[i::n] or [EVERY_CORE[i % len(EVERY_CORE)]])
 
 
 def pytest_collection_modifyitems(items):
