@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     reh.add_argument("--tflops", type=float, default=125.0, help="sustained TFLOP/s per GPU for the projections")
     reh.add_argument("--gpu-gib", type=float, default=80.0, help="memory of one GPU, for the peak-memory check")
     reh.add_argument("--gen-tps", type=float, default=1500.0, help="generated tokens/s per GPU assumed for generation")
-    reh.add_argument("--small", action="store_true", help="two scales, the hf backend for vllm (what make test runs)")
+    reh.add_argument("--small", action="store_true", help="two scales, the hf backend for vllm (what make test-all runs)")
     launch = sub.add_parser("launch", help="inside a Slurm job, on every node: this node's accelerate launch of train")
     launch.add_argument("--config", required=True)
     launch.add_argument("--root", default=None)

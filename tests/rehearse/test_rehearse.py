@@ -1,5 +1,5 @@
 """The rehearsal (helpers.rehearse): its config changes sizes only, its stand-in answers the real openai client as
-a paid endpoint would, the small rehearsal of paper.yaml passes (with DeepSpeed, in make test), and the whole one (slow,
+a paid endpoint would, the small rehearsal of paper.yaml passes (with DeepSpeed, slow), and the whole one (slow,
 with DeepSpeed and vLLM's environment)."""
 import importlib.util
 import json
@@ -82,11 +82,12 @@ def test_the_rehearsal_of_paper_yaml_passes(tmp_path):
         assert fact in text
 
 
-# about two minutes: ZeRO-3 launched three times, a study through papermill; make test's workers run it beside the rest
+# ZeRO-3 launched three times and a study through papermill: three to five minutes on two cores, so make test-all's
+@pytest.mark.slow  # (make test's six minutes hold the micro study and the unit tests)
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs DeepSpeed (the gpu extra; make test installs it)")
 @pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_the_small_rehearsal_of_paper_yaml_passes(tmp_path):
-    """What `make test` runs of the rehearsal: ZeRO-3 in 2 processes killed and resumed, the stand-in judge through
+    """What `make test-all` runs of the rehearsal: ZeRO-3 in 2 processes killed and resumed, the stand-in judge through
     the openai client, the report; two scales, hf in place of vLLM."""
     from helpers.rehearse.run import rehearse
 

@@ -98,7 +98,7 @@ def tiny_model(cfg: StudyConfig, path: Path, texts: list[str]) -> tuple[Path, st
 def shrunk_config(config: str | Path, work: Path, judge_url: str | None, small: bool = False) -> tuple[dict, dict]:
     """The rehearsal's config (a mapping, written by the caller) and what was substituted, by stage.
 
-    ``small`` (the rehearsal ``make test`` runs, in two to three minutes): the first two scales only, a few steps
+    ``small`` (the rehearsal ``make test-all`` runs, in three to five minutes on two cores): the first two scales only, a few steps
     each, and a config's vllm backend becomes hf (no vLLM environment needed), said in the table."""
     from helpers.study.loading import load_config
 
