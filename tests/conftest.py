@@ -9,13 +9,12 @@ test that needs a finished study.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fake_openai import ENV, KEY, FakeOpenAI
 
-EVERY_CORE = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []  # before the pinning below
+EVERY_CORE = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 
 def pytest_configure(config):
@@ -46,28 +45,6 @@ def pytest_collection_modifyitems(items):
         return 2 if "micro_study" in getattr(item, "fixturenames", ()) else 3
 
     items.sort(key=rank)  # stable: the order within each group is the files' order
-
-
-@contextmanager
-def every_core_now():
-    """Every core for the processes started inside (they inherit this thread's CPU affinity)."""
-    if not EVERY_CORE:
-        yield
-        return
-    mine = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, EVERY_CORE)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, mine)
-
-
-@pytest.fixture
-def every_core():
-    """Every core for the processes this test starts: the ranks of a launch share the machine's cores among
-    themselves (``cores // world size`` threads each), which on one pinned core left each rank a fraction of it."""
-    with every_core_now():
-        yield
 
 
 @pytest.fixture(scope="session")

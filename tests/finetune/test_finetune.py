@@ -30,6 +30,24 @@ def test_tokenize_masks_the_prompt_and_appends_eos(tiny_model_dir):
     assert len(tokenize(RECORDS[:1], tok, 10)[0]["input_ids"]) == 10
 
 
+def test_the_tokenizer_is_serialized_once_and_every_folder_gets_the_same_bytes(tmp_path, tiny_bloom_dir):
+    """SavedOnce (installed as the run's ``tok.save_pretrained``): the first checkpoint writes the files once, every
+    later checkpoint and model gets a copy, byte for byte what ``save_pretrained`` itself writes."""
+    from helpers.finetune.tokens import SavedOnce
+
+    tok = load_tokenizer(str(tiny_bloom_dir))
+    tok.save_pretrained(tmp_path / "direct")
+    calls = []
+    real = tok.save_pretrained
+    tok.save_pretrained = lambda out, **kw: (calls.append(out), real(out, **kw))[1]
+    tok.save_pretrained = SavedOnce(tok, tmp_path / "work" / "tokenizer")
+    for out in ("checkpoint-1", "checkpoint-2", "model"):
+        tok.save_pretrained(tmp_path / out)
+        assert {f.name: f.read_bytes() for f in (tmp_path / out).iterdir()} == \
+            {f.name: f.read_bytes() for f in (tmp_path / "direct").iterdir()}
+    assert len(calls) == 1 and not list((tmp_path / "work").glob(".*tmp"))
+
+
 @pytest.mark.parametrize("arch", ["tiny_model_dir", "tiny_bloom_dir"])
 def test_label_only_head_loss_equals_the_full_loss(arch, request):
     """Projecting only labelled positions gives exactly the model's own causal-LM loss, for Gemma 3 (its inner
@@ -102,6 +120,8 @@ def test_train_scale_writes_adapter_log_and_summary(tmp_path, tiny_model_dir):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["examples"] == 8 and summary["tokens_seen"] == log[-1]["tokens_seen"]
     assert not list((tmp_path / "models").glob(".*tmp"))
+    load_tokenizer(str(tiny_model_dir)).save_pretrained(tmp_path / "direct")  # the model's tokenizer files: a copy
+    assert all((out / f.name).read_bytes() == f.read_bytes() for f in (tmp_path / "direct").iterdir())
 
 
 @pytest.mark.slow  # a training in bf16
@@ -245,7 +265,6 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tmp_path, tiny_model_dir
 
 
 @pytest.mark.slow  # accelerate launch, two processes
-@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_two_processes_on_the_cpu_train_and_save_one_model(tmp_path, tiny_model_dir):
     """accelerate launch with 2 processes (gloo on the CPU): half the steps, one saved model."""
     import os

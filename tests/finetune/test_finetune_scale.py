@@ -88,7 +88,6 @@ def test_bf16_that_disagrees_with_the_deepspeed_config_is_refused_before_loading
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None and not os.environ.get("CI"),
                     reason="DeepSpeed is not installed (pip install -e .[gpu]; make test installs it)")
 @pytest.mark.slow  # DeepSpeed ZeRO-3 in two processes
-@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_deepspeed_zero3_partitions_the_weights_as_they_load(tmp_path, tiny_bloom_dir):
     """The real thing where DeepSpeed is importable (its CPU accelerator works without a GPU): accelerate launch
     with configs/accelerate/deepspeed_zero3.yaml fully fine-tunes the tiny Bloom, the weights already

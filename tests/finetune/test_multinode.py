@@ -62,7 +62,6 @@ def test_a_node_reads_its_place_from_slurm(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None and not os.environ.get("CI"),
                     reason="DeepSpeed is not installed (pip install -e .[gpu]; make test installs it)")
-@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_two_machines_on_loopback_train_as_one_two_process_launch(tmp_path, tiny_bloom_dir):
     one, two = tmp_path / "one", tmp_path / "two"
     logs = {}

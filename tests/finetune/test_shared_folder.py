@@ -37,7 +37,6 @@ def two_ranks(tmp_path, *folders):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_two_ranks_on_one_folder_pass_and_leave_nothing_behind(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -48,7 +47,6 @@ def test_two_ranks_on_one_folder_pass_and_leave_nothing_behind(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_ranks_on_different_folders_stop_with_the_hosts_named(tmp_path):
     node_a, node_b = tmp_path / "node-a", tmp_path / "node-b"
     node_a.mkdir()

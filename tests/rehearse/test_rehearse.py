@@ -85,7 +85,6 @@ def test_the_rehearsal_of_paper_yaml_passes(tmp_path):
 # ZeRO-3 launched three times and a study through papermill: three to five minutes on two cores, so make test-all's
 @pytest.mark.slow  # (make test's six minutes hold the micro study and the unit tests)
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs DeepSpeed (the gpu extra; make test installs it)")
-@pytest.mark.usefixtures("every_core")  # ranks of one launch
 def test_the_small_rehearsal_of_paper_yaml_passes(tmp_path):
     """What `make test-all` runs of the rehearsal: ZeRO-3 in 2 processes killed and resumed, the stand-in judge through
     the openai client, the report; two scales, hf in place of vLLM."""

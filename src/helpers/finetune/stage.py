@@ -35,7 +35,7 @@ from helpers.finetune.log import PrefixSnapshots, StepProgress, TrainLog, peak_m
 from helpers.finetune.memory import check_fits, gpu_memory, logits_memory, size
 from helpers.finetune.shared import check_shared
 from helpers.finetune.slurm import StopForRequeue, stop_file
-from helpers.finetune.tokens import IGNORE
+from helpers.finetune.tokens import IGNORE, SavedOnce
 from helpers.finetune.watch import check_report_to, report_arguments
 from helpers.study.aside import move_aside
 from helpers.study.config import StudyConfig, is_mixture, split_model
@@ -446,6 +446,7 @@ def _train(cfg: StudyConfig, study_dir: Path, name: str, data: str, scales: list
     )
     if resumed_from:  # the skipped batches are not passed to compute_loss again
         trainer.tokens_seen = int(resumed_from["tokens_seen"]) // world_size()
+    tok.save_pretrained = SavedOnce(tok, work / "tokenizer")  # each checkpoint and model: a copy of one save
     ref.append(trainer)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if stop and stop[0].stopped:  # the job is requeued and resumes from the checkpoint just saved
