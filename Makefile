@@ -60,7 +60,7 @@ $(TEST_STAMP): $(STAMP)
 # pyflakes, pycodestyle, import order), the unit tests and one micro study end to end (tests/conftest.py's
 # micro_study, shared by every test that needs a finished study). `make test-all`, what CI runs (.ci/run): the
 # same and the tests marked slow (chaos, DeepSpeed's ZeRO-3, the outage, papermill, whole studies, nbval over every
-# notebook on the micro config: tests/test_notebooks.py); it builds the docs first.
+# notebook on the micro config: tests/end_to_end/test_notebooks.py); it builds the docs first.
 # pytest-xdist spreads the tests over TEST_WORKERS processes (default: one per core; the micro study runs once for
 # all of them, tests/conftest.py). TEST_WORKERS=0 runs them in this one process.
 # Each worker has a core of its own (tests/conftest.py) and the longest tests are handed out first; `worksteal` lets a
