@@ -1,6 +1,10 @@
 """Prompt + response token ids with labels on the response and EOS only (``IGNORE`` elsewhere)."""
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 from helpers.study.prompt import format_prompt
 
 IGNORE = -100
@@ -50,20 +54,13 @@ class SavedOnce:
     Trainer still aligns the model's special tokens with it as before."""
 
     def __init__(self, tok, folder):
-        self.save, self.folder = tok.save_pretrained, folder
+        self.save, self.folder = tok.save_pretrained, Path(folder)
 
     def __call__(self, out, *args, **kwargs):
-        import os
-        import shutil
-        from pathlib import Path
-
-        folder = Path(self.folder)
-        if not folder.is_dir():  # written whole or not at all: a killed save leaves only the .tmp
-            tmp = folder.with_name(f".{folder.name}.tmp")
+        if not self.folder.is_dir():  # written whole or not at all: a killed save leaves only the .tmp
+            tmp = self.folder.with_name(f".{self.folder.name}.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             self.save(str(tmp), *args, **kwargs)
-            os.replace(tmp, folder)
+            os.replace(tmp, self.folder)
         Path(out).mkdir(parents=True, exist_ok=True)
-        for f in folder.iterdir():
-            shutil.copyfile(f, Path(out) / f.name)
-        return tuple(str(Path(out) / f.name) for f in folder.iterdir())
+        return tuple(str(shutil.copyfile(f, Path(out) / f.name)) for f in self.folder.iterdir())
